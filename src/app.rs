@@ -1,0 +1,283 @@
+//! Wiring only: connect, choose the start position, create the channels, spawn the stages,
+//! and run the shutdown sequence. No processing happens here.
+//!
+//! ```text
+//! source::run ──SinkInput (bounded)──▶ sink::run ──acknowledged positions (bounded)──▶ checkpoint::run
+//! ```
+//!
+//! # Shutdown sequence
+//!
+//! 1. A signal (or a stage ending) cancels the source's token, and only that one.
+//! 2. The source stops at the next transaction boundary and drops its sender.
+//! 3. The sink sees its input end, sends what it holds, waits for Kinesis to acknowledge it,
+//!    reports the last acknowledged boundary, and drops its sender.
+//! 4. The checkpoint task writes that boundary and ends.
+//!
+//! Steps 2–3 are bounded by `shutdown.drain_timeout_ms` (and cut short by a second signal): past
+//! it the source and sink are aborted, the checkpoint task still writes what was acknowledged,
+//! and the run reports [`Error::DrainIncomplete`].
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    checkpoint::{self, file::FileStore, CheckpointError, CheckpointStore},
+    config::{Config, ConfigError},
+    position::BinlogPosition,
+    shutdown::Shutdown,
+    sink::{self, client::KinesisClient, retry::DEFAULT_BACKOFF, SinkConfig, SinkError},
+    source::{self, connect, SourceConfig, SourceError},
+};
+
+/// Events between the source and the sink. Small: the sink holds the real buffer, bounded in
+/// bytes by `kinesis.max_buffered_bytes`.
+const EVENT_CHANNEL_CAPACITY: usize = 1024;
+
+/// Acknowledged positions between the sink and the checkpoint task, which only keeps the latest.
+const ACK_CHANNEL_CAPACITY: usize = 256;
+
+/// Where replication starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartFrom {
+    /// `--start-position FILE:POS`
+    Position(BinlogPosition),
+    /// `--from-end`: the server's current end of binlog.
+    End,
+    /// The checkpoint, or the server's end when there is none yet.
+    Checkpoint,
+}
+
+/// Anything that stops a run; each kind has its own exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad configuration or usage.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The MySQL side.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The Kinesis side.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// The stream is not usable at startup.
+    #[error("kinesis stream {stream:?} is not usable: {message}")]
+    Stream {
+        /// The stream.
+        stream: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Saving progress failed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The drain did not finish in time.
+    #[error("the drain did not finish within {timeout_ms} ms; the checkpoint is at {committed}, changes after it will be sent again on restart")]
+    DrainIncomplete {
+        /// The deadline.
+        timeout_ms: u64,
+        /// The last checkpoint written.
+        committed: String,
+    },
+    /// A stage ended in a way it never should.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The process exit code for this error (documented in the README).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) => 2,
+            Error::Source(
+                SourceError::AccessDenied { .. }
+                | SourceError::MissingPrivilege { .. }
+                | SourceError::ServerMisconfigured { .. },
+            ) => 3,
+            Error::Source(SourceError::PositionNotOnServer { .. }) => 4,
+            Error::DrainIncomplete { .. } => 5,
+            Error::Sink(_) | Error::Stream { .. } => 6,
+            Error::Source(
+                SourceError::UnsupportedEvent { .. }
+                | SourceError::Decode { .. }
+                | SourceError::Schema { .. }
+                | SourceError::Protocol { .. },
+            ) => 7,
+            Error::Source(error) if error.is_transient() => 8,
+            Error::Checkpoint(_) => 9,
+            Error::Source(_) | Error::Internal(_) => 1,
+        }
+    }
+}
+
+/// What a clean run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunOutcome {
+    /// The last checkpoint written.
+    pub committed: Option<BinlogPosition>,
+    /// Row events read.
+    pub events: u64,
+}
+
+/// Runs the daemon until `shutdown` fires and the drain completes, or a stage fails.
+pub async fn run(
+    config: Config,
+    start: StartFrom,
+    client: Arc<dyn KinesisClient>,
+    shutdown: Shutdown,
+) -> Result<RunOutcome, Error> {
+    let store = FileStore::new(config.checkpoint.path.clone());
+    let checkpoint = store.load().await?;
+
+    client
+        .check_stream(&config.kinesis.stream)
+        .await
+        .map_err(|error| Error::Stream {
+            stream: config.kinesis.stream.clone(),
+            message: error.to_string(),
+        })?;
+
+    let mut conn = connect::connect(&config.mysql).await?;
+    let server = connect::check_server(&mut conn).await?;
+    for warning in &server.warnings {
+        tracing::warn!("{warning}");
+    }
+    let position = match (start, checkpoint) {
+        (StartFrom::Position(position), _) => {
+            tracing::info!(%position, "starting from --start-position");
+            connect::ensure_position_available(&mut conn, &position).await?;
+            position
+        }
+        (StartFrom::End, _) => {
+            let position = connect::current_position(&mut conn).await?;
+            tracing::info!(%position, "starting from the server's current end of binlog (--from-end)");
+            position
+        }
+        (StartFrom::Checkpoint, Some(checkpoint)) => {
+            tracing::info!(position = %checkpoint.position, "resuming from the checkpoint");
+            connect::ensure_position_available(&mut conn, &checkpoint.position).await?;
+            checkpoint.position
+        }
+        (StartFrom::Checkpoint, None) => {
+            let position = connect::current_position(&mut conn).await?;
+            tracing::info!(%position, path = ?store.path(), "no checkpoint yet: starting from the server's current end of binlog");
+            position
+        }
+    };
+    let stream = connect::open_stream(
+        conn,
+        config.mysql.server_id.get(),
+        &position,
+        config.mysql.heartbeat,
+    )
+    .await?;
+    tracing::info!(server = %server.version, %position, stream = %config.kinesis.stream, "replicating");
+
+    let (events_tx, events_rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
+    let (acks_tx, acks_rx) = mpsc::channel(ACK_CHANNEL_CAPACITY);
+    let source_cancel = CancellationToken::new();
+    let mut source = tokio::spawn(source::run(
+        SourceConfig {
+            filter: config.filter.clone(),
+            heartbeat: config.mysql.heartbeat,
+            lookahead_bytes: config.mysql.transaction_lookahead_bytes,
+            checksum_crc32: server.checksum_crc32,
+        },
+        stream,
+        position,
+        events_tx,
+        source_cancel.clone(),
+    ));
+    let mut sink = tokio::spawn(sink::run(
+        SinkConfig {
+            stream: config.kinesis.stream.clone(),
+            max_record_bytes: config.kinesis.max_record_bytes,
+            linger: config.kinesis.linger,
+            max_buffered_bytes: config.kinesis.max_buffered_bytes,
+            backoff: DEFAULT_BACKOFF,
+        },
+        client,
+        events_rx,
+        acks_tx,
+    ));
+    let interval = config.checkpoint.interval;
+    let checkpointer =
+        tokio::spawn(async move { checkpoint::run(&store, interval, acks_rx).await });
+
+    // Run until a signal or until a stage ends on its own (which only happens on error).
+    let mut source_result = None;
+    let mut sink_result = None;
+    tokio::select! {
+        _ = shutdown.graceful.cancelled() => {}
+        result = &mut source => source_result = Some(result),
+        result = &mut sink => sink_result = Some(result),
+    }
+    source_cancel.cancel();
+
+    let drain_timeout = config.shutdown.drain_timeout;
+    let drain = async {
+        let source_result = match source_result.take() {
+            Some(result) => result,
+            None => (&mut source).await,
+        };
+        let sink_result = match sink_result.take() {
+            Some(result) => result,
+            None => (&mut sink).await,
+        };
+        (source_result, sink_result)
+    };
+    let drained = tokio::select! {
+        results = drain => Some(results),
+        _ = tokio::time::sleep(drain_timeout) => None,
+        _ = shutdown.immediate.cancelled() => None,
+    };
+    if drained.is_none() {
+        source.abort();
+        sink.abort();
+    }
+    // The checkpoint task ends once the sink's sender is gone: it always writes what was
+    // acknowledged, even after an aborted drain.
+    let committed = checkpointer
+        .await
+        .map_err(|e| Error::Internal(format!("checkpoint task: {e}")))??;
+    if let Some(position) = &committed {
+        tracing::info!(%position, "checkpoint written");
+    }
+    let Some((source_result, sink_result)) = drained else {
+        return Err(Error::DrainIncomplete {
+            timeout_ms: drain_timeout.as_millis() as u64,
+            committed: committed.map_or("(none)".into(), |p| p.to_string()),
+        });
+    };
+    let summary = sink_result.map_err(|e| Error::Internal(format!("sink task: {e}")))?;
+    let source_summary =
+        match source_result.map_err(|e| Error::Internal(format!("source task: {e}")))? {
+            // The sink's own error explains why the source could not send.
+            Err(SourceError::SinkGone) => {
+                summary?;
+                return Err(Error::Internal(
+                    "the producer stopped without an error".into(),
+                ));
+            }
+            Err(error) => {
+                if let Err(sink_error) = summary {
+                    tracing::error!(error = %sink_error, "the producer failed too");
+                }
+                return Err(error.into());
+            }
+            Ok(source_summary) => source_summary,
+        };
+    let summary = summary?;
+    tracing::info!(
+        events = summary.events,
+        records = summary.records,
+        calls = summary.calls,
+        retries = summary.retries,
+        "drained"
+    );
+    Ok(RunOutcome {
+        committed,
+        events: source_summary.events,
+    })
+}

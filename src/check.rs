@@ -1,0 +1,104 @@
+//! `binlog-kinesis check`: the preflight. Runs every check `run` depends on and prints each
+//! with PASS or FAIL, so one command says everything that would stop replication.
+
+use crate::{
+    checkpoint::{file::FileStore, CheckpointStore},
+    config::Config,
+    sink::client::{AwsKinesisClient, KinesisClient},
+    source::connect,
+};
+
+/// Runs the checks, printing each; returns whether all passed.
+pub async fn check(config: &Config, client: &AwsKinesisClient) -> bool {
+    let mut ok = true;
+    let mut report = |name: &str, result: Result<String, String>| {
+        match &result {
+            Ok(detail) => println!("PASS  {name}: {detail}"),
+            Err(detail) => println!("FAIL  {name}: {detail}"),
+        }
+        ok &= result.is_ok();
+    };
+
+    let checkpoint = FileStore::new(config.checkpoint.path.clone()).load().await;
+    report(
+        "checkpoint file",
+        match &checkpoint {
+            Ok(Some(c)) => Ok(format!(
+                "{} at {}",
+                config.checkpoint.path.display(),
+                c.position
+            )),
+            Ok(None) => Ok(format!(
+                "none yet at {} (run starts at the end of binlog)",
+                config.checkpoint.path.display()
+            )),
+            Err(e) => Err(e.to_string()),
+        },
+    );
+
+    match connect::connect(&config.mysql).await {
+        Err(error) => report("mysql connection", Err(error_chain(&error))),
+        Ok(mut conn) => {
+            report(
+                "mysql connection",
+                Ok(format!(
+                    "{}:{} as {}",
+                    config.mysql.host, config.mysql.port, config.mysql.user
+                )),
+            );
+            match connect::check_server(&mut conn).await {
+                Ok(info) => {
+                    report(
+                        "server settings",
+                        Ok(format!(
+                            "{}: log_bin=ON, binlog_format=ROW, binlog_row_metadata=FULL",
+                            info.version
+                        )),
+                    );
+                    for warning in info.warnings {
+                        println!("WARN  server settings: {warning}");
+                    }
+                }
+                Err(error) => report("server settings", Err(error.to_string())),
+            }
+            report(
+                "replication privileges",
+                match connect::missing_privileges(&mut conn).await {
+                    Ok(missing) if missing.is_empty() => Ok("REPLICATION SLAVE, REPLICATION CLIENT".into()),
+                    Ok(missing) => Err(format!("missing {}; run: GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{}'", missing.join(", "), config.mysql.user)),
+                    Err(error) => Err(error.to_string()),
+                },
+            );
+            if let Ok(Some(checkpoint)) = &checkpoint {
+                report(
+                    "checkpoint position on server",
+                    connect::ensure_position_available(&mut conn, &checkpoint.position)
+                        .await
+                        .map(|_| format!("{} is available", checkpoint.position))
+                        .map_err(|e| e.to_string()),
+                );
+            }
+        }
+    }
+
+    report(
+        "kinesis stream",
+        client
+            .check_stream(&config.kinesis.stream)
+            .await
+            .map(|_| format!("{} is ACTIVE", config.kinesis.stream))
+            .map_err(|e| e.to_string()),
+    );
+    ok
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,192 @@
+//! The seam between the producer and Kinesis: [`KinesisClient`], implemented for the AWS SDK
+//! by [`AwsKinesisClient`] and, in tests, by scripted fakes that throttle, fail records
+//! partially or refuse calls.
+
+use aws_sdk_kinesis::{
+    error::{DisplayErrorContext, ProvideErrorMetadata, SdkError},
+    primitives::Blob,
+    types::{PutRecordsRequestEntry, StreamStatus},
+};
+
+use super::retry::{classify, RetryAction};
+use crate::config::KinesisConfig;
+
+/// One Kinesis record to put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The partition key (`database.table`).
+    pub partition_key: String,
+    /// One or more event lines, each ending with `\n`.
+    pub data: Vec<u8>,
+}
+
+/// The result of one record in a PutRecords call, in request order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// Kinesis stored the record.
+    Written,
+    /// Kinesis did not store it.
+    Failed {
+        /// The per-record `ErrorCode`.
+        code: String,
+        /// The per-record `ErrorMessage`.
+        message: String,
+    },
+}
+
+/// A whole call failed: no record of it is known to be stored.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("kinesis call failed ({}): {message}", code.as_deref().unwrap_or("no error code"))]
+pub struct CallError {
+    /// Retry or stop.
+    pub action: RetryAction,
+    /// The AWS error code, when the service answered with one.
+    pub code: Option<String>,
+    /// What happened, for the log.
+    pub message: String,
+}
+
+/// Puts records into a stream.
+#[async_trait::async_trait]
+pub trait KinesisClient: Send + Sync + 'static {
+    /// One PutRecords call. On `Ok`, the outcomes are in request order, one per record.
+    async fn put_records(
+        &self,
+        stream: &str,
+        records: Vec<Record>,
+    ) -> Result<Vec<RecordOutcome>, CallError>;
+
+    /// Fails unless `stream` exists and accepts writes; called once at startup.
+    async fn check_stream(&self, _stream: &str) -> Result<(), CallError> {
+        Ok(())
+    }
+}
+
+/// The AWS SDK client, configured from `[kinesis]` and the default credential chain.
+#[derive(Debug, Clone)]
+pub struct AwsKinesisClient {
+    sdk: aws_sdk_kinesis::Client,
+}
+
+impl AwsKinesisClient {
+    /// Builds the client: region and endpoint from the config when set, otherwise the AWS
+    /// default chain (environment, profile, ECS task role).
+    pub async fn new(config: &KinesisConfig) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &config.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(url) = &config.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let sdk_config = loader.load().await;
+        Self {
+            sdk: aws_sdk_kinesis::Client::new(&sdk_config),
+        }
+    }
+
+    /// The underlying SDK client, for the reader (`tail`) and preflight checks.
+    pub fn sdk(&self) -> &aws_sdk_kinesis::Client {
+        &self.sdk
+    }
+
+    /// The stream's status (`ACTIVE`, `CREATING`, ...), from DescribeStreamSummary.
+    pub async fn stream_status(&self, stream: &str) -> Result<StreamStatus, CallError> {
+        let output = self
+            .sdk
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+            .map_err(call_error)?;
+        Ok(output
+            .stream_description_summary()
+            .map(|s| s.stream_status().clone())
+            .unwrap_or_else(|| StreamStatus::from("UNKNOWN")))
+    }
+}
+
+/// Turns an SDK error into a classified [`CallError`].
+pub fn call_error<E>(error: SdkError<E, aws_smithy_runtime_api::http::Response>) -> CallError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = error.raw_response().map(|r| r.status().as_u16());
+    let code = error.code().map(str::to_owned);
+    let action = if matches!(error, SdkError::ConstructionFailure(_)) {
+        RetryAction::Fail
+    } else {
+        classify(code.as_deref(), status)
+    };
+    CallError {
+        action,
+        code,
+        message: DisplayErrorContext(&error).to_string(),
+    }
+}
+
+#[async_trait::async_trait]
+impl KinesisClient for AwsKinesisClient {
+    async fn check_stream(&self, stream: &str) -> Result<(), CallError> {
+        match self.stream_status(stream).await? {
+            StreamStatus::Active | StreamStatus::Updating => Ok(()),
+            status => Err(CallError {
+                action: RetryAction::Fail,
+                code: None,
+                message: format!("the stream is {status}, not ACTIVE"),
+            }),
+        }
+    }
+
+    async fn put_records(
+        &self,
+        stream: &str,
+        records: Vec<Record>,
+    ) -> Result<Vec<RecordOutcome>, CallError> {
+        let n_records = records.len();
+        let entries = records
+            .into_iter()
+            .map(|record| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key(record.partition_key)
+                    .data(Blob::new(record.data))
+                    .build()
+                    .map_err(|error| CallError {
+                        action: RetryAction::Fail,
+                        code: None,
+                        message: format!("cannot build a PutRecords entry: {error}"),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let output = self
+            .sdk
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(entries))
+            .send()
+            .await
+            .map_err(call_error)?;
+        let results = output.records();
+        if results.len() != n_records {
+            // The answer cannot be matched to the request; nothing can be assumed stored.
+            return Err(CallError {
+                action: RetryAction::Retry,
+                code: None,
+                message: format!(
+                    "PutRecords answered {} results for {n_records} records",
+                    results.len()
+                ),
+            });
+        }
+        Ok(results
+            .iter()
+            .map(|entry| match entry.error_code() {
+                Some(code) => RecordOutcome::Failed {
+                    code: code.to_owned(),
+                    message: entry.error_message().unwrap_or_default().to_owned(),
+                },
+                None => RecordOutcome::Written,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,454 @@
+//! The Kinesis producer: events in, ordered records out, acknowledged positions back.
+//!
+//! # Ordering contract
+//!
+//! For every partition key (`database.table`), records reach Kinesis in binlog order:
+//! - at most one record per key is in flight at any time;
+//! - a record that fails, alone (a per-record `ErrorCode` in a partly failed PutRecords) or
+//!   with its whole call, is retried with backoff before anything after it on that key is sent;
+//! - records of different keys travel together in PutRecords calls (≤ 500 records, ≤ 5 MiB),
+//!   and several calls may be in flight, always for disjoint keys. Every per-record result is
+//!   read: a partly failed call is not a success.
+//!
+//! A record holds consecutive events of one key up to `max_record_bytes` (partition key
+//! included); a partly filled record waits up to `linger` for more events of its key.
+//!
+//! # Acknowledgements
+//!
+//! Each event gets a sequence number in the [`AckTracker`] as it arrives; a record's events are
+//! acknowledged when Kinesis reports the record written. Transaction boundaries from the
+//! source pass through the tracker, and every boundary whose events (and all before them) are
+//! acknowledged is sent to the checkpoint task.
+//!
+//! # Memory
+//!
+//! Event bytes held here (queued or in flight) are capped by `max_buffered_bytes`: at the cap
+//! the sink stops reading its input channel, which in turn pauses the binlog reader.
+//!
+//! # Shutdown
+//!
+//! The sink is never cancelled. It ends when its input closes and every queued event has been
+//! acknowledged; it then reports the final boundary and drops the acknowledgement sender.
+
+pub mod batch;
+pub mod client;
+pub mod retry;
+
+use std::{
+    collections::{BTreeSet, HashMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
+
+use tokio::{sync::mpsc, task::JoinSet, time::Instant};
+
+use self::{
+    batch::{events_in_record, fits_in_call},
+    client::{CallError, KinesisClient, Record, RecordOutcome},
+    retry::{classify, Backoff, RetryAction},
+};
+use crate::{
+    checkpoint::tracker::{AckTracker, EventSeq},
+    event::TableName,
+    position::BinlogPosition,
+};
+
+/// PutRecords calls in flight at once (always for disjoint partition keys).
+pub const MAX_CONCURRENT_CALLS: usize = 4;
+
+/// How many input items are taken in one go before the sink looks at its calls again.
+const INPUT_BURST: usize = 1024;
+
+/// What the source sends the sink, in binlog order.
+#[derive(Debug)]
+pub enum SinkInput {
+    /// One encoded change event.
+    Event(OutboundEvent),
+    /// A transaction boundary: every event before it belongs to committed transactions, and
+    /// resuming at this position repeats none of them.
+    Boundary(BinlogPosition),
+}
+
+/// A change event ready to send.
+#[derive(Debug, Clone)]
+pub struct OutboundEvent {
+    /// Its table, which is its partition key.
+    pub table: TableName,
+    /// Where its rows event starts, for error messages.
+    pub position: BinlogPosition,
+    /// The JSON line, ending with `\n`.
+    pub line: Vec<u8>,
+}
+
+/// The sink's settings.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// The stream.
+    pub stream: String,
+    /// Largest record, data plus partition key.
+    pub max_record_bytes: usize,
+    /// How long a partly filled record waits for more events.
+    pub linger: Duration,
+    /// Cap on event bytes held.
+    pub max_buffered_bytes: usize,
+    /// Backoff between attempts of a failed record.
+    pub backoff: Backoff,
+}
+
+/// Why the sink stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// One event is larger than a record may be.
+    #[error("event of table {table} at {position} is {size} bytes, more than kinesis.max_record_bytes ({limit}) allows with its partition key; raise max_record_bytes (up to the stream's maximum record size) or exclude the table")]
+    EventTooLarge {
+        /// Its table.
+        table: TableName,
+        /// Its position.
+        position: BinlogPosition,
+        /// Its size in bytes.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Kinesis refused a call in a way retrying cannot fix.
+    #[error("kinesis stream {stream:?} refused the records; check that it exists and that this task may write to it")]
+    Call {
+        /// The stream.
+        stream: String,
+        /// The refusal.
+        #[source]
+        source: CallError,
+    },
+    /// Kinesis refused one record in a way retrying cannot fix.
+    #[error("kinesis stream {stream:?} refused a record of table {table}: {code}: {message}")]
+    RecordRefused {
+        /// The stream.
+        stream: String,
+        /// The record's table.
+        table: TableName,
+        /// The per-record error code.
+        code: String,
+        /// The per-record error message.
+        message: String,
+    },
+    /// The checkpoint task stopped while the sink still had acknowledgements for it.
+    #[error("the checkpoint writer stopped; acknowledgements cannot be saved")]
+    CheckpointWriterGone,
+}
+
+/// What the sink did, for the final log line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SinkSummary {
+    /// Events acknowledged by Kinesis.
+    pub events: u64,
+    /// Records written.
+    pub records: u64,
+    /// PutRecords calls made.
+    pub calls: u64,
+    /// Record or call failures that were retried.
+    pub retries: u64,
+}
+
+struct Queued {
+    seq: EventSeq,
+    line: Vec<u8>,
+    arrived: Instant,
+}
+
+#[derive(Default)]
+struct KeyState {
+    queue: VecDeque<Queued>,
+    queued_bytes: usize,
+    /// Events at the front of `queue` that are in flight as one record; 0 when none.
+    in_flight: usize,
+    /// Failed attempts of the record at the front, since its last success.
+    attempts: u32,
+    not_before: Option<Instant>,
+}
+
+/// A record in flight: which key, how many events from the front of its queue.
+struct Sent {
+    table: TableName,
+    n_events: usize,
+}
+
+type CallResult = (Vec<Sent>, Result<Vec<RecordOutcome>, CallError>);
+
+struct Producer {
+    config: SinkConfig,
+    client: Arc<dyn KinesisClient>,
+    keys: HashMap<TableName, KeyState>,
+    /// Keys with queued events and nothing in flight.
+    waiting: BTreeSet<TableName>,
+    tracker: AckTracker,
+    buffered_bytes: usize,
+    calls: JoinSet<CallResult>,
+    summary: SinkSummary,
+}
+
+/// Runs the producer until `input` closes and everything is acknowledged; sends each new
+/// acknowledged boundary on `acknowledged`.
+pub async fn run(
+    config: SinkConfig,
+    client: Arc<dyn KinesisClient>,
+    mut input: mpsc::Receiver<SinkInput>,
+    acknowledged: mpsc::Sender<BinlogPosition>,
+) -> Result<SinkSummary, SinkError> {
+    let mut producer = Producer {
+        config,
+        client,
+        keys: HashMap::new(),
+        waiting: BTreeSet::new(),
+        tracker: AckTracker::new(),
+        buffered_bytes: 0,
+        calls: JoinSet::new(),
+        summary: SinkSummary::default(),
+    };
+    let mut input_open = true;
+    loop {
+        let now = Instant::now();
+        producer.dispatch(now, !input_open)?;
+        if let Some(position) = producer.tracker.take_committable() {
+            acknowledged
+                .send(position)
+                .await
+                .map_err(|_| SinkError::CheckpointWriterGone)?;
+        }
+        if !input_open && producer.tracker.unresolved_events() == 0 && producer.calls.is_empty() {
+            return Ok(producer.summary);
+        }
+        let can_read = input_open && producer.buffered_bytes < producer.config.max_buffered_bytes;
+        let wake = producer.next_wake(!input_open);
+        tokio::select! {
+            // Completions first: they free memory and advance the checkpoint.
+            biased;
+            Some(joined) = producer.calls.join_next(), if !producer.calls.is_empty() => {
+                let (sent, result) = joined.expect("a PutRecords task does not panic");
+                producer.complete(sent, result)?;
+            }
+            _ = sleep_until_opt(wake), if wake.is_some() => {}
+            item = input.recv(), if can_read => match item {
+                Some(item) => {
+                    producer.accept(item)?;
+                    // Take what else is ready without yielding, up to a bound.
+                    for _ in 0..INPUT_BURST {
+                        if producer.buffered_bytes >= producer.config.max_buffered_bytes {
+                            break;
+                        }
+                        match input.try_recv() {
+                            Ok(item) => producer.accept(item)?,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                None => input_open = false,
+            },
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
+impl Producer {
+    fn accept(&mut self, item: SinkInput) -> Result<(), SinkError> {
+        match item {
+            SinkInput::Boundary(position) => self.tracker.push_boundary(position),
+            SinkInput::Event(event) => {
+                let size = event.line.len() + event.table.as_str().len();
+                if size > self.config.max_record_bytes {
+                    return Err(SinkError::EventTooLarge {
+                        table: event.table,
+                        position: event.position,
+                        size,
+                        limit: self.config.max_record_bytes,
+                    });
+                }
+                let seq = self.tracker.push_event();
+                self.buffered_bytes += event.line.len();
+                let state = self.keys.entry(event.table.clone()).or_default();
+                state.queued_bytes += event.line.len();
+                state.queue.push_back(Queued {
+                    seq,
+                    line: event.line,
+                    arrived: Instant::now(),
+                });
+                if state.in_flight == 0 {
+                    self.waiting.insert(event.table);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `table`'s head record may be sent now.
+    fn sendable(&self, table: &TableName, state: &KeyState, now: Instant, flush: bool) -> bool {
+        if state.not_before.is_some_and(|t| t > now) {
+            return false;
+        }
+        let full = state.queued_bytes + table.as_str().len() >= self.config.max_record_bytes;
+        let lingered = state
+            .queue
+            .front()
+            .is_some_and(|q| q.arrived + self.config.linger <= now);
+        flush || full || lingered || self.buffered_bytes >= self.config.max_buffered_bytes
+    }
+
+    /// The earliest moment a waiting key becomes sendable.
+    fn next_wake(&self, flush: bool) -> Option<Instant> {
+        self.waiting
+            .iter()
+            .filter_map(|table| {
+                let state = &self.keys[table];
+                let linger_end = if flush {
+                    None
+                } else {
+                    state.queue.front().map(|q| q.arrived + self.config.linger)
+                };
+                match (state.not_before, linger_end) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                }
+            })
+            .min()
+    }
+
+    /// Starts PutRecords calls for sendable keys while call slots are free.
+    fn dispatch(&mut self, now: Instant, flush: bool) -> Result<(), SinkError> {
+        while self.calls.len() < MAX_CONCURRENT_CALLS {
+            let mut records = Vec::new();
+            let mut sent = Vec::new();
+            let mut call_bytes = 0;
+            let candidates: Vec<TableName> = self
+                .waiting
+                .iter()
+                .filter(|table| self.sendable(table, &self.keys[*table], now, flush))
+                .cloned()
+                .collect();
+            for table in candidates {
+                let state = self.keys.get_mut(&table).expect("waiting keys have state");
+                let key_len = table.as_str().len();
+                let (n_events, data_len) = events_in_record(
+                    state.queue.iter().map(|q| q.line.as_slice()),
+                    key_len,
+                    self.config.max_record_bytes,
+                );
+                debug_assert!(n_events > 0, "oversized events are refused on arrival");
+                if !fits_in_call(records.len(), call_bytes, data_len + key_len) {
+                    break;
+                }
+                let mut data = Vec::with_capacity(data_len);
+                for queued in state.queue.iter().take(n_events) {
+                    data.extend_from_slice(&queued.line);
+                }
+                call_bytes += data_len + key_len;
+                state.in_flight = n_events;
+                self.waiting.remove(&table);
+                records.push(Record {
+                    partition_key: table.as_str().to_owned(),
+                    data,
+                });
+                sent.push(Sent { table, n_events });
+            }
+            if records.is_empty() {
+                return Ok(());
+            }
+            self.summary.calls += 1;
+            let client = Arc::clone(&self.client);
+            let stream = self.config.stream.clone();
+            self.calls.spawn(async move {
+                let result = client.put_records(&stream, records).await;
+                (sent, result)
+            });
+        }
+        Ok(())
+    }
+
+    fn complete(
+        &mut self,
+        sent: Vec<Sent>,
+        result: Result<Vec<RecordOutcome>, CallError>,
+    ) -> Result<(), SinkError> {
+        match result {
+            Ok(outcomes) => {
+                for (sent, outcome) in sent.into_iter().zip(outcomes) {
+                    match outcome {
+                        RecordOutcome::Written => self.written(sent),
+                        RecordOutcome::Failed { code, message } => {
+                            if classify(Some(&code), None) == RetryAction::Fail {
+                                return Err(SinkError::RecordRefused {
+                                    stream: self.config.stream.clone(),
+                                    table: sent.table,
+                                    code,
+                                    message,
+                                });
+                            }
+                            self.failed(sent, &format!("{code}: {message}"));
+                        }
+                    }
+                }
+            }
+            Err(error) if error.action == RetryAction::Fail => {
+                return Err(SinkError::Call {
+                    stream: self.config.stream.clone(),
+                    source: error,
+                });
+            }
+            Err(error) => {
+                for sent in sent {
+                    self.failed(sent, &error.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn written(&mut self, sent: Sent) {
+        let state = self
+            .keys
+            .get_mut(&sent.table)
+            .expect("sent keys have state");
+        for queued in state.queue.drain(..sent.n_events) {
+            state.queued_bytes -= queued.line.len();
+            self.buffered_bytes -= queued.line.len();
+            let known = self.tracker.ack(queued.seq);
+            debug_assert!(known, "each event is acknowledged once");
+        }
+        if state.attempts > 0 {
+            tracing::info!(table = %sent.table, attempts = state.attempts, "kinesis accepted the record after retries");
+        }
+        state.in_flight = 0;
+        state.attempts = 0;
+        state.not_before = None;
+        self.summary.records += 1;
+        self.summary.events += sent.n_events as u64;
+        if state.queue.is_empty() {
+            self.keys.remove(&sent.table);
+        } else {
+            self.waiting.insert(sent.table);
+        }
+    }
+
+    fn failed(&mut self, sent: Sent, reason: &str) {
+        let state = self
+            .keys
+            .get_mut(&sent.table)
+            .expect("sent keys have state");
+        state.in_flight = 0;
+        state.attempts += 1;
+        let delay = self.config.backoff.delay(state.attempts);
+        state.not_before = Some(Instant::now() + delay);
+        self.summary.retries += 1;
+        // Once per incident, then sparsely, so a long outage does not flood the log.
+        if state.attempts == 1 || state.attempts.is_power_of_two() {
+            tracing::warn!(table = %sent.table, attempts = state.attempts, retry_in_ms = delay.as_millis() as u64, reason, "kinesis did not accept a record; retrying it before anything after it on the same key");
+        }
+        self.waiting.insert(sent.table);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,319 @@
+//! Ordering and acknowledgement under partial failures, throttling and failed calls, through
+//! a scripted fake at the [`KinesisClient`] seam.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Mutex,
+};
+
+use proptest::prelude::*;
+
+use super::*;
+
+/// What the fake does with one call.
+#[derive(Debug, Clone)]
+enum Script {
+    /// Write every record.
+    Accept,
+    /// Fail the records whose index is set, with this error code; write the others.
+    FailRecords(Vec<bool>, &'static str),
+    /// Fail the whole call with this code and status; nothing is written.
+    FailCall(&'static str, u16),
+}
+
+#[derive(Default)]
+struct Fake {
+    script: Mutex<VecDeque<Script>>,
+    /// Every record written, in the order Kinesis stored them.
+    written: Mutex<Vec<Record>>,
+    in_flight: Mutex<HashSet<String>>,
+    max_records_per_call: Mutex<usize>,
+}
+
+#[async_trait::async_trait]
+impl KinesisClient for Fake {
+    async fn put_records(
+        &self,
+        _stream: &str,
+        records: Vec<Record>,
+    ) -> Result<Vec<RecordOutcome>, CallError> {
+        {
+            let mut in_flight = self.in_flight.lock().unwrap();
+            for record in &records {
+                assert!(
+                    in_flight.insert(record.partition_key.clone()),
+                    "two records of {} in flight at once",
+                    record.partition_key
+                );
+            }
+            let mut max = self.max_records_per_call.lock().unwrap();
+            *max = (*max).max(records.len());
+        }
+        // Let other calls start while this one is "on the wire".
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        let script = self
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Script::Accept);
+        {
+            let mut in_flight = self.in_flight.lock().unwrap();
+            for record in &records {
+                in_flight.remove(&record.partition_key);
+            }
+        }
+        match script {
+            Script::FailCall(code, status) => Err(CallError {
+                action: classify(Some(code), Some(status)),
+                code: Some(code.into()),
+                message: "scripted".into(),
+            }),
+            Script::Accept | Script::FailRecords(..) => {
+                let failures = match &script {
+                    Script::FailRecords(failures, _) => failures.clone(),
+                    _ => Vec::new(),
+                };
+                let code = match script {
+                    Script::FailRecords(_, code) => code,
+                    _ => "",
+                };
+                let mut written = self.written.lock().unwrap();
+                Ok(records
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, record)| {
+                        if failures.get(i).copied().unwrap_or(false) {
+                            RecordOutcome::Failed {
+                                code: code.into(),
+                                message: "scripted".into(),
+                            }
+                        } else {
+                            written.push(record);
+                            RecordOutcome::Written
+                        }
+                    })
+                    .collect())
+            }
+        }
+    }
+}
+
+fn config(max_record_bytes: usize) -> SinkConfig {
+    SinkConfig {
+        stream: "s".into(),
+        max_record_bytes,
+        linger: Duration::from_millis(5),
+        max_buffered_bytes: 4096,
+        backoff: Backoff {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(200),
+        },
+    }
+}
+
+/// Event `n` of table `t` as a line "t:n\n"; a boundary after every `tx_size` events.
+fn workload(n_events: usize, tables: usize, tx_size: usize) -> Vec<SinkInput> {
+    let mut items = Vec::new();
+    for n in 0..n_events {
+        let table = format!("db.t{}", n % tables);
+        items.push(SinkInput::Event(OutboundEvent {
+            table: TableName::new("db", &format!("t{}", n % tables)),
+            position: BinlogPosition::new("b.000001", 4 + n as u64).unwrap(),
+            line: format!("{table}:{n}\n").into_bytes(),
+        }));
+        if (n + 1) % tx_size == 0 {
+            items.push(SinkInput::Boundary(
+                BinlogPosition::new("b.000001", 5 + n as u64).unwrap(),
+            ));
+        }
+    }
+    items
+}
+
+/// Runs the sink over `items` against `fake`; returns the acknowledged positions in order, and
+/// checks at each one that every event before it had already been written.
+async fn drive(
+    fake: Arc<Fake>,
+    items: Vec<SinkInput>,
+    config: SinkConfig,
+) -> (Result<SinkSummary, SinkError>, Vec<BinlogPosition>) {
+    let (input_tx, input_rx) = mpsc::channel(16);
+    let (ack_tx, mut ack_rx) = mpsc::channel(16);
+    let sink = tokio::spawn(run(
+        config,
+        fake.clone() as Arc<dyn KinesisClient>,
+        input_rx,
+        ack_tx,
+    ));
+    let feeder = tokio::spawn(async move {
+        for item in items {
+            if input_tx.send(item).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut acks = Vec::new();
+    while let Some(position) = ack_rx.recv().await {
+        // The boundary at offset 5+n follows event n: events 0..=n must all be written.
+        let last_event = position.offset() - 5;
+        let written: HashSet<u64> = fake
+            .written
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|r| lines(r).into_iter().map(|(_, n)| n))
+            .collect();
+        for n in 0..=last_event {
+            assert!(
+                written.contains(&n),
+                "checkpoint {position} passed unwritten event {n}"
+            );
+        }
+        acks.push(position);
+    }
+    feeder.await.unwrap();
+    (sink.await.unwrap(), acks)
+}
+
+fn lines(record: &Record) -> Vec<(String, u64)> {
+    assert!(
+        record.data.ends_with(b"\n"),
+        "every line ends with a newline"
+    );
+    String::from_utf8(record.data.clone())
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (table, n) = line.rsplit_once(':').unwrap();
+            assert_eq!(table, record.partition_key, "a record holds one key only");
+            (table.to_owned(), n.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Per table, the event numbers in the order Kinesis stored them.
+fn stored_order(fake: &Fake) -> HashMap<String, Vec<u64>> {
+    let mut order: HashMap<String, Vec<u64>> = HashMap::new();
+    for record in fake.written.lock().unwrap().iter() {
+        for (table, n) in lines(record) {
+            order.entry(table).or_default().push(n);
+        }
+    }
+    order
+}
+
+fn assert_complete_and_ordered(fake: &Fake, n_events: usize, tables: usize) {
+    let order = stored_order(fake);
+    for t in 0..tables {
+        let expected: Vec<u64> = (0..n_events as u64)
+            .filter(|n| *n as usize % tables == t)
+            .collect();
+        assert_eq!(
+            order.get(&format!("db.t{t}")).cloned().unwrap_or_default(),
+            expected,
+            "table t{t}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn delivers_everything_in_order_and_acknowledges_the_last_boundary() {
+    let fake = Arc::new(Fake::default());
+    let (result, acks) = drive(fake.clone(), workload(200, 3, 4), config(64)).await;
+    let summary = result.unwrap();
+    assert_eq!(summary.events, 200);
+    assert!(
+        summary.records < 200,
+        "events of one key share records: {summary:?}"
+    );
+    assert_complete_and_ordered(&fake, 200, 3);
+    assert_eq!(acks.last().unwrap().offset(), 5 + 199);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_partly_failed_call_retries_only_failed_keys_and_keeps_their_order() {
+    let fake = Arc::new(Fake::default());
+    fake.script.lock().unwrap().extend([
+        Script::FailRecords(
+            vec![true, false, true],
+            "ProvisionedThroughputExceededException",
+        ),
+        Script::FailRecords(vec![false, true], "InternalFailure"),
+        Script::FailCall("ProvisionedThroughputExceededException", 400),
+        Script::FailCall("", 503),
+    ]);
+    let (result, _) = drive(fake.clone(), workload(60, 3, 2), config(40)).await;
+    assert!(result.unwrap().retries >= 3);
+    assert_complete_and_ordered(&fake, 60, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missing_stream_stops_the_sink_without_acknowledging() {
+    let fake = Arc::new(Fake::default());
+    fake.script
+        .lock()
+        .unwrap()
+        .push_back(Script::FailCall("ResourceNotFoundException", 400));
+    let (result, acks) = drive(fake, workload(3, 1, 1), config(1024)).await;
+    assert!(matches!(result, Err(SinkError::Call { .. })), "{result:?}");
+    assert!(acks.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_event_larger_than_a_record_is_an_error_naming_table_and_position() {
+    let fake = Arc::new(Fake::default());
+    let items = vec![SinkInput::Event(OutboundEvent {
+        table: TableName::new("db", "big"),
+        position: "b.000001:77".parse().unwrap(),
+        line: vec![b'x'; 2000],
+    })];
+    let (result, _) = drive(fake, items, config(1024)).await;
+    let error = result.unwrap_err().to_string();
+    assert!(
+        error.contains("db.big") && error.contains("b.000001:77"),
+        "{error}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// Whatever Kinesis fails, and however, every event arrives exactly once per successful
+    /// write, in order per key, and the checkpoint never passes an unwritten event (checked in
+    /// `drive`).
+    #[test]
+    fn order_and_completeness_survive_any_failure_script(
+        n_events in 1usize..120,
+        tables in 1usize..6,
+        tx_size in 1usize..7,
+        max_record in 16usize..80,
+        script in prop::collection::vec(
+            prop_oneof![
+                Just(Script::Accept),
+                prop::collection::vec(any::<bool>(), 0..6)
+                    .prop_map(|f| Script::FailRecords(f, "ProvisionedThroughputExceededException")),
+                Just(Script::FailCall("ThrottlingException", 400)),
+                Just(Script::FailCall("", 500)),
+            ],
+            0..30,
+        ),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let fake = Arc::new(Fake::default());
+            fake.script.lock().unwrap().extend(script);
+            let (result, acks) = drive(fake.clone(), workload(n_events, tables, tx_size), config(max_record)).await;
+            assert_eq!(result.unwrap().events, n_events as u64);
+            assert_complete_and_ordered(&fake, n_events, tables);
+            let last_boundary = (n_events / tx_size) * tx_size;
+            if last_boundary > 0 {
+                assert_eq!(acks.last().unwrap().offset(), 5 + last_boundary as u64 - 1);
+            }
+            assert!(*fake.max_records_per_call.lock().unwrap() <= batch::MAX_RECORDS_PER_CALL);
+        });
+    }
+}

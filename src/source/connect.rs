@@ -1,0 +1,287 @@
+//! Talking to the server outside the binlog stream: connecting, verifying the settings the
+//! daemon depends on, finding positions, and requesting the stream.
+//!
+//! Connection options follow `docs` measurements of `mysql_async`: TCP always
+//! (`prefer_socket(false)`, else a loopback connection silently moves to the unix socket), and
+//! a 1 GiB packet limit on the binlog connection, since the client otherwise takes the server's
+//! `max_allowed_packet` and fails on larger row events.
+
+use std::time::Duration;
+
+use mysql_async::{prelude::Queryable, BinlogStream, BinlogStreamRequest, Conn, OptsBuilder};
+
+use super::SourceError;
+use crate::{config::MysqlConfig, position::BinlogPosition};
+
+/// Largest packet accepted on the binlog connection.
+const MAX_PACKET_BYTES: usize = 1 << 30;
+
+/// `ER_ACCESS_DENIED_ERROR`
+pub const ER_ACCESS_DENIED: u16 = 1045;
+/// `ER_MASTER_FATAL_ERROR_READING_BINLOG`: the requested position or GTID is not on the server.
+pub const ER_MASTER_FATAL_ERROR_READING_BINLOG: u16 = 1236;
+/// `ER_SPECIFIC_ACCESS_DENIED_ERROR`: a privilege is missing.
+pub const ER_SPECIFIC_ACCESS_DENIED: u16 = 1227;
+
+/// What the daemon learned about the server at startup.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    /// `@@version`.
+    pub version: String,
+    /// MariaDB rather than MySQL.
+    pub is_mariadb: bool,
+    /// Events carry CRC32 checksums.
+    pub checksum_crc32: bool,
+    /// Warnings that do not stop `run` (for `check` and the log).
+    pub warnings: Vec<String>,
+}
+
+/// Opens a connection.
+pub async fn connect(config: &MysqlConfig) -> Result<Conn, SourceError> {
+    let opts = OptsBuilder::default()
+        .ip_or_hostname(config.host.clone())
+        .tcp_port(config.port)
+        .user(Some(config.user.clone()))
+        .pass(Some(config.password.expose().to_owned()))
+        .prefer_socket(false)
+        .tcp_keepalive(Some(Duration::from_secs(30)))
+        .max_allowed_packet(Some(MAX_PACKET_BYTES));
+    Conn::new(opts)
+        .await
+        .map_err(|error| match server_code(&error) {
+            Some(ER_ACCESS_DENIED) => SourceError::AccessDenied {
+                user: config.user.clone(),
+                host: config.host.clone(),
+                message: error.to_string(),
+            },
+            _ => SourceError::Connect {
+                address: format!("{}:{}", config.host, config.port),
+                source: error,
+            },
+        })
+}
+
+/// The server error code inside a `mysql_async` error, if it is one.
+pub fn server_code(error: &mysql_async::Error) -> Option<u16> {
+    match error {
+        mysql_async::Error::Server(server) => Some(server.code),
+        _ => None,
+    }
+}
+
+fn query_error(what: &'static str) -> impl FnOnce(mysql_async::Error) -> SourceError {
+    move |source| SourceError::Query { what, source }
+}
+
+/// Reads a global variable; `None` when the server does not have it.
+async fn variable(conn: &mut Conn, name: &str) -> Result<Option<String>, SourceError> {
+    let row: Option<(String, Option<String>)> = conn
+        .query_first(format!("SHOW GLOBAL VARIABLES LIKE '{name}'"))
+        .await
+        .map_err(query_error("reading server variables"))?;
+    Ok(row.and_then(|(_, value)| value))
+}
+
+/// Checks the settings `run` depends on. Returns the server facts, or the first setting that
+/// stops replication, with what to change.
+pub async fn check_server(conn: &mut Conn) -> Result<ServerInfo, SourceError> {
+    let version = variable(conn, "version").await?.unwrap_or_default();
+    let is_mariadb = version.to_ascii_lowercase().contains("mariadb");
+    let mut warnings = Vec::new();
+    let require = |setting: &'static str, expected: &'static str, actual: Option<String>| {
+        let actual = actual.unwrap_or_else(|| "(not set)".into());
+        if actual.eq_ignore_ascii_case(expected) {
+            Ok(())
+        } else {
+            Err(SourceError::ServerMisconfigured {
+                setting,
+                expected,
+                actual,
+            })
+        }
+    };
+    require("log_bin", "ON", variable(conn, "log_bin").await?)?;
+    require(
+        "binlog_format",
+        "ROW",
+        variable(conn, "binlog_format").await?,
+    )?;
+    // Column names come from the table-map metadata; without FULL the events have none.
+    require(
+        "binlog_row_metadata",
+        "FULL",
+        variable(conn, "binlog_row_metadata").await?,
+    )?;
+    if is_mariadb {
+        // Compressed row events cannot be decoded yet, and skipping them would lose changes.
+        require(
+            "log_bin_compress",
+            "OFF",
+            variable(conn, "log_bin_compress").await?,
+        )?;
+    }
+    let row_image = variable(conn, "binlog_row_image")
+        .await?
+        .unwrap_or_default();
+    if !row_image.eq_ignore_ascii_case("FULL") {
+        warnings.push(format!(
+            "binlog_row_image is {row_image}, not FULL: update and delete events will carry only the columns the server logs"
+        ));
+    }
+    let checksum = variable(conn, "binlog_checksum").await?.unwrap_or_default();
+    Ok(ServerInfo {
+        version,
+        is_mariadb,
+        checksum_crc32: checksum.eq_ignore_ascii_case("CRC32"),
+        warnings,
+    })
+}
+
+/// Whether the account holds REPLICATION SLAVE (to stream) and REPLICATION CLIENT / BINLOG
+/// MONITOR (to list binlogs); returns the missing ones.
+pub async fn missing_privileges(conn: &mut Conn) -> Result<Vec<&'static str>, SourceError> {
+    let grants: Vec<String> = conn
+        .query("SHOW GRANTS")
+        .await
+        .map_err(query_error("reading the account's grants"))?;
+    let grants = grants.join("\n").to_ascii_uppercase();
+    let all = grants.contains("ALL PRIVILEGES ON *.*");
+    let mut missing = Vec::new();
+    if !all && !grants.contains("REPLICATION SLAVE") && !grants.contains("REPLICATION REPLICA") {
+        missing.push("REPLICATION SLAVE");
+    }
+    if !all
+        && !grants.contains("REPLICATION CLIENT")
+        && !grants.contains("BINLOG MONITOR")
+        && !grants.contains("SUPER")
+    {
+        missing.push("REPLICATION CLIENT");
+    }
+    Ok(missing)
+}
+
+/// The server's current end of binlog.
+pub async fn current_position(conn: &mut Conn) -> Result<BinlogPosition, SourceError> {
+    // MySQL 8.4 removed SHOW MASTER STATUS; MariaDB and older MySQL lack the new form.
+    let mut row: Option<mysql_async::Row> = None;
+    for statement in ["SHOW MASTER STATUS", "SHOW BINARY LOG STATUS"] {
+        match conn.query_first(statement).await {
+            Ok(found) => {
+                row = found;
+                break;
+            }
+            Err(error) if server_code(&error) == Some(ER_SPECIFIC_ACCESS_DENIED) => {
+                return Err(SourceError::MissingPrivilege {
+                    privilege: "REPLICATION CLIENT",
+                    message: error.to_string(),
+                })
+            }
+            Err(_) => continue,
+        }
+    }
+    let row = row.ok_or(SourceError::ServerMisconfigured {
+        setting: "log_bin",
+        expected: "ON",
+        actual: "no binary log status".into(),
+    })?;
+    let file: Option<String> = row.get(0);
+    let offset: Option<u64> = row.get(1);
+    match (file, offset) {
+        (Some(file), Some(offset)) => {
+            BinlogPosition::new(file, offset).map_err(|e| SourceError::Protocol {
+                message: format!("the server reported an invalid position: {e}"),
+            })
+        }
+        _ => Err(SourceError::Protocol {
+            message: "binary log status has no file and position".into(),
+        }),
+    }
+}
+
+/// The binlog files the server still has, oldest first, with their sizes.
+pub async fn binary_logs(conn: &mut Conn) -> Result<Vec<(String, u64)>, SourceError> {
+    let rows: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await.map_err(|error| {
+        if server_code(&error) == Some(ER_SPECIFIC_ACCESS_DENIED) {
+            SourceError::MissingPrivilege {
+                privilege: "REPLICATION CLIENT",
+                message: error.to_string(),
+            }
+        } else {
+            SourceError::Query {
+                what: "listing binary logs",
+                source: error,
+            }
+        }
+    })?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| Some((row.get::<String, _>(0)?, row.get::<u64, _>(1)?)))
+        .collect())
+}
+
+/// Fails with [`SourceError::PositionNotOnServer`] unless `position` is inside a binlog file
+/// the server still has.
+pub async fn ensure_position_available(
+    conn: &mut Conn,
+    position: &BinlogPosition,
+) -> Result<(), SourceError> {
+    let logs = binary_logs(conn).await?;
+    match logs.iter().find(|(file, _)| file == position.file()) {
+        Some((_, size)) if position.offset() <= *size => Ok(()),
+        found => Err(SourceError::PositionNotOnServer {
+            position: position.clone(),
+            reason: match found {
+                Some((_, size)) => format!("the file is only {size} bytes long"),
+                None => "the file is not on the server (purged, or never existed)".into(),
+            },
+            available: match (logs.first(), logs.last()) {
+                (Some((first, _)), Some((last, _))) => format!("{first} to {last}"),
+                _ => "none".into(),
+            },
+        }),
+    }
+}
+
+/// Turns `conn` into a binlog stream from `position`, with server heartbeats every
+/// `heartbeat`.
+pub async fn open_stream(
+    mut conn: Conn,
+    server_id: u32,
+    position: &BinlogPosition,
+    heartbeat: Duration,
+) -> Result<BinlogStream, SourceError> {
+    // Without the capability, MariaDB rewrites its GTID events into BEGIN queries.
+    for statement in [
+        "SET @mariadb_slave_capability=4".to_owned(),
+        format!("SET @master_heartbeat_period={}", heartbeat.as_nanos()),
+        format!("SET @source_heartbeat_period={}", heartbeat.as_nanos()),
+    ] {
+        // Each server knows only some of these names; the ones it lacks are harmless.
+        let _ignored: Result<(), _> = conn.query_drop(statement).await;
+    }
+    let request = BinlogStreamRequest::new(server_id)
+        .with_filename(position.file().as_bytes())
+        .with_pos(position.offset());
+    conn.get_binlog_stream(request)
+        .await
+        .map_err(|error| stream_error(error, position))
+}
+
+/// Classifies an error of the binlog stream.
+pub fn stream_error(error: mysql_async::Error, position: &BinlogPosition) -> SourceError {
+    match server_code(&error) {
+        Some(ER_MASTER_FATAL_ERROR_READING_BINLOG) => SourceError::PositionNotOnServer {
+            position: position.clone(),
+            reason: error.to_string(),
+            available: "see SHOW BINARY LOGS".into(),
+        },
+        Some(ER_ACCESS_DENIED) => SourceError::MissingPrivilege {
+            privilege: "REPLICATION SLAVE",
+            message: error.to_string(),
+        },
+        _ => SourceError::ConnectionLost {
+            position: position.clone(),
+            source: error,
+        },
+    }
+}

@@ -1,0 +1,624 @@
+//! The binlog reader: one replication connection, events in binlog order out.
+//!
+//! ```text
+//! server ──binlog──▶ [read] ──TABLE_MAP──▶ schema cache
+//!                       │ ROWS ──decode──▶ ChangeEvent ──▶ transaction lookahead ──▶ sink
+//!                       └ XID / COMMIT / DDL / ROTATE ──▶ Boundary ──▶ sink
+//! ```
+//!
+//! # Transaction boundaries
+//!
+//! A transaction ends at its XID event, a `COMMIT` query (non-transactional engines), or, for
+//! a statement outside `BEGIN` (DDL), right after that statement. Only there does the source
+//! emit a [`SinkInput::Boundary`], the only positions the checkpoint can take. A rotation to a
+//! new file between transactions is a boundary too, so an idle checkpoint never points at a
+//! file the server may purge.
+//!
+//! # XID and commit flags
+//!
+//! Each transaction's events are held in a lookahead buffer until its end is read, so that all
+//! of them carry the transaction's `xid` and the last one `commit: true`. The buffer is capped
+//! by `mysql.transaction_lookahead_bytes`: past the cap, earlier events are sent with
+//! `xid: null` and only the latest is held back, so memory never depends on transaction size.
+//!
+//! # Stopping
+//!
+//! Cancellation stops the reader only between transactions: mid-transaction it reads on to
+//! the transaction's end (the server writes whole transactions, so the rest is already there).
+//! A clean stop therefore never leaves a partly sent transaction to be repeated on restart.
+//!
+//! # Resumption
+//!
+//! The stream is requested from a `file:offset` boundary. The checkpoint's file must still be
+//! on the server ([`connect::ensure_position_available`]); otherwise the run stops with
+//! [`SourceError::PositionNotOnServer`], never a silent skip.
+
+pub mod connect;
+pub mod decode;
+pub mod schema;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use futures_util::StreamExt;
+use mysql_async::BinlogStream;
+use mysql_common::binlog::{
+    consts::{EventFlags, EventType},
+    events::{Event, EventData},
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use self::schema::{SchemaError, TableSchema};
+use crate::{
+    config::TableFilter,
+    event::{ChangeEvent, EncodedEvent, TableName},
+    position::BinlogPosition,
+    sink::{OutboundEvent, SinkInput},
+};
+
+/// MariaDB event types `mysql_common` does not know (binlog/log_event.h).
+mod mariadb {
+    pub const ANNOTATE_ROWS: u8 = 160;
+    pub const BINLOG_CHECKPOINT: u8 = 161;
+    pub const GTID: u8 = 162;
+    pub const GTID_LIST: u8 = 163;
+    pub const START_ENCRYPTION: u8 = 164;
+    /// 165..=171: compressed QUERY and ROWS events (`log_bin_compress=ON`).
+    pub const LAST_COMPRESSED: u8 = 171;
+    /// GTID flags2: the transaction is a single statement without BEGIN/COMMIT (DDL).
+    pub const FL_STANDALONE: u8 = 1;
+}
+
+/// Why the reader stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The server could not be reached.
+    #[error("cannot connect to MySQL at {address}")]
+    Connect {
+        /// host:port
+        address: String,
+        /// Why.
+        #[source]
+        source: mysql_async::Error,
+    },
+    /// The server refused the login.
+    #[error("MySQL refused the login of {user:?} from this host ({message}); check [mysql] user and password")]
+    AccessDenied {
+        /// The user.
+        user: String,
+        /// The configured host.
+        host: String,
+        /// The server's message.
+        message: String,
+    },
+    /// The account lacks a privilege.
+    #[error("the MySQL account lacks {privilege} ({message}); run: GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO <user>")]
+    MissingPrivilege {
+        /// The privilege.
+        privilege: &'static str,
+        /// The server's message.
+        message: String,
+    },
+    /// A server setting the daemon depends on has the wrong value.
+    #[error("server setting {setting} is {actual}, it must be {expected}: set {setting}={expected} in the server configuration (on RDS/Aurora: the DB parameter group) and restart it")]
+    ServerMisconfigured {
+        /// The variable.
+        setting: &'static str,
+        /// Required value.
+        expected: &'static str,
+        /// Found value.
+        actual: String,
+    },
+    /// The resume position is not (or no longer) on the server.
+    #[error("binlog position {position} is not available on the server: {reason} (server has {available}); the changes since then are lost to binlog replication. Choose explicitly: --start-position FILE:POS, or --from-end to continue from now (and re-snapshot the tables)")]
+    PositionNotOnServer {
+        /// The requested position.
+        position: BinlogPosition,
+        /// What the server said.
+        reason: String,
+        /// The files the server has.
+        available: String,
+    },
+    /// An event the daemon cannot decode yet: stopping is the only way not to lose it.
+    #[error("cannot process binlog event {event} at {position}: {reason}")]
+    UnsupportedEvent {
+        /// The event type.
+        event: String,
+        /// Where it starts.
+        position: BinlogPosition,
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// A rows event could not be decoded.
+    #[error("cannot decode rows of {table} at {position}: {message}")]
+    Decode {
+        /// The table.
+        table: TableName,
+        /// Where the event starts.
+        position: BinlogPosition,
+        /// What is wrong.
+        message: String,
+    },
+    /// A TABLE_MAP the daemon cannot use.
+    #[error("at {position}: {source}")]
+    Schema {
+        /// Where.
+        position: BinlogPosition,
+        /// What.
+        #[source]
+        source: SchemaError,
+    },
+    /// A query outside the stream failed.
+    #[error("MySQL query failed while {what}")]
+    Query {
+        /// What was being done.
+        what: &'static str,
+        /// The error.
+        #[source]
+        source: mysql_async::Error,
+    },
+    /// The server answered something the protocol does not allow.
+    #[error("unexpected answer from the server: {message}")]
+    Protocol {
+        /// What.
+        message: String,
+    },
+    /// The replication connection ended or went silent.
+    #[error("replication connection lost at {position}")]
+    ConnectionLost {
+        /// The last transaction boundary read.
+        position: BinlogPosition,
+        /// Why.
+        #[source]
+        source: mysql_async::Error,
+    },
+    /// The connection was silent for longer than three heartbeats.
+    #[error(
+        "replication connection silent for {silent_ms} ms at {position} (no events, no heartbeats)"
+    )]
+    Silent {
+        /// The last transaction boundary read.
+        position: BinlogPosition,
+        /// For how long.
+        silent_ms: u64,
+    },
+    /// The producer stopped taking events (it failed; its error is reported separately).
+    #[error("the Kinesis producer stopped")]
+    SinkGone,
+}
+
+impl SourceError {
+    /// Whether reconnecting could help (a network fault) rather than someone having to
+    /// change something.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            SourceError::Connect { .. }
+                | SourceError::ConnectionLost { .. }
+                | SourceError::Silent { .. }
+                | SourceError::Query { .. }
+        )
+    }
+}
+
+/// The reader's settings.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// Which tables are captured.
+    pub filter: TableFilter,
+    /// Heartbeat period asked of the server.
+    pub heartbeat: Duration,
+    /// Cap on one transaction's held-back bytes.
+    pub lookahead_bytes: usize,
+    /// Whether the server writes CRC32 checksums (for the first, fake, rotate event).
+    pub checksum_crc32: bool,
+}
+
+/// What the reader did.
+#[derive(Debug, Clone, Default)]
+pub struct SourceSummary {
+    /// Row events sent.
+    pub events: u64,
+    /// Transactions completed.
+    pub transactions: u64,
+    /// The last boundary read.
+    pub position: Option<BinlogPosition>,
+}
+
+/// Reads `stream`, which starts at `start`, until `cancel` fires between transactions or an
+/// error stops it.
+pub async fn run(
+    config: SourceConfig,
+    mut stream: BinlogStream,
+    start: BinlogPosition,
+    output: mpsc::Sender<SinkInput>,
+    cancel: CancellationToken,
+) -> Result<SourceSummary, SourceError> {
+    let silence_limit = config.heartbeat * 3;
+    let mut reader = Reader::new(config, start, output);
+    loop {
+        let next = tokio::select! {
+            // Stop requests win, but only between transactions; see "# Stopping".
+            biased;
+            _ = cancel.cancelled(), if reader.transaction.is_none() => break,
+            next = tokio::time::timeout(silence_limit, stream.next()) => next,
+        };
+        let event = match next {
+            Err(_elapsed) => {
+                return Err(SourceError::Silent {
+                    position: reader.boundary.clone(),
+                    silent_ms: silence_limit.as_millis() as u64,
+                })
+            }
+            // A graceful server shutdown ends the stream like this: a disconnect.
+            Ok(None) => {
+                return Err(SourceError::ConnectionLost {
+                    position: reader.boundary.clone(),
+                    source: mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the server ended the binlog stream",
+                    ))),
+                })
+            }
+            Ok(Some(Err(error))) => return Err(connect::stream_error(error, &reader.boundary)),
+            Ok(Some(Ok(event))) => event,
+        };
+        reader.handle(&event).await?;
+    }
+    tracing::info!(position = %reader.boundary, "binlog reader stopped at a transaction boundary");
+    Ok(reader.summary())
+}
+
+struct Transaction {
+    gtid: Option<String>,
+    /// Opened by BEGIN (ends at XID/COMMIT) rather than standing alone (ends after one
+    /// statement).
+    explicit: bool,
+    held: Vec<(OutboundEvent, EncodedEvent)>,
+    held_bytes: usize,
+}
+
+struct Reader {
+    config: SourceConfig,
+    output: mpsc::Sender<SinkInput>,
+    /// The current binlog file.
+    file: String,
+    /// The last boundary read.
+    boundary: BinlogPosition,
+    /// Table id to schema; `None` for tables the filter excludes.
+    tables: HashMap<u64, Option<Arc<TableSchema>>>,
+    transaction: Option<Transaction>,
+    /// A MySQL GTID read before its transaction's BEGIN.
+    pending_gtid: Option<String>,
+    /// The current MariaDB GTID says the transaction is one statement.
+    standalone: bool,
+    events: u64,
+    transactions: u64,
+}
+
+impl Reader {
+    fn new(config: SourceConfig, start: BinlogPosition, output: mpsc::Sender<SinkInput>) -> Self {
+        Self {
+            config,
+            output,
+            file: start.file().to_owned(),
+            boundary: start,
+            tables: HashMap::new(),
+            transaction: None,
+            pending_gtid: None,
+            standalone: false,
+            events: 0,
+            transactions: 0,
+        }
+    }
+
+    fn summary(&self) -> SourceSummary {
+        SourceSummary {
+            events: self.events,
+            transactions: self.transactions,
+            position: Some(self.boundary.clone()),
+        }
+    }
+
+    /// Where the event starts, and where it ends (the position after it).
+    fn span(&self, event: &Event) -> (BinlogPosition, BinlogPosition) {
+        let header = event.header();
+        let end = u64::from(header.log_pos());
+        let start = end.saturating_sub(u64::from(header.event_size()));
+        let at = |offset| {
+            BinlogPosition::new(self.file.clone(), offset)
+                .unwrap_or_else(|_| self.boundary.with_offset(offset))
+        };
+        (at(start), at(end))
+    }
+
+    async fn handle(&mut self, event: &Event) -> Result<(), SourceError> {
+        let header = event.header();
+        let raw_type = header.event_type_raw();
+        let (start, end) = self.span(event);
+        let unsupported = |event: String, reason: &str| SourceError::UnsupportedEvent {
+            event,
+            position: start.clone(),
+            reason: reason.to_owned(),
+        };
+        match raw_type {
+            mariadb::GTID => {
+                let data = event.data();
+                if data.len() < 13 {
+                    return Err(unsupported("MariaDB GTID".into(), "the event is truncated"));
+                }
+                let sequence = u64::from_le_bytes(data[0..8].try_into().expect("8 bytes"));
+                let domain = u32::from_le_bytes(data[8..12].try_into().expect("4 bytes"));
+                self.standalone = data[12] & mariadb::FL_STANDALONE != 0;
+                self.begin(Some(format!("{domain}-{}-{sequence}", header.server_id())), !self.standalone);
+                return Ok(());
+            }
+            mariadb::ANNOTATE_ROWS | mariadb::BINLOG_CHECKPOINT | mariadb::GTID_LIST => return Ok(()),
+            mariadb::START_ENCRYPTION..=mariadb::LAST_COMPRESSED => {
+                return Err(unsupported(
+                    format!("MariaDB event type {raw_type}"),
+                    "encrypted or compressed binlog events are not supported; set log_bin_compress=OFF (and encrypt_binlog=OFF) on the server",
+                ))
+            }
+            _ => {}
+        }
+        let data = match event.read_data() {
+            Ok(Some(data)) => data,
+            Ok(None) | Err(_) if header.flags().contains(EventFlags::LOG_EVENT_IGNORABLE_F) => {
+                return Ok(())
+            }
+            Ok(None) => {
+                return Err(unsupported(
+                    format!("type {raw_type}"),
+                    "unknown event type",
+                ));
+            }
+            Err(error) => {
+                return Err(unsupported(
+                    format!("type {raw_type}"),
+                    &format!("the event is malformed: {error}"),
+                ));
+            }
+        };
+        match data {
+            EventData::RotateEvent(rotate) => {
+                let mut name = rotate.name().into_owned();
+                // The first (fake) rotate arrives before the format description, so with
+                // checksums on its last four bytes are the CRC.
+                if header.log_pos() == 0 && self.config.checksum_crc32 && !name.starts_with(&self.file) {
+                    name.truncate(name.len().saturating_sub(4));
+                }
+                if header.log_pos() == 0 && name.starts_with(&self.file) {
+                    return Ok(());
+                }
+                self.file = name;
+                if self.transaction.is_none() {
+                    let position = BinlogPosition::new(self.file.clone(), rotate.position())
+                        .map_err(|e| SourceError::Protocol { message: e.to_string() })?;
+                    self.emit_boundary(position).await?;
+                }
+            }
+            EventData::GtidEvent(gtid) => {
+                let sid = gtid.sid();
+                let uuid = format!(
+                    "{}-{}-{}-{}-{}",
+                    hex(&sid[0..4]),
+                    hex(&sid[4..6]),
+                    hex(&sid[6..8]),
+                    hex(&sid[8..10]),
+                    hex(&sid[10..16])
+                );
+                self.pending_gtid = Some(match gtid.tag() {
+                    Some(tag) => format!("{uuid}:{tag}:{}", gtid.gno()),
+                    None => format!("{uuid}:{}", gtid.gno()),
+                });
+            }
+            EventData::AnonymousGtidEvent(_) => self.pending_gtid = None,
+            EventData::QueryEvent(query) => {
+                let text = query.query();
+                let statement = text.trim();
+                if statement.eq_ignore_ascii_case("BEGIN") {
+                    let gtid = self.pending_gtid.take();
+                    match &mut self.transaction {
+                        Some(transaction) => transaction.explicit = true,
+                        None => self.begin(gtid, true),
+                    }
+                } else if statement.eq_ignore_ascii_case("COMMIT") || statement.eq_ignore_ascii_case("ROLLBACK") {
+                    // ROLLBACK is only logged for non-transactional changes, which did happen.
+                    self.commit(None, end).await?;
+                } else if self.transaction.as_ref().is_none_or(|t| !t.explicit) {
+                    // A statement standing alone (DDL): it is its own transaction. The next
+                    // TABLE_MAP of an altered table carries its new columns.
+                    tracing::debug!(position = %start, statement = %truncate(statement, 200), "statement");
+                    if self.transaction.is_none() {
+                        let gtid = self.pending_gtid.take();
+                        self.begin(gtid, false);
+                    }
+                    self.commit(None, end).await?;
+                }
+            }
+            EventData::XidEvent(xid) => self.commit(Some(xid.xid), end).await?,
+            EventData::TableMapEvent(map) => {
+                let database = map.database_name();
+                let table = map.table_name();
+                let schema = if self.config.filter.matches(&database, &table) {
+                    Some(Arc::new(TableSchema::from_table_map(&map).map_err(|source| SourceError::Schema {
+                        position: start.clone(),
+                        source,
+                    })?))
+                } else {
+                    None
+                };
+                self.tables.insert(map.table_id(), schema);
+            }
+            EventData::RowsEvent(rows) => {
+                let schema = match self.tables.get(&rows.table_id()) {
+                    Some(Some(schema)) => Arc::clone(schema),
+                    Some(None) => return Ok(()),
+                    None => {
+                        return Err(unsupported(
+                            "ROWS".into(),
+                            &format!("no TABLE_MAP for table id {}", rows.table_id()),
+                        ))
+                    }
+                };
+                // Decoding protocol input must never take the daemon down with a panic.
+                let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    decode::decode_rows(&schema, &rows)
+                }))
+                .unwrap_or_else(|_| Err(decode::DecodeError { message: "malformed rows event".into() }))
+                .map_err(|error| SourceError::Decode {
+                    table: schema.name.clone(),
+                    position: start.clone(),
+                    message: error.message,
+                })?;
+                if self.transaction.is_none() {
+                    let gtid = self.pending_gtid.take();
+                    self.begin(gtid, true);
+                }
+                let ts_ms = u64::from(header.timestamp()) * 1000;
+                for (row, change) in decoded.into_iter().enumerate() {
+                    let primary_key = change.primary_key(&schema);
+                    let gtid = self.transaction.as_ref().and_then(|t| t.gtid.clone());
+                    let event = ChangeEvent {
+                        op: change.op,
+                        database: schema.database.clone(),
+                        table: schema.table.clone(),
+                        ts_ms,
+                        position: start.clone(),
+                        row: row as u32,
+                        gtid,
+                        xid: None,
+                        commit: false,
+                        primary_key,
+                        before: change.before,
+                        after: change.after,
+                    };
+                    self.hold(
+                        OutboundEvent {
+                            table: schema.name.clone(),
+                            position: start.clone(),
+                            line: Vec::new(),
+                        },
+                        EncodedEvent::encode(&event),
+                    )
+                    .await?;
+                }
+            }
+            EventData::TransactionPayloadEvent(_) => {
+                return Err(unsupported(
+                    "TRANSACTION_PAYLOAD".into(),
+                    "compressed transactions (binlog_transaction_compression=ON) are not supported yet; turn it off on the server",
+                ))
+            }
+            EventData::IncidentEvent(incident) => {
+                return Err(unsupported(
+                    "INCIDENT".into(),
+                    &format!("the server reports lost binlog events: {}", incident.message()),
+                ))
+            }
+            EventData::FormatDescriptionEvent(_)
+            | EventData::HeartbeatEvent
+            | EventData::StopEvent
+            | EventData::PreviousGtidsEvent(_)
+            | EventData::RowsQueryEvent(_)
+            | EventData::IntvarEvent(_)
+            | EventData::RandEvent(_)
+            | EventData::UserVarEvent(_)
+            | EventData::IgnorableEvent(_) => {}
+            other => {
+                let name = format!("{:?}", EventType::try_from(raw_type).ok());
+                tracing::debug!(?name, "unhandled event");
+                return Err(unsupported(
+                    name,
+                    &format!("this event ({}) cannot be replicated as row changes", event_kind(&other)),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn begin(&mut self, gtid: Option<String>, explicit: bool) {
+        self.transaction = Some(Transaction {
+            gtid,
+            explicit,
+            held: Vec::new(),
+            held_bytes: 0,
+        });
+    }
+
+    /// Holds an event in the lookahead buffer, spilling the oldest ones (without xid) past the
+    /// cap.
+    async fn hold(
+        &mut self,
+        event: OutboundEvent,
+        encoded: EncodedEvent,
+    ) -> Result<(), SourceError> {
+        let cap = self.config.lookahead_bytes;
+        let transaction = self.transaction.as_mut().expect("a transaction is open");
+        transaction.held_bytes += encoded.approximate_len();
+        transaction.held.push((event, encoded));
+        if transaction.held_bytes > cap && transaction.held.len() > 1 {
+            let keep = transaction.held.pop().expect("two or more held");
+            let spilled = std::mem::replace(&mut transaction.held, vec![keep]);
+            transaction.held_bytes = transaction.held[0].1.approximate_len();
+            for (mut event, encoded) in spilled {
+                event.line = encoded.finish(None, false);
+                self.send(SinkInput::Event(event)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the open transaction at `end`: releases its events stamped with `xid`, the last
+    /// with `commit: true`, then the boundary.
+    async fn commit(&mut self, xid: Option<u64>, end: BinlogPosition) -> Result<(), SourceError> {
+        self.standalone = false;
+        if let Some(transaction) = self.transaction.take() {
+            let n_events = transaction.held.len();
+            for (index, (mut event, encoded)) in transaction.held.into_iter().enumerate() {
+                event.line = encoded.finish(xid, index + 1 == n_events);
+                self.send(SinkInput::Event(event)).await?;
+            }
+            self.transactions += 1;
+        }
+        self.emit_boundary(end).await
+    }
+
+    async fn emit_boundary(&mut self, position: BinlogPosition) -> Result<(), SourceError> {
+        self.boundary = position.clone();
+        self.send(SinkInput::Boundary(position)).await
+    }
+
+    async fn send(&mut self, item: SinkInput) -> Result<(), SourceError> {
+        if matches!(item, SinkInput::Event(_)) {
+            self.events += 1;
+        }
+        self.output
+            .send(item)
+            .await
+            .map_err(|_| SourceError::SinkGone)
+    }
+}
+
+fn event_kind(data: &EventData<'_>) -> &'static str {
+    match data {
+        EventData::XaPrepareLogEvent(_) => "XA PREPARE",
+        EventData::LoadEvent(_)
+        | EventData::NewLoadEvent(_)
+        | EventData::BeginLoadQueryEvent(_)
+        | EventData::ExecuteLoadQueryEvent(_) => "statement-based LOAD DATA",
+        _ => "an event without row images",
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((index, _)) => &text[..index],
+        None => text,
+    }
+}

@@ -1,0 +1,228 @@
+//! Table schemas, taken from TABLE_MAP events.
+//!
+//! With `binlog_row_metadata=FULL` (MySQL 8.0.1+, MariaDB 10.5+) every TABLE_MAP event carries
+//! the column names, signedness, character sets, ENUM/SET labels and primary key, so the daemon
+//! needs no schema history and no SQL parser: an `ALTER TABLE` mid-stream simply shows up in the
+//! next TABLE_MAP. [`TableSchema::from_table_map`] precomputes, once per TABLE_MAP, everything
+//! the per-row decoder needs.
+
+use mysql_common::{
+    binlog::events::{OptionalMetaExtractor, OptionalMetadataField, TableMapEvent},
+    constants::ColumnType,
+};
+
+use crate::event::TableName;
+
+/// Collation id of the `binary` character set.
+pub const BINARY_COLLATION: u16 = 63;
+
+/// One column, with what decoding its values needs.
+#[derive(Debug, Clone)]
+pub struct ColumnSchema {
+    /// The name.
+    pub name: String,
+    /// The real type (ENUM and SET resolved from MYSQL_TYPE_STRING).
+    pub column_type: ColumnType,
+    /// The type metadata bytes from the TABLE_MAP.
+    pub meta: Vec<u8>,
+    /// UNSIGNED, for numeric columns.
+    pub unsigned: bool,
+    /// Collation id, for character, ENUM and SET columns; 0 when unknown.
+    pub collation: u16,
+    /// ENUM or SET labels in definition order.
+    pub labels: Option<Vec<String>>,
+}
+
+/// A table as the binlog describes it.
+#[derive(Debug, Clone)]
+pub struct TableSchema {
+    /// `database.table`.
+    pub name: TableName,
+    /// The database.
+    pub database: String,
+    /// The table.
+    pub table: String,
+    /// The columns in table order.
+    pub columns: Vec<ColumnSchema>,
+    /// Indexes into `columns` of the primary key, in key order; empty without a key.
+    pub primary_key: Vec<usize>,
+}
+
+/// A TABLE_MAP the daemon cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    /// No column names: the server does not log full row metadata.
+    #[error(
+        "table map of {table} has no column names; set binlog_row_metadata=FULL on the server"
+    )]
+    NoColumnNames {
+        /// The table.
+        table: TableName,
+    },
+    /// The metadata is malformed or of an unknown type.
+    #[error("table map of {table} is malformed: {message}")]
+    Malformed {
+        /// The table.
+        table: TableName,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl TableSchema {
+    /// Precomputes the schema of a TABLE_MAP event.
+    pub fn from_table_map(map: &TableMapEvent<'_>) -> Result<Self, SchemaError> {
+        let database = map.database_name().into_owned();
+        let table = map.table_name().into_owned();
+        let name = TableName::new(&database, &table);
+        let malformed = |message: String| SchemaError::Malformed {
+            table: name.clone(),
+            message,
+        };
+        let n_columns = map.columns_count() as usize;
+        let extractor = OptionalMetaExtractor::new(map.iter_optional_meta())
+            .map_err(|e| malformed(e.to_string()))?;
+        let mut names = extractor.iter_column_name();
+        let mut signedness = extractor.iter_signedness();
+        let mut charsets = extractor.iter_charset();
+        let mut enum_set_charsets = extractor.iter_enum_and_set_charset();
+        let (mut enum_labels, mut set_labels) = labels(map).map_err(malformed)?;
+        let (mut enum_labels, mut set_labels) = (enum_labels.drain(..), set_labels.drain(..));
+
+        let mut columns = Vec::with_capacity(n_columns);
+        for index in 0..n_columns {
+            let column_type = match map.get_column_type(index) {
+                Ok(Some(t)) => t,
+                Ok(None) => return Err(malformed(format!("column {index} has no type"))),
+                Err(e) => return Err(malformed(format!("column {index}: {e}"))),
+            };
+            let meta = map
+                .get_column_metadata(index)
+                .ok_or_else(|| malformed(format!("column {index} has no readable metadata")))?
+                .to_vec();
+            check_meta_len(column_type, &meta)
+                .map_err(|m| malformed(format!("column {index}: {m}")))?;
+            let name = match names.next() {
+                Some(Ok(n)) => n.name().into_owned(),
+                Some(Err(e)) => return Err(malformed(e.to_string())),
+                None => return Err(SchemaError::NoColumnNames { table: name }),
+            };
+            let unsigned = column_type.is_numeric_type() && signedness.next().unwrap_or(false);
+            let collation = if column_type.is_character_type() {
+                charsets
+                    .next()
+                    .transpose()
+                    .map_err(|e| malformed(e.to_string()))?
+                    .unwrap_or(0)
+            } else if column_type.is_enum_or_set_type() {
+                enum_set_charsets
+                    .next()
+                    .transpose()
+                    .map_err(|e| malformed(e.to_string()))?
+                    .unwrap_or(0)
+            } else {
+                0
+            };
+            let labels = match column_type {
+                ColumnType::MYSQL_TYPE_ENUM => enum_labels.next(),
+                ColumnType::MYSQL_TYPE_SET => set_labels.next(),
+                _ => None,
+            };
+            columns.push(ColumnSchema {
+                name,
+                column_type,
+                meta,
+                unsigned,
+                collation,
+                labels,
+            });
+        }
+        let mut primary_key = Vec::new();
+        for index in extractor.iter_primary_key() {
+            let index = index.map_err(|e| malformed(e.to_string()))? as usize;
+            if index >= n_columns {
+                return Err(malformed(format!(
+                    "primary key column {index} does not exist"
+                )));
+            }
+            primary_key.push(index);
+        }
+        Ok(Self {
+            name,
+            database,
+            table,
+            columns,
+            primary_key,
+        })
+    }
+}
+
+type Labels = Vec<Vec<String>>;
+
+/// ENUM and SET labels per ENUM/SET column, in column order.
+fn labels(map: &TableMapEvent<'_>) -> Result<(Labels, Labels), String> {
+    let (mut enums, mut sets) = (Vec::new(), Vec::new());
+    for field in map.iter_optional_meta() {
+        match field.map_err(|e| e.to_string())? {
+            OptionalMetadataField::EnumStrValue(values) => {
+                for column in values.iter_values() {
+                    let column = column.map_err(|e| e.to_string())?;
+                    enums.push(
+                        column
+                            .values()
+                            .iter()
+                            .map(|v| v.value().into_owned())
+                            .collect(),
+                    );
+                }
+            }
+            OptionalMetadataField::SetStrValue(values) => {
+                for column in values.iter_values() {
+                    let column = column.map_err(|e| e.to_string())?;
+                    sets.push(
+                        column
+                            .values()
+                            .iter()
+                            .map(|v| v.value().into_owned())
+                            .collect(),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((enums, sets))
+}
+
+/// The value parser indexes the metadata bytes without checking; refuse short metadata here so
+/// a corrupt TABLE_MAP is an error, not a panic.
+fn check_meta_len(column_type: ColumnType, meta: &[u8]) -> Result<(), String> {
+    use ColumnType::*;
+    let needed = match column_type {
+        MYSQL_TYPE_STRING
+        | MYSQL_TYPE_VARCHAR
+        | MYSQL_TYPE_VAR_STRING
+        | MYSQL_TYPE_BIT
+        | MYSQL_TYPE_NEWDECIMAL
+        | MYSQL_TYPE_ENUM
+        | MYSQL_TYPE_SET => 2,
+        MYSQL_TYPE_TIMESTAMP2
+        | MYSQL_TYPE_DATETIME2
+        | MYSQL_TYPE_TIME2
+        | MYSQL_TYPE_BLOB
+        | MYSQL_TYPE_TINY_BLOB
+        | MYSQL_TYPE_MEDIUM_BLOB
+        | MYSQL_TYPE_LONG_BLOB
+        | MYSQL_TYPE_GEOMETRY
+        | MYSQL_TYPE_VECTOR
+        | MYSQL_TYPE_TYPED_ARRAY => 1,
+        _ => 0,
+    };
+    if meta.len() < needed {
+        return Err(format!(
+            "{column_type:?} needs {needed} metadata bytes, the event has {}",
+            meta.len()
+        ));
+    }
+    Ok(())
+}
