@@ -169,7 +169,7 @@ mod tests {
             let mut last: Option<BinlogPosition> = tracker.take_committable();
             let expected = |acked: &[bool]| {
                 let prefix = acked.iter().take_while(|a| **a).count();
-                boundaries.iter().filter(|(n, _)| *n <= prefix).map(|(_, p)| p.clone()).last()
+                boundaries.iter().filter(|(n, _)| *n <= prefix).map(|(_, p)| p.clone()).next_back()
             };
             for index in order {
                 prop_assert!(tracker.ack(events[index]));

@@ -480,7 +480,7 @@ mod tests {
     #[test]
     fn floats_use_their_shortest_form() {
         let c = column(ColumnType::MYSQL_TYPE_FLOAT, &[4]);
-        assert_eq!(convert(&c, Value::Float(3.14159)).to_string(), "3.14159");
+        assert_eq!(convert(&c, Value::Float(1.234_56)).to_string(), "1.23456");
         let d = column(ColumnType::MYSQL_TYPE_DOUBLE, &[8]);
         assert_eq!(convert(&d, Value::Double(1e-300)).to_string(), "1e-300");
     }

@@ -336,6 +336,7 @@ impl Reader {
         let header = event.header();
         let raw_type = header.event_type_raw();
         let (start, end) = self.span(event);
+        tracing::trace!(event_type = raw_type, position = %start, "binlog event");
         let unsupported = |event: String, reason: &str| SourceError::UnsupportedEvent {
             event,
             position: start.clone(),

@@ -1,0 +1,244 @@
+//! The real binary under real signals, and its command-line contract.
+
+use std::{
+    collections::HashMap,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use binlog_kinesis::{event::ChangeEvent, position::BinlogPosition};
+
+use crate::harness::{eventually, World};
+
+fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_binlog-kinesis"))
+}
+
+fn spawn_daemon(world: &World) -> Child {
+    binary()
+        .arg("run")
+        .envs(world.env())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+async fn wait_exit(mut child: Child) -> i32 {
+    eventually(Duration::from_secs(60), async || child.try_wait().unwrap())
+        .await
+        .code()
+        .unwrap_or(-1)
+}
+
+/// Inserts ids `range` into shop.a and shop.b, two rows per transaction, one table each.
+async fn workload(world: &World, range: std::ops::Range<i64>) {
+    let mut conn = world.db.root().await;
+    use mysql_async::prelude::Queryable;
+    for id in range {
+        conn.query_drop(format!(
+            "BEGIN; INSERT INTO shop.a VALUES ({id}); INSERT INTO shop.b VALUES ({id}); COMMIT"
+        ))
+        .await
+        .unwrap();
+    }
+}
+
+fn ids_by_table(events: &[ChangeEvent]) -> HashMap<String, Vec<(i64, BinlogPosition)>> {
+    let mut by_table: HashMap<String, Vec<(i64, BinlogPosition)>> = HashMap::new();
+    for event in events.iter().filter(|e| e.database == "shop") {
+        let id = event.after.as_ref().unwrap()["id"].as_i64().unwrap();
+        by_table
+            .entry(event.table.clone())
+            .or_default()
+            .push((id, event.position.clone()));
+    }
+    by_table
+}
+
+fn checkpoint(world: &World) -> BinlogPosition {
+    let text = std::fs::read_to_string(world.checkpoint_path()).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    value["position"].as_str().unwrap().parse().unwrap()
+}
+
+async fn setup() -> World {
+    let world = World::new().await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.a (id INT PRIMARY KEY)",
+            "CREATE TABLE shop.b (id INT PRIMARY KEY)",
+        ])
+        .await;
+    world
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_stream_exits_0_and_a_restart_has_no_gap_and_no_repeat() {
+    let world = setup().await;
+    let daemon = spawn_daemon(&world);
+    world.wait_replicating().await;
+    let writer = workload(&world, 0..150);
+    let stopper = async {
+        // Stop while the workload is still writing.
+        eventually(Duration::from_secs(60), async || {
+            let n = world.kinesis.events(&world.stream).await.len();
+            (n >= 20).then_some(())
+        })
+        .await;
+        signal(&daemon, "TERM");
+        wait_exit(daemon).await
+    };
+    let ((), code) = tokio::join!(writer, stopper);
+    assert_eq!(code, 0, "a clean stop exits 0");
+    let at_stop = world.kinesis.events(&world.stream).await.len();
+    assert!(
+        at_stop < 300,
+        "the stop happened mid-stream ({at_stop} events already)"
+    );
+    let daemon = spawn_daemon(&world);
+    world.wait_replicating().await;
+    signal(&daemon, "TERM");
+    assert_eq!(wait_exit(daemon).await, 0);
+    let by_table = ids_by_table(&world.kinesis.events(&world.stream).await);
+    for table in ["a", "b"] {
+        let ids: Vec<i64> = by_table[table].iter().map(|(id, _)| *id).collect();
+        assert_eq!(
+            ids,
+            (0..150).collect::<Vec<_>>(),
+            "table {table}: a gap or a repeat"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_then_restart_loses_nothing_and_repeats_only_after_the_checkpoint() {
+    let world = setup().await;
+    let daemon = spawn_daemon(&world);
+    world.wait_replicating().await;
+    let writer = workload(&world, 0..150);
+    let killer = async {
+        eventually(Duration::from_secs(60), async || {
+            let n = world.kinesis.events(&world.stream).await.len();
+            (n >= 40).then_some(())
+        })
+        .await;
+        signal(&daemon, "KILL");
+        wait_exit(daemon).await;
+        checkpoint(&world)
+    };
+    let ((), committed) = tokio::join!(writer, killer);
+    let daemon = spawn_daemon(&world);
+    world.wait_replicating().await;
+    signal(&daemon, "TERM");
+    assert_eq!(wait_exit(daemon).await, 0);
+    let by_table = ids_by_table(&world.kinesis.events(&world.stream).await);
+    for table in ["a", "b"] {
+        let events = &by_table[table];
+        let mut seen = std::collections::HashSet::new();
+        let mut unique = Vec::new();
+        for (id, position) in events {
+            if !seen.insert(*id) {
+                assert_ne!(
+                    position.try_cmp(&committed),
+                    Some(std::cmp::Ordering::Less),
+                    "table {table}: id {id} at {position} repeated although it is before the checkpoint {committed}"
+                );
+            } else {
+                unique.push(*id);
+            }
+        }
+        assert_eq!(
+            unique,
+            (0..150).collect::<Vec<_>>(),
+            "table {table}: a change is missing or out of order"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_configuration_exits_2_with_a_message_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[mysql]\nhots = \"db\"\n").unwrap();
+    let output = binary()
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("hots"), "{stderr}");
+
+    let output = binary()
+        .args(["run"])
+        .env("BINLOG_KINESIS__MYSQL__SERVER_ID", "0")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("server_id"));
+
+    let output = binary()
+        .args(["run", "--start-position", "nonsense"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "usage errors exit 2");
+
+    let output = binary()
+        .args(["check", "--config"])
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_each_precondition() {
+    let world = setup().await;
+    let output = binary()
+        .arg("check")
+        .envs(world.env())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    for check in [
+        "mysql connection",
+        "server settings",
+        "replication privileges",
+        "kinesis stream",
+    ] {
+        assert!(
+            stdout.contains(&format!("PASS  {check}")),
+            "{check}: {stdout}"
+        );
+    }
+    let output = binary()
+        .arg("check")
+        .envs(world.env())
+        .env("BINLOG_KINESIS__KINESIS__STREAM", "no-such-stream")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success());
+    assert!(stdout.contains("FAIL  kinesis stream"), "{stdout}");
+}

@@ -1,0 +1,514 @@
+//! Real services for the integration tests: a private `mariadbd` (ROW / FULL / FULL binlog)
+//! and a ministack Kinesis emulator per test, each on free loopback ports, stopped by PID when
+//! the test ends. Nothing here skips: a missing server binary fails the test with the command
+//! that installs it (`scripts/test` does).
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, OnceLock},
+    time::{Duration, Instant},
+};
+
+use aws_sdk_kinesis::types::ShardIteratorType;
+use binlog_kinesis::{
+    app::{self, Error, RunOutcome, StartFrom},
+    config::{Config, FileConfig},
+    event::ChangeEvent,
+    position::BinlogPosition,
+    shutdown::Shutdown,
+    sink::client::{AwsKinesisClient, KinesisClient},
+};
+use mysql_async::prelude::Queryable;
+use tempfile::TempDir;
+
+/// Password of the replication user the harness creates.
+pub const CDC_PASSWORD: &str = "cdc-secret";
+
+/// Kills a child started by the harness and reaps it.
+fn stop_child(child: &mut Child) {
+    if let Err(error) = child.kill() {
+        eprintln!("harness: cannot kill pid {}: {error}", child.id());
+    }
+    if let Err(error) = child.wait() {
+        eprintln!("harness: cannot reap pid {}: {error}", child.id());
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
+pub async fn eventually<T>(limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn find_binary(name: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"] {
+        let path = Path::new(dir).join(name);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!("{name} not found: install it with `apt-get install mariadb-server mariadb-client` (scripts/test does)");
+}
+
+/// A data directory initialised once per test process and copied for each server.
+fn template_datadir() -> &'static Path {
+    static TEMPLATE: OnceLock<TempDir> = OnceLock::new();
+    TEMPLATE
+        .get_or_init(|| {
+            let dir = TempDir::new().unwrap();
+            let status = Command::new(find_binary("mariadb-install-db"))
+                .args([
+                    "--no-defaults",
+                    "--user=root",
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                ])
+                .arg(format!("--datadir={}", dir.path().join("data").display()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "mariadb-install-db failed");
+            dir
+        })
+        .path()
+}
+
+/// A private MariaDB server.
+pub struct MariaDb {
+    pub port: u16,
+    dir: TempDir,
+    child: Child,
+}
+
+impl MariaDb {
+    pub async fn start() -> Self {
+        let dir = TempDir::new().unwrap();
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(template_datadir().join("data"))
+            .arg(dir.path().join("data"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::create_dir_all(dir.path().join("binlog")).unwrap();
+        let port = free_port();
+        let child = Self::spawn(dir.path(), port);
+        let server = Self { port, dir, child };
+        server.wait_ready().await;
+        server
+            .admin(&[
+                &format!("CREATE USER 'cdc'@'%' IDENTIFIED BY '{CDC_PASSWORD}'"),
+                "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'cdc'@'%'",
+            ])
+            .await;
+        server
+    }
+
+    fn spawn(dir: &Path, port: u16) -> Child {
+        Command::new(find_binary("mariadbd"))
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--bind-address=127.0.0.1",
+                "--skip-name-resolve",
+            ])
+            .arg(format!("--datadir={}", dir.join("data").display()))
+            .arg(format!("--port={port}"))
+            .arg(format!("--socket={}", dir.join("mysqld.sock").display()))
+            .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
+            .arg(format!("--log-error={}", dir.join("error.log").display()))
+            .arg(format!(
+                "--log-bin={}",
+                dir.join("binlog/mariadb-bin").display()
+            ))
+            .args([
+                "--binlog-format=ROW",
+                "--binlog-row-image=FULL",
+                "--binlog-row-metadata=FULL",
+                "--server-id=1",
+            ])
+            .args([
+                "--innodb-buffer-pool-size=32M",
+                "--innodb-log-file-size=16M",
+                "--performance-schema=OFF",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    async fn wait_ready(&self) {
+        let socket = self.socket();
+        eventually(Duration::from_secs(30), async || {
+            let opts = mysql_async::OptsBuilder::default()
+                .socket(Some(socket.clone()))
+                .user(Some("root"));
+            mysql_async::Conn::new(opts).await.ok().map(|_| ())
+        })
+        .await;
+    }
+
+    pub fn socket(&self) -> String {
+        self.dir.path().join("mysqld.sock").display().to_string()
+    }
+
+    /// A root connection over the unix socket.
+    pub async fn root(&self) -> mysql_async::Conn {
+        let opts = mysql_async::OptsBuilder::default()
+            .socket(Some(self.socket()))
+            .user(Some("root"));
+        mysql_async::Conn::new(opts).await.unwrap()
+    }
+
+    /// Runs statements as root, each in autocommit unless they manage transactions themselves.
+    pub async fn admin(&self, statements: &[&str]) {
+        let mut conn = self.root().await;
+        for statement in statements {
+            conn.query_drop(*statement)
+                .await
+                .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        }
+        conn.disconnect().await.unwrap();
+    }
+
+    /// The server's current end of binlog.
+    pub async fn position(&self) -> String {
+        let mut conn = self.root().await;
+        let row: mysql_async::Row = conn
+            .query_first("SHOW MASTER STATUS")
+            .await
+            .unwrap()
+            .unwrap();
+        let file: String = row.get(0).unwrap();
+        let offset: u64 = row.get(1).unwrap();
+        format!("{file}:{offset}")
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        stop_child(&mut self.child);
+    }
+}
+
+fn ministack_path() -> PathBuf {
+    if let Ok(path) = std::env::var("BINLOG_KINESIS_TEST_MINISTACK") {
+        return PathBuf::from(path);
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".emu/venv/bin/ministack");
+    assert!(
+        path.exists(),
+        "ministack not found at {}: run scripts/test, which installs it (python3 -m venv .emu/venv && .emu/venv/bin/pip install ministack==1.5.33 cbor2==6.2.1)",
+        path.display()
+    );
+    path
+}
+
+/// A ministack emulator serving Kinesis.
+pub struct Ministack {
+    pub url: String,
+    child: Child,
+    _tmp: TempDir,
+}
+
+impl Ministack {
+    pub async fn start() -> Self {
+        let port = free_port();
+        let tmp = TempDir::new().unwrap();
+        let child = Command::new(ministack_path())
+            .env("GATEWAY_PORT", port.to_string())
+            .env("BIND_HOST", "127.0.0.1")
+            .env("SERVICES", "kinesis,cloudwatch")
+            .env("TMPDIR", tmp.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let health = format!("127.0.0.1:{port}");
+        eventually(Duration::from_secs(30), async || {
+            tokio::net::TcpStream::connect(&health)
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+        Self {
+            url,
+            child,
+            _tmp: tmp,
+        }
+    }
+
+    pub async fn client(&self) -> AwsKinesisClient {
+        set_test_aws_env();
+        let config = FileConfig::load(
+            None,
+            [
+                (
+                    "BINLOG_KINESIS__KINESIS__ENDPOINT_URL".to_owned(),
+                    self.url.clone(),
+                ),
+                (
+                    "BINLOG_KINESIS__KINESIS__REGION".to_owned(),
+                    "us-east-1".to_owned(),
+                ),
+            ],
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        AwsKinesisClient::new(&config.kinesis).await
+    }
+
+    pub async fn create_stream(&self, name: &str, shards: i32) {
+        let client = self.client().await;
+        client
+            .sdk()
+            .create_stream()
+            .stream_name(name)
+            .shard_count(shards)
+            .send()
+            .await
+            .unwrap();
+        eventually(Duration::from_secs(10), async || {
+            client.check_stream(name).await.ok()
+        })
+        .await;
+    }
+
+    /// Every event line in the stream, shard by shard, in stream order.
+    pub async fn events(&self, stream: &str) -> Vec<ChangeEvent> {
+        let client = self.client().await;
+        let sdk = client.sdk();
+        let shards = sdk.list_shards().stream_name(stream).send().await.unwrap();
+        let mut events = Vec::new();
+        for shard in shards.shards() {
+            let mut iterator = sdk
+                .get_shard_iterator()
+                .stream_name(stream)
+                .shard_id(shard.shard_id())
+                .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .unwrap()
+                .shard_iterator()
+                .map(str::to_owned);
+            while let Some(current) = iterator {
+                let output = sdk
+                    .get_records()
+                    .shard_iterator(current)
+                    .limit(10_000)
+                    .send()
+                    .await
+                    .unwrap();
+                for record in output.records() {
+                    let data = std::str::from_utf8(record.data().as_ref()).unwrap();
+                    assert!(data.ends_with('\n'), "every record ends with a newline");
+                    let key = record.partition_key().unwrap_or_default();
+                    for line in data.lines() {
+                        let event: ChangeEvent =
+                            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+                        assert_eq!(key, format!("{}.{}", event.database, event.table));
+                        events.push(event);
+                    }
+                }
+                if output.records().is_empty() {
+                    break;
+                }
+                iterator = output.next_shard_iterator().map(str::to_owned);
+            }
+        }
+        events
+    }
+
+    /// Waits until the stream holds at least `n` events, then returns them.
+    pub async fn wait_for_events(&self, stream: &str, n: usize) -> Vec<ChangeEvent> {
+        eventually(Duration::from_secs(60), async || {
+            let events = self.events(stream).await;
+            (events.len() >= n).then_some(events)
+        })
+        .await
+    }
+
+    pub fn stop(&mut self) {
+        stop_child(&mut self.child);
+    }
+}
+
+impl Drop for Ministack {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn set_test_aws_env() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        // SAFETY-free: set before any test thread reads them; the values are the same for all.
+        for (key, value) in [
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ] {
+            if std::env::var(key).is_err() {
+                // Set once, before the first client is built; only the AWS SDK reads them.
+                std::env::set_var(key, value);
+            }
+        }
+    });
+}
+
+/// One test's world: a server, an emulator, a stream, a checkpoint directory.
+pub struct World {
+    pub db: MariaDb,
+    pub kinesis: Ministack,
+    pub stream: String,
+    pub dir: TempDir,
+}
+
+impl World {
+    pub async fn new() -> Self {
+        // Another test may have installed it already; either way logs reach the test output.
+        let _installed: Result<(), _> = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .try_init();
+        let (db, kinesis) = tokio::join!(MariaDb::start(), Ministack::start());
+        let stream = "cdc-test".to_owned();
+        kinesis.create_stream(&stream, 1).await;
+        Self {
+            db,
+            kinesis,
+            stream,
+            dir: TempDir::new().unwrap(),
+        }
+    }
+
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.dir.path().join("checkpoint.json")
+    }
+
+    /// The environment that configures the daemon for this world.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("BINLOG_KINESIS__MYSQL__HOST", "127.0.0.1".to_owned()),
+            ("BINLOG_KINESIS__MYSQL__PORT", self.db.port.to_string()),
+            ("BINLOG_KINESIS__MYSQL__USER", "cdc".to_owned()),
+            ("BINLOG_KINESIS__MYSQL__PASSWORD", CDC_PASSWORD.to_owned()),
+            ("BINLOG_KINESIS__MYSQL__HEARTBEAT_MS", "1000".to_owned()),
+            ("BINLOG_KINESIS__KINESIS__STREAM", self.stream.clone()),
+            ("BINLOG_KINESIS__KINESIS__REGION", "us-east-1".to_owned()),
+            (
+                "BINLOG_KINESIS__KINESIS__ENDPOINT_URL",
+                self.kinesis.url.clone(),
+            ),
+            ("BINLOG_KINESIS__KINESIS__LINGER_MS", "5".to_owned()),
+            (
+                "BINLOG_KINESIS__CHECKPOINT__PATH",
+                self.checkpoint_path().display().to_string(),
+            ),
+            ("BINLOG_KINESIS__CHECKPOINT__INTERVAL_MS", "200".to_owned()),
+            ("BINLOG_KINESIS__FILTER__INCLUDE", "shop.*".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    pub fn config(&self, extra: &[(&str, &str)]) -> Config {
+        let mut env = self.env();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        FileConfig::load(None, env).unwrap().validate().unwrap()
+    }
+
+    /// Starts the daemon in-process.
+    pub async fn daemon(&self, config: Config, start: StartFrom) -> Daemon {
+        let shutdown = Shutdown::default();
+        let client = Arc::new(self.kinesis.client().await);
+        let task = tokio::spawn(app::run(config, start, client, shutdown.clone()));
+        Daemon { shutdown, task }
+    }
+
+    /// Starts the daemon and waits until it is replicating (its checkpoint exists after a
+    /// marker transaction).
+    pub async fn running_daemon(&self, extra: &[(&str, &str)]) -> Daemon {
+        let daemon = self.daemon(self.config(extra), StartFrom::Checkpoint).await;
+        self.wait_replicating().await;
+        daemon
+    }
+
+    /// Waits until the daemon acknowledges a fresh change: its checkpoint reaches the end of
+    /// binlog after a marker transaction. The marker is written again while waiting, since the
+    /// daemon may start reading only after the first one.
+    pub async fn wait_replicating(&self) {
+        self.db
+            .admin(&[
+                "CREATE DATABASE IF NOT EXISTS harness",
+                "CREATE TABLE IF NOT EXISTS harness.ping (id INT PRIMARY KEY, n INT)",
+            ])
+            .await;
+        let path = self.checkpoint_path();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            self.db
+                .admin(&[
+                    "INSERT INTO harness.ping VALUES (1, 1) ON DUPLICATE KEY UPDATE n = n + 1",
+                ])
+                .await;
+            let target: BinlogPosition = self.db.position().await.parse().unwrap();
+            let reached = async || {
+                let text = std::fs::read_to_string(&path).ok()?;
+                let checkpoint: serde_json::Value = serde_json::from_str(&text).ok()?;
+                let position: BinlogPosition = checkpoint["position"].as_str()?.parse().ok()?;
+                (position.try_cmp(&target) != Some(std::cmp::Ordering::Less)).then_some(())
+            };
+            for _ in 0..20 {
+                if reached().await.is_some() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not start replicating within 60 s"
+            );
+        }
+    }
+}
+
+/// An in-process daemon.
+pub struct Daemon {
+    pub shutdown: Shutdown,
+    pub task: tokio::task::JoinHandle<Result<RunOutcome, Error>>,
+}
+
+impl Daemon {
+    /// Graceful stop: returns the run's outcome.
+    pub async fn stop(self) -> Result<RunOutcome, Error> {
+        self.shutdown.graceful.cancel();
+        self.task.await.unwrap()
+    }
+}

@@ -1,0 +1,417 @@
+//! Replication scenarios, each asserting exact events in exact order.
+
+use std::time::Duration;
+
+use binlog_kinesis::{
+    app::{Error, StartFrom},
+    event::{ChangeEvent, Op},
+    source::SourceError,
+};
+use serde_json::{json, Value};
+
+use crate::harness::{eventually, World};
+
+fn shop(events: &[ChangeEvent]) -> Vec<ChangeEvent> {
+    events
+        .iter()
+        .filter(|e| e.database == "shop")
+        .cloned()
+        .collect()
+}
+
+fn summary(event: &ChangeEvent) -> (Op, String, Value, Value) {
+    (
+        event.op,
+        event.table.clone(),
+        event
+            .before
+            .clone()
+            .map(Value::Object)
+            .unwrap_or(Value::Null),
+        event
+            .after
+            .clone()
+            .map(Value::Object)
+            .unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inserts_updates_and_deletes_arrive_in_order_with_their_metadata() {
+    let world = World::new().await;
+    world.db.admin(&["CREATE DATABASE shop", "CREATE TABLE shop.orders (id INT PRIMARY KEY, status VARCHAR(20), total DECIMAL(10,2), placed DATETIME(6))"]).await;
+    let daemon = world.running_daemon(&[]).await;
+    world
+        .db
+        .admin(&[
+            "INSERT INTO shop.orders VALUES (1, 'new', 12.50, '2024-02-29 23:59:59.123456')",
+            "INSERT INTO shop.orders VALUES (2, 'new', 3.00, '2024-03-01 00:00:00'), (3, 'new', 0.10, NULL)",
+            "UPDATE shop.orders SET status = 'paid' WHERE id = 1",
+            "UPDATE shop.orders SET total = total + 1 WHERE id IN (2, 3)",
+            "DELETE FROM shop.orders WHERE id = 3",
+        ])
+        .await;
+    let events = shop(&world.kinesis.wait_for_events(&world.stream, 7).await);
+    let got: Vec<_> = events.iter().map(summary).collect();
+    let row = |id: i64, status: &str, total: &str, placed: Value| json!({"id": id, "status": status, "total": total, "placed": placed});
+    let r1 = row(1, "new", "12.50", json!("2024-02-29 23:59:59.123456"));
+    let r1_paid = row(1, "paid", "12.50", json!("2024-02-29 23:59:59.123456"));
+    let r2 = row(2, "new", "3.00", json!("2024-03-01 00:00:00.000000"));
+    let r3 = row(3, "new", "0.10", Value::Null);
+    let r2b = row(2, "new", "4.00", json!("2024-03-01 00:00:00.000000"));
+    let r3b = row(3, "new", "1.10", Value::Null);
+    let t = || "orders".to_owned();
+    assert_eq!(
+        got,
+        vec![
+            (Op::Insert, t(), Value::Null, r1.clone()),
+            (Op::Insert, t(), Value::Null, r2.clone()),
+            (Op::Insert, t(), Value::Null, r3.clone()),
+            (Op::Update, t(), r1, r1_paid),
+            (Op::Update, t(), r2, r2b),
+            (Op::Update, t(), r3, r3b.clone()),
+            (Op::Delete, t(), r3b, Value::Null),
+        ]
+    );
+    // Multi-row statements: one rows event, rows numbered within it, commit on the last.
+    assert_eq!(events[1].position, events[2].position);
+    assert_eq!((events[1].row, events[2].row), (0, 1));
+    assert_eq!((events[1].commit, events[2].commit), (false, true));
+    assert_eq!(events[1].xid, events[2].xid);
+    assert!(events[1].xid.is_some());
+    for event in &events {
+        assert_eq!(
+            event.primary_key.clone().map(Value::Object),
+            Some(json!({"id": (event.after.as_ref().or(event.before.as_ref()).unwrap())["id"]}))
+        );
+        let gtid = event.gtid.as_deref().unwrap();
+        assert!(
+            gtid.starts_with("0-1-"),
+            "MariaDB GTID domain-server-sequence: {gtid}"
+        );
+        assert!(event.ts_ms > 1_700_000_000_000);
+    }
+    let positions: Vec<String> = events
+        .iter()
+        .map(|e| format!("{}#{}", e.position, e.row))
+        .collect();
+    let mut unique = positions.clone();
+    unique.dedup();
+    assert_eq!(unique, positions, "position + row identify an event");
+    daemon.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_shares_its_xid_and_a_rollback_produces_nothing() {
+    let world = World::new().await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.a (id INT PRIMARY KEY, v INT)",
+            "CREATE TABLE shop.b (id INT PRIMARY KEY, v INT)",
+        ])
+        .await;
+    let daemon = world.running_daemon(&[]).await;
+    world
+        .db
+        .admin(&[
+            "BEGIN",
+            "INSERT INTO shop.a VALUES (1, 1)",
+            "INSERT INTO shop.b VALUES (1, 1)",
+            "UPDATE shop.a SET v = 2 WHERE id = 1",
+            "COMMIT",
+            "BEGIN",
+            "INSERT INTO shop.a VALUES (99, 99)",
+            "ROLLBACK",
+            "INSERT INTO shop.b VALUES (2, 2)",
+        ])
+        .await;
+    let events = shop(&world.kinesis.wait_for_events(&world.stream, 4).await);
+    // One shard: records arrive in put order; per table, binlog order.
+    let a: Vec<_> = events.iter().filter(|e| e.table == "a").collect();
+    let b: Vec<_> = events.iter().filter(|e| e.table == "b").collect();
+    assert_eq!(a.len(), 2, "{events:?}");
+    assert_eq!(b.len(), 2, "{events:?}");
+    assert!(
+        events.iter().all(|e| e
+            .after
+            .as_ref()
+            .map(|r| r["id"] != json!(99))
+            .unwrap_or(true)),
+        "rolled back row leaked"
+    );
+    let xid = a[0].xid.unwrap();
+    assert_eq!(
+        (a[0].xid, b[0].xid, a[1].xid),
+        (Some(xid), Some(xid), Some(xid))
+    );
+    assert_eq!(a[0].gtid, b[0].gtid);
+    assert_eq!(
+        (a[0].commit, b[0].commit, a[1].commit),
+        (false, false, true),
+        "commit only on the transaction's last event"
+    );
+    assert_eq!(a[1].op, Op::Update);
+    assert!(b[1].commit && b[1].xid != Some(xid));
+    daemon.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_added_mid_stream_appears_in_later_events() {
+    let world = World::new().await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.items (id INT PRIMARY KEY, sku VARCHAR(10))",
+        ])
+        .await;
+    let daemon = world.running_daemon(&[]).await;
+    world
+        .db
+        .admin(&[
+            "INSERT INTO shop.items VALUES (1, 'a')",
+            "ALTER TABLE shop.items ADD COLUMN note VARCHAR(20) DEFAULT 'n/a' AFTER id",
+            "INSERT INTO shop.items VALUES (2, 'x', 'b')",
+            "UPDATE shop.items SET note = 'hi' WHERE id = 1",
+        ])
+        .await;
+    let events = shop(&world.kinesis.wait_for_events(&world.stream, 3).await);
+    let afters: Vec<Value> = events
+        .iter()
+        .map(|e| Value::Object(e.after.clone().unwrap()))
+        .collect();
+    assert_eq!(
+        afters,
+        vec![
+            json!({"id": 1, "sku": "a"}),
+            json!({"id": 2, "note": "x", "sku": "b"}),
+            json!({"id": 1, "note": "hi", "sku": "a"})
+        ]
+    );
+    // Column order follows the table.
+    let keys: Vec<&String> = events[1].after.as_ref().unwrap().keys().collect();
+    assert_eq!(keys, ["id", "note", "sku"]);
+    daemon.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_select_tables_and_keyless_tables_have_a_null_key() {
+    let world = World::new().await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE DATABASE crm",
+            "CREATE TABLE shop.kept (id INT PRIMARY KEY)",
+            "CREATE TABLE shop.tmp_x (id INT PRIMARY KEY)",
+            "CREATE TABLE shop.log (msg VARCHAR(10))",
+            "CREATE TABLE crm.users (id INT PRIMARY KEY)",
+        ])
+        .await;
+    let daemon = world
+        .running_daemon(&[("BINLOG_KINESIS__FILTER__EXCLUDE", "shop.tmp_*")])
+        .await;
+    world
+        .db
+        .admin(&[
+            "INSERT INTO crm.users VALUES (1)",
+            "INSERT INTO shop.tmp_x VALUES (1)",
+            "INSERT INTO shop.kept VALUES (1)",
+            "INSERT INTO shop.log VALUES ('hello')",
+        ])
+        .await;
+    let events = eventually(Duration::from_secs(60), async || {
+        let events = shop(&world.kinesis.events(&world.stream).await);
+        (events.len() >= 2).then_some(events)
+    })
+    .await;
+    let tables: Vec<&str> = events.iter().map(|e| e.table.as_str()).collect();
+    assert_eq!(tables, ["kept", "log"]);
+    assert!(world
+        .kinesis
+        .events(&world.stream)
+        .await
+        .iter()
+        .all(|e| e.database != "crm"));
+    assert_eq!(events[1].primary_key, None);
+    assert_eq!(
+        events[1].after.clone().map(Value::Object),
+        Some(json!({"msg": "hello"}))
+    );
+    daemon.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_are_exact() {
+    let world = World::new().await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop CHARACTER SET utf8mb4",
+            "CREATE TABLE shop.v (id INT PRIMARY KEY, mi MEDIUMINT, biu BIGINT UNSIGNED, d DECIMAL(20,6), ts TIMESTAMP(3) NULL, dt DATE, tm TIME(6), t TEXT, l VARCHAR(10) CHARACTER SET latin1, bn BINARY(4), vb VARBINARY(8), f FLOAT, e ENUM('s','m','l'), s SET('a','b','c'), bt BIT(10), y YEAR)",
+        ])
+        .await;
+    let daemon = world.running_daemon(&[]).await;
+    world
+        .db
+        .admin(&[
+            "SET time_zone = '+00:00'",
+            "SET NAMES utf8mb4",
+            "INSERT INTO shop.v VALUES (1, -8388608, 18446744073709551615, -12345678901234.123456, '2024-03-01 12:34:56.789', '2024-02-29', '-838:59:59.000001', 'emoji 🎉', 'héllo', UNHEX('AB000000'), UNHEX('DEADBEEF00'), 0.00125, 'm', 'a,c', b'1010101011', 2024)",
+            "INSERT INTO shop.v (id) VALUES (2)",
+        ])
+        .await;
+    let events = shop(&world.kinesis.wait_for_events(&world.stream, 2).await);
+    assert_eq!(
+        Value::Object(events[0].after.clone().unwrap()),
+        json!({
+            "id": 1, "mi": -8388608, "biu": 18446744073709551615u64, "d": "-12345678901234.123456",
+            "ts": "2024-03-01T12:34:56.789Z", "dt": "2024-02-29", "tm": "-838:59:59.000001",
+            "t": "emoji 🎉", "l": "héllo", "bn": "qwAAAA==", "vb": "3q2+7wA=", "f": 1.25e-3,
+            "e": "m", "s": ["a", "c"], "bt": 683, "y": 2024
+        })
+    );
+    let nulls = events[1].after.clone().unwrap();
+    assert!(
+        nulls
+            .iter()
+            .filter(|(k, _)| *k != "id")
+            .all(|(_, v)| v.is_null()),
+        "{nulls:?}"
+    );
+    daemon.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_and_restart_loses_and_repeats_nothing() {
+    let world = World::new().await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.t (id INT PRIMARY KEY)",
+        ])
+        .await;
+    let daemon = world.running_daemon(&[]).await;
+    for id in 0..20 {
+        world
+            .db
+            .admin(&[&format!("INSERT INTO shop.t VALUES ({id})")])
+            .await;
+    }
+    let outcome = daemon.stop().await.unwrap();
+    let committed = outcome.committed.unwrap();
+    let first = shop(&world.kinesis.events(&world.stream).await);
+    for id in 20..40 {
+        world
+            .db
+            .admin(&[&format!("INSERT INTO shop.t VALUES ({id})")])
+            .await;
+    }
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(world.checkpoint_path()).unwrap()).unwrap();
+    assert_eq!(saved["position"], json!(committed.to_string()));
+    assert_eq!(saved["version"], json!(1));
+    let daemon = world.daemon(world.config(&[]), StartFrom::Checkpoint).await;
+    let events = eventually(Duration::from_secs(60), async || {
+        let events = shop(&world.kinesis.events(&world.stream).await);
+        (events.len() >= 40).then_some(events)
+    })
+    .await;
+    daemon.stop().await.unwrap();
+    let ids: Vec<i64> = events
+        .iter()
+        .map(|e| e.after.as_ref().unwrap()["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        (0..40).collect::<Vec<_>>(),
+        "a gap or a repeat across the restart"
+    );
+    assert!(first.len() >= 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_position_replays_from_exactly_there() {
+    let world = World::new().await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.t (id INT PRIMARY KEY)",
+            "INSERT INTO shop.t VALUES (1)",
+        ])
+        .await;
+    let position = world.db.position().await;
+    world
+        .db
+        .admin(&[
+            "INSERT INTO shop.t VALUES (2)",
+            "INSERT INTO shop.t VALUES (3)",
+        ])
+        .await;
+    let daemon = world
+        .daemon(
+            world.config(&[]),
+            StartFrom::Position(position.parse().unwrap()),
+        )
+        .await;
+    let events = shop(&world.kinesis.wait_for_events(&world.stream, 2).await);
+    let ids: Vec<i64> = events
+        .iter()
+        .map(|e| e.after.as_ref().unwrap()["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [2, 3]);
+    daemon.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purged_checkpoint_position_is_a_permanent_error_naming_the_file() {
+    let world = World::new().await;
+    let position = world.db.position().await;
+    std::fs::write(
+        world.checkpoint_path(),
+        format!(r#"{{"version":1,"position":"{position}","updated_at_ms":0}}"#),
+    )
+    .unwrap();
+    world
+        .db
+        .admin(&["FLUSH BINARY LOGS", "FLUSH BINARY LOGS"])
+        .await;
+    let current = world.db.position().await;
+    let current_file = current.split(':').next().unwrap();
+    // MariaDB keeps a file until its binlog checkpoint has moved on; purge until it is gone.
+    let file = position.split(':').next().unwrap().to_owned();
+    eventually(Duration::from_secs(30), async || {
+        world
+            .db
+            .admin(&[&format!("PURGE BINARY LOGS TO '{current_file}'")])
+            .await;
+        let mut conn = world.db.root().await;
+        let logs: Vec<(String, u64)> =
+            mysql_async::prelude::Queryable::query(&mut conn, "SHOW BINARY LOGS")
+                .await
+                .unwrap();
+        logs.iter().all(|(name, _)| *name != file).then_some(())
+    })
+    .await;
+    let daemon = world.daemon(world.config(&[]), StartFrom::Checkpoint).await;
+    let error = daemon.task.await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Source(SourceError::PositionNotOnServer { .. })
+        ),
+        "{error:?}"
+    );
+    assert_eq!(error.exit_code(), 4);
+    let message = error.to_string();
+    assert!(
+        message.contains(&file)
+            && message.contains("--start-position")
+            && message.contains("--from-end"),
+        "{message}"
+    );
+}

@@ -1,0 +1,79 @@
+//! The drain deadline: when Kinesis stops answering, a stop still ends in time, the checkpoint
+//! keeps exactly what was acknowledged, and the outcome says the drain was incomplete.
+
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
+
+use binlog_kinesis::{
+    app::{self, Error, StartFrom},
+    shutdown::Shutdown,
+    sink::client::{AwsKinesisClient, CallError, KinesisClient, Record, RecordOutcome},
+};
+
+use crate::harness::World;
+
+/// The emulator's client, until `hang` is set: then calls never return.
+struct Hanging {
+    inner: AwsKinesisClient,
+    hang: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl KinesisClient for Hanging {
+    async fn put_records(
+        &self,
+        stream: &str,
+        records: Vec<Record>,
+    ) -> Result<Vec<RecordOutcome>, CallError> {
+        if self.hang.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        self.inner.put_records(stream, records).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_past_its_deadline_keeps_the_acknowledged_checkpoint_and_says_so() {
+    let world = World::new().await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.t (id INT PRIMARY KEY)",
+        ])
+        .await;
+    let client = Arc::new(Hanging {
+        inner: world.kinesis.client().await,
+        hang: AtomicBool::new(false),
+    });
+    let shutdown = Shutdown::default();
+    let config = world.config(&[("BINLOG_KINESIS__SHUTDOWN__DRAIN_TIMEOUT_MS", "1500")]);
+    let task = tokio::spawn(app::run(
+        config,
+        StartFrom::Checkpoint,
+        client.clone(),
+        shutdown.clone(),
+    ));
+    world.wait_replicating().await;
+    world.db.admin(&["INSERT INTO shop.t VALUES (1)"]).await;
+    world.kinesis.wait_for_events(&world.stream, 1).await;
+    world.wait_replicating().await;
+    let acknowledged = std::fs::read_to_string(world.checkpoint_path()).unwrap();
+
+    client.hang.store(true, Ordering::SeqCst);
+    world.db.admin(&["INSERT INTO shop.t VALUES (2)"]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    shutdown.graceful.cancel();
+    let error = task.await.unwrap().unwrap_err();
+    assert!(matches!(error, Error::DrainIncomplete { .. }), "{error:?}");
+    assert_eq!(error.exit_code(), 5);
+    let after: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(world.checkpoint_path()).unwrap()).unwrap();
+    let before: serde_json::Value = serde_json::from_str(&acknowledged).unwrap();
+    assert_eq!(
+        after["position"], before["position"],
+        "the checkpoint moved past an unacknowledged change"
+    );
+}
