@@ -281,3 +281,15 @@ pub async fn run(
         events: source_summary.events,
     })
 }
+
+/// An error and its sources, joined with `: `, for the one place each error is logged.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

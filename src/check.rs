@@ -37,7 +37,7 @@ pub async fn check(config: &Config, client: &AwsKinesisClient) -> bool {
     );
 
     match connect::connect(&config.mysql).await {
-        Err(error) => report("mysql connection", Err(error_chain(&error))),
+        Err(error) => report("mysql connection", Err(crate::app::error_chain(&error))),
         Ok(mut conn) => {
             report(
                 "mysql connection",
@@ -90,15 +90,4 @@ pub async fn check(config: &Config, client: &AwsKinesisClient) -> bool {
             .map_err(|e| e.to_string()),
     );
     ok
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

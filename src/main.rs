@@ -83,8 +83,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(error) => {
-            tracing::error!("{}", chain(&error));
-            eprintln!("error: {}", chain(&error));
+            tracing::error!(exit_code = error.exit_code(), "{}", app::error_chain(&error));
             ExitCode::from(error.exit_code())
         }
     }
@@ -147,15 +146,4 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -92,22 +92,13 @@ pub fn decode_rows(
     let mut buf = ParseBuf(rows.rows_data());
     let mut changes = Vec::new();
     while !buf.is_empty() {
-        let before = match before_columns {
-            Some(present) => Some(read_image(
-                schema,
-                |i| present.get(i).is_some_and(|b| *b),
-                &mut buf,
-            )?),
-            None => None,
-        };
-        let after = match after_columns {
-            Some(present) => Some(read_image(
-                schema,
-                |i| present.get(i).is_some_and(|b| *b),
-                &mut buf,
-            )?),
-            None => None,
-        };
+        // The before image, when the event has one, precedes the after image.
+        let before = before_columns
+            .map(|present| read_image(schema, |i| present.get(i).is_some_and(|b| *b), &mut buf))
+            .transpose()?;
+        let after = after_columns
+            .map(|present| read_image(schema, |i| present.get(i).is_some_and(|b| *b), &mut buf))
+            .transpose()?;
         changes.push(RowChange { op, before, after });
     }
     Ok(changes)

@@ -575,6 +575,9 @@ impl Reader {
     /// with `commit: true`, then the boundary.
     async fn commit(&mut self, xid: Option<u64>, end: BinlogPosition) -> Result<(), SourceError> {
         self.standalone = false;
+        // Servers send every table's TABLE_MAP again in each transaction that uses it, so the
+        // cache never needs to outlive one: clearing it keeps memory flat as table ids grow.
+        self.tables.clear();
         if let Some(transaction) = self.transaction.take() {
             let n_events = transaction.held.len();
             for (index, (mut event, encoded)) in transaction.held.into_iter().enumerate() {
