@@ -69,6 +69,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -83,7 +84,11 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(error) => {
-            tracing::error!(exit_code = error.exit_code(), "{}", app::error_chain(&error));
+            tracing::error!(
+                exit_code = error.exit_code(),
+                "{}",
+                app::error_chain(&error)
+            );
             ExitCode::from(error.exit_code())
         }
     }

@@ -626,3 +626,6 @@ fn truncate(text: &str, max: usize) -> &str {
         None => text,
     }
 }
+
+#[cfg(test)]
+mod tests;
