@@ -32,8 +32,9 @@ use crate::{
 };
 
 /// Events between the source and the sink. Small: the sink holds the real buffer, bounded in
-/// bytes by `kinesis.max_buffered_bytes`.
-const EVENT_CHANNEL_CAPACITY: usize = 1024;
+/// bytes by `kinesis.max_buffered_bytes`, and each event here is at most a record's size (larger
+/// ones stop the sink), so this adds at most 128 × `kinesis.max_record_bytes`.
+const EVENT_CHANNEL_CAPACITY: usize = 128;
 
 /// Acknowledged positions between the sink and the checkpoint task, which only keeps the latest.
 const ACK_CHANNEL_CAPACITY: usize = 256;
