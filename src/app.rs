@@ -119,6 +119,8 @@ pub struct RunOutcome {
     pub committed: Option<BinlogPosition>,
     /// Row events read.
     pub events: u64,
+    /// Replication connections reopened after a loss.
+    pub reconnects: u64,
 }
 
 /// Runs the daemon until `shutdown` fires and the drain completes, or a stage fails.
@@ -180,8 +182,8 @@ pub async fn run(
     let source_cancel = CancellationToken::new();
     let mut source = tokio::spawn(source::run(
         SourceConfig {
+            mysql: config.mysql.clone(),
             filter: config.filter.clone(),
-            heartbeat: config.mysql.heartbeat,
             lookahead_bytes: config.mysql.transaction_lookahead_bytes,
             checksum_crc32: server.checksum_crc32,
         },
@@ -280,6 +282,7 @@ pub async fn run(
     Ok(RunOutcome {
         committed,
         events: source_summary.events,
+        reconnects: source_summary.reconnects,
     })
 }
 

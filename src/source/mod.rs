@@ -27,6 +27,15 @@
 //! the transaction's end (the server writes whole transactions, so the rest is already there).
 //! A clean stop therefore never leaves a partly sent transaction to be repeated on restart.
 //!
+//! # Reconnecting
+//!
+//! A lost connection, a server restart, a `KILL` of the dump thread or a connection silent for
+//! three heartbeats is transient: the reader reconnects with capped exponential backoff and
+//! jitter and reads again from the last boundary, logging once per incident. If the
+//! interrupted transaction had already spilled events past the lookahead cap, exactly that
+//! many of its re-read events are skipped, so nothing is sent twice and nothing is lost.
+//! Permanent conditions (a purged position, refused login, an undecodable event) still stop it.
+//!
 //! # Resumption
 //!
 //! The stream is requested from a `file:offset` boundary. The checkpoint's file must still be
@@ -50,9 +59,10 @@ use tokio_util::sync::CancellationToken;
 
 use self::schema::{SchemaError, TableSchema};
 use crate::{
-    config::TableFilter,
+    config::{MysqlConfig, TableFilter},
     event::{ChangeEvent, EncodedEvent, TableName},
     position::BinlogPosition,
+    sink::retry::Backoff,
     sink::{OutboundEvent, SinkInput},
 };
 
@@ -204,13 +214,13 @@ impl SourceError {
 /// The reader's settings.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
+    /// How to reach the server again after a lost connection.
+    pub mysql: MysqlConfig,
     /// Which tables are captured.
     pub filter: TableFilter,
-    /// Heartbeat period asked of the server.
-    pub heartbeat: Duration,
     /// Cap on one transaction's held-back bytes.
     pub lookahead_bytes: usize,
-    /// Whether the server writes CRC32 checksums (for the first, fake, rotate event).
+    /// Whether the server writes CRC32 checksums (for the rotate event that opens a connection).
     pub checksum_crc32: bool,
 }
 
@@ -221,49 +231,55 @@ pub struct SourceSummary {
     pub events: u64,
     /// Transactions completed.
     pub transactions: u64,
+    /// Connections reopened after a loss.
+    pub reconnects: u64,
     /// The last boundary read.
     pub position: Option<BinlogPosition>,
 }
 
-/// Reads `stream`, which starts at `start`, until `cancel` fires between transactions or an
-/// error stops it.
+/// Backoff between reconnect attempts: 250 ms doubling up to 30 s, with jitter.
+const RECONNECT_BACKOFF: Backoff = Backoff {
+    initial: Duration::from_millis(250),
+    max: Duration::from_secs(30),
+};
+
+/// Reads `stream`, which starts at `start`, until `cancel` fires between transactions or a
+/// permanent error stops it. A lost, killed or silent connection is reopened from the last
+/// transaction boundary read, with capped exponential backoff; see "# Reconnecting".
 pub async fn run(
     config: SourceConfig,
-    mut stream: BinlogStream,
+    stream: BinlogStream,
     start: BinlogPosition,
     output: mpsc::Sender<SinkInput>,
     cancel: CancellationToken,
 ) -> Result<SourceSummary, SourceError> {
-    let silence_limit = config.heartbeat * 3;
     let mut reader = Reader::new(config, start, output);
+    let mut stream = Some(stream);
+    let mut attempts: u32 = 0;
     loop {
-        let next = tokio::select! {
-            // Stop requests win, but only between transactions; see "# Stopping".
-            biased;
-            _ = cancel.cancelled(), if reader.transaction.is_none() => break,
-            next = tokio::time::timeout(silence_limit, stream.next()) => next,
+        let result = match stream.take() {
+            Some(stream) => reader.read(stream, &cancel, &mut attempts).await,
+            None => match reader.reopen().await {
+                Ok(stream) => reader.read(stream, &cancel, &mut attempts).await,
+                Err(error) => Err(error),
+            },
         };
-        let event = match next {
-            Err(_elapsed) => {
-                return Err(SourceError::Silent {
-                    position: reader.boundary.clone(),
-                    silent_ms: silence_limit.as_millis() as u64,
-                })
-            }
-            // A graceful server shutdown ends the stream like this: a disconnect.
-            Ok(None) => {
-                return Err(SourceError::ConnectionLost {
-                    position: reader.boundary.clone(),
-                    source: mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "the server ended the binlog stream",
-                    ))),
-                })
-            }
-            Ok(Some(Err(error))) => return Err(connect::stream_error(error, &reader.boundary)),
-            Ok(Some(Ok(event))) => event,
+        let error = match result {
+            Ok(()) => break,
+            Err(error) if error.is_transient() => error,
+            Err(error) => return Err(error),
         };
-        reader.handle(&event).await?;
+        attempts += 1;
+        reader.reconnects += 1;
+        // Once per incident, then sparsely: an outage must not flood the log.
+        if attempts == 1 || attempts.is_power_of_two() {
+            tracing::warn!(error = %crate::app::error_chain(&error), attempts, position = %reader.boundary, "replication connection lost; reconnecting");
+        }
+        reader.forget_open_transaction();
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(RECONNECT_BACKOFF.delay(attempts)) => {}
+        }
     }
     tracing::info!(position = %reader.boundary, "binlog reader stopped at a transaction boundary");
     Ok(reader.summary())
@@ -292,8 +308,15 @@ struct Reader {
     pending_gtid: Option<String>,
     /// The current MariaDB GTID says the transaction is one statement.
     standalone: bool,
+    /// Events of the open transaction already sent (spilled past the lookahead cap).
+    sent_in_transaction: usize,
+    /// After a reconnect: events of the re-read transaction that were sent before it.
+    skip: usize,
+    /// A FORMAT_DESCRIPTION event was read on this connection.
+    format_known: bool,
     events: u64,
     transactions: u64,
+    reconnects: u64,
 }
 
 impl Reader {
@@ -307,15 +330,87 @@ impl Reader {
             transaction: None,
             pending_gtid: None,
             standalone: false,
+            sent_in_transaction: 0,
+            skip: 0,
+            format_known: false,
             events: 0,
             transactions: 0,
+            reconnects: 0,
         }
+    }
+
+    /// Reads `stream` until cancelled between transactions (`Ok`) or an error.
+    async fn read(
+        &mut self,
+        mut stream: BinlogStream,
+        cancel: &CancellationToken,
+        attempts: &mut u32,
+    ) -> Result<(), SourceError> {
+        let silence_limit = self.config.mysql.heartbeat * 3;
+        loop {
+            let next = tokio::select! {
+                // Stop requests win, but only between transactions; see "# Stopping".
+                biased;
+                _ = cancel.cancelled(), if self.transaction.is_none() => return Ok(()),
+                next = tokio::time::timeout(silence_limit, stream.next()) => next,
+            };
+            let event = match next {
+                Err(_elapsed) => {
+                    return Err(SourceError::Silent {
+                        position: self.boundary.clone(),
+                        silent_ms: silence_limit.as_millis() as u64,
+                    })
+                }
+                // A graceful server shutdown ends the stream like this: a disconnect.
+                Ok(None) => {
+                    return Err(SourceError::ConnectionLost {
+                        position: self.boundary.clone(),
+                        source: mysql_async::Error::Io(mysql_async::IoError::Io(
+                            std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                "the server ended the binlog stream",
+                            ),
+                        )),
+                    })
+                }
+                Ok(Some(Err(error))) => return Err(connect::stream_error(error, &self.boundary)),
+                Ok(Some(Ok(event))) => event,
+            };
+            if *attempts > 0 {
+                tracing::info!(attempts = *attempts, position = %self.boundary, "replication connection restored");
+                *attempts = 0;
+            }
+            self.handle(&event).await?;
+        }
+    }
+
+    /// A new connection and stream from the last boundary.
+    async fn reopen(&self) -> Result<BinlogStream, SourceError> {
+        let mysql = &self.config.mysql;
+        let conn = connect::connect(mysql).await?;
+        connect::open_stream(conn, mysql.server_id.get(), &self.boundary, mysql.heartbeat).await
+    }
+
+    /// Before reading again from the last boundary: the open transaction will be read again
+    /// from its start, so drop what is held of it and remember how many of its events were
+    /// already sent, to skip exactly those.
+    fn forget_open_transaction(&mut self) {
+        if self.transaction.take().is_some() {
+            self.skip = self.sent_in_transaction;
+        }
+        self.sent_in_transaction = 0;
+        self.pending_gtid = None;
+        self.standalone = false;
+        self.tables.clear();
+        self.file = self.boundary.file().to_owned();
+        self.format_known = false;
     }
 
     fn summary(&self) -> SourceSummary {
         SourceSummary {
             events: self.events,
             transactions: self.transactions,
+            reconnects: self.reconnects,
             position: Some(self.boundary.clone()),
         }
     }
@@ -383,13 +478,18 @@ impl Reader {
         };
         match data {
             EventData::RotateEvent(rotate) => {
-                let mut name = rotate.name().into_owned();
-                // The first (fake) rotate arrives before the format description, so with
-                // checksums on its last four bytes are the CRC.
-                if header.log_pos() == 0 && self.config.checksum_crc32 && !name.starts_with(&self.file) {
-                    name.truncate(name.len().saturating_sub(4));
+                // A rotate read before any format description (the first event of a
+                // connection) is parsed without knowing about checksums, so with CRC32 on its
+                // last four bytes are the checksum. Later rotates, fake or real, are clean.
+                let mut raw = rotate.name_raw();
+                if !self.format_known && self.config.checksum_crc32 {
+                    raw = &raw[..raw.len().saturating_sub(4)];
                 }
-                if header.log_pos() == 0 && name.starts_with(&self.file) {
+                let name = String::from_utf8(raw.to_vec()).map_err(|_| SourceError::Protocol {
+                    message: format!("binlog file name {raw:?} is not UTF-8"),
+                })?;
+                // The fake rotate that opens a connection names the file being resumed.
+                if header.log_pos() == 0 && name == self.file {
                     return Ok(());
                 }
                 self.file = name;
@@ -518,8 +618,8 @@ impl Reader {
                     &format!("the server reports lost binlog events: {}", incident.message()),
                 ))
             }
-            EventData::FormatDescriptionEvent(_)
-            | EventData::HeartbeatEvent
+            EventData::FormatDescriptionEvent(_) => self.format_known = true,
+            EventData::HeartbeatEvent
             | EventData::StopEvent
             | EventData::PreviousGtidsEvent(_)
             | EventData::RowsQueryEvent(_)
@@ -555,6 +655,12 @@ impl Reader {
         event: OutboundEvent,
         encoded: EncodedEvent,
     ) -> Result<(), SourceError> {
+        if self.skip > 0 {
+            // Sent before the connection was lost; see `forget_open_transaction`.
+            self.skip -= 1;
+            self.sent_in_transaction += 1;
+            return Ok(());
+        }
         let cap = self.config.lookahead_bytes;
         let transaction = self.transaction.as_mut().expect("a transaction is open");
         transaction.held_bytes += encoded.approximate_len();
@@ -566,6 +672,7 @@ impl Reader {
             for (mut event, encoded) in spilled {
                 event.line = encoded.finish(None, false);
                 self.send(SinkInput::Event(event)).await?;
+                self.sent_in_transaction += 1;
             }
         }
         Ok(())
@@ -575,6 +682,8 @@ impl Reader {
     /// with `commit: true`, then the boundary.
     async fn commit(&mut self, xid: Option<u64>, end: BinlogPosition) -> Result<(), SourceError> {
         self.standalone = false;
+        self.sent_in_transaction = 0;
+        self.skip = 0;
         // Servers send every table's TABLE_MAP again in each transaction that uses it, so the
         // cache never needs to outlive one: clearing it keeps memory flat as table ids grow.
         self.tables.clear();

@@ -49,9 +49,13 @@ async fn replay(path: &Path) -> Replay {
         }
         (events, boundaries)
     });
+    let mysql = crate::config::FileConfig::default()
+        .validate()
+        .unwrap()
+        .mysql;
     let config = SourceConfig {
+        mysql,
         filter: TableFilter::default(),
-        heartbeat: Duration::from_secs(1),
         lookahead_bytes: 1 << 20,
         checksum_crc32: true,
     };
@@ -204,4 +208,90 @@ async fn enum_and_set_columns_carry_their_labels() {
         .as_deref()
         .unwrap()
         .starts_with("93e95066-a2f4-11ec-9b69-9657f0ae95e2:"));
+}
+
+/// Runs a reader over `events` with a 1-byte lookahead (every event but a transaction's last
+/// is sent at once). With `interrupt_at = Some(n)`, once `n` events are sent mid-transaction the
+/// connection is "lost": the reader forgets the open transaction and is fed again from its last
+/// boundary, as a reconnect does. Returns every line sent.
+async fn run_with_interruption(
+    name: &str,
+    events: &[mysql_common::binlog::events::Event],
+    interrupt_at: Option<u64>,
+) -> Vec<Vec<u8>> {
+    let (tx, mut rx) = mpsc::channel(64);
+    let collector = tokio::spawn(async move {
+        let mut lines = Vec::new();
+        while let Some(item) = rx.recv().await {
+            if let SinkInput::Event(event) = item {
+                lines.push(event.line);
+            }
+        }
+        lines
+    });
+    let config = SourceConfig {
+        mysql: crate::config::FileConfig::default()
+            .validate()
+            .unwrap()
+            .mysql,
+        filter: TableFilter::default(),
+        lookahead_bytes: 1,
+        checksum_crc32: true,
+    };
+    let mut reader = Reader::new(config, BinlogPosition::start_of(name).unwrap(), tx);
+    let mut index = 0;
+    let mut interrupted = false;
+    while index < events.len() {
+        reader.handle(&events[index]).await.unwrap();
+        index += 1;
+        if !interrupted
+            && interrupt_at.is_some_and(|n| reader.events >= n)
+            && reader.transaction.is_some()
+        {
+            interrupted = true;
+            reader.forget_open_transaction();
+
+            let resume = reader.boundary.offset();
+            index = events
+                .iter()
+                .position(|e| {
+                    u64::from(e.header().log_pos()) - u64::from(e.header().event_size()) >= resume
+                })
+                .unwrap();
+        }
+    }
+    assert!(
+        interrupt_at.is_none() || interrupted,
+        "the interruption never happened"
+    );
+    drop(reader);
+    collector.await.unwrap()
+}
+
+#[tokio::test]
+async fn a_reconnect_mid_transaction_neither_repeats_nor_loses_events() {
+    let Some(dir) = fixtures() else { return };
+    let file = BinlogFile::new(
+        BinlogVersion::Version4,
+        BufReader::new(std::fs::File::open(dir.join("vector.binlog")).unwrap()),
+    )
+    .unwrap();
+    let events: Vec<_> = file.map(Result::unwrap).collect();
+    let uninterrupted = run_with_interruption("vector.binlog", &events, None).await;
+    assert_eq!(uninterrupted.len(), 10);
+    // Interrupt after 1, 2, 3 and 6 events: inside the first and the second transaction.
+    for n in [1, 2, 3, 6] {
+        let interrupted = run_with_interruption("vector.binlog", &events, Some(n)).await;
+        let text = |lines: &[Vec<u8>]| {
+            lines
+                .iter()
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect::<String>()
+        };
+        assert_eq!(
+            text(&interrupted),
+            text(&uninterrupted),
+            "interrupted after {n} events"
+        );
+    }
 }

@@ -124,6 +124,25 @@ impl MariaDb {
         server
     }
 
+    /// Stops the server gracefully (SIGTERM, as `mariadb-admin shutdown` does) and starts it
+    /// again on the same port and data directory.
+    pub async fn restart(&mut self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let pid = self.child.id();
+        eventually(Duration::from_secs(60), async || {
+            self.child.try_wait().unwrap().map(|_| ())
+        })
+        .await;
+        eprintln!("harness: mariadbd {pid} stopped; starting it again");
+        self.child = Self::spawn(self.dir.path(), self.port);
+        self.wait_ready().await;
+    }
+
     fn spawn(dir: &Path, port: u16) -> Child {
         Command::new(find_binary("mariadbd"))
             .args([

@@ -4,4 +4,5 @@
 mod binary;
 mod harness;
 mod replication;
+mod resilience;
 mod shutdown;

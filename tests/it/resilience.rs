@@ -1,0 +1,85 @@
+//! Connection loss: the replication thread killed, the server restarted. The daemon reconnects
+//! by itself and resumes exactly where it was.
+
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+
+use crate::harness::{eventually, World};
+
+async fn insert(world: &World, ids: std::ops::Range<i64>) {
+    let mut conn = world.db.root().await;
+    for id in ids {
+        conn.query_drop(format!("INSERT INTO shop.t VALUES ({id})"))
+            .await
+            .unwrap();
+    }
+}
+
+async fn shop_events(world: &World, n: usize) -> Vec<binlog_kinesis::event::ChangeEvent> {
+    eventually(Duration::from_secs(90), async || {
+        let events: Vec<_> = world
+            .kinesis
+            .events(&world.stream)
+            .await
+            .into_iter()
+            .filter(|e| e.database == "shop")
+            .collect();
+        (events.len() >= n).then_some(events)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_dump_thread_and_a_server_restart_lose_and_repeat_nothing() {
+    let mut world = World::new().await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.t (id INT PRIMARY KEY)",
+        ])
+        .await;
+    let daemon = world.running_daemon(&[]).await;
+    insert(&world, 0..20).await;
+
+    // KILL the daemon's binlog dump thread on the server.
+    let mut conn = world.db.root().await;
+    let dump: Vec<u64> = conn
+        .query("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'")
+        .await
+        .unwrap();
+    assert_eq!(dump.len(), 1, "one replication connection");
+    conn.query_drop(format!("KILL {}", dump[0])).await.unwrap();
+    drop(conn);
+    insert(&world, 20..40).await;
+    shop_events(&world, 40).await;
+
+    world.db.restart().await;
+    insert(&world, 40..60).await;
+
+    let events = eventually(Duration::from_secs(90), async || {
+        let events: Vec<_> = world
+            .kinesis
+            .events(&world.stream)
+            .await
+            .into_iter()
+            .filter(|e| e.database == "shop")
+            .collect();
+        (events.len() >= 60).then_some(events)
+    })
+    .await;
+    let ids: Vec<i64> = events
+        .iter()
+        .map(|e| e.after.as_ref().unwrap()["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        (0..60).collect::<Vec<_>>(),
+        "a change lost or repeated across the reconnects"
+    );
+    // Still replicating, and still stopping cleanly.
+    world.wait_replicating().await;
+    let outcome = daemon.stop().await.unwrap();
+    assert!(outcome.reconnects >= 2, "{outcome:?}");
+}
