@@ -28,7 +28,11 @@ use crate::{
     position::BinlogPosition,
     shutdown::Shutdown,
     sink::{self, client::KinesisClient, retry::DEFAULT_BACKOFF, SinkConfig, SinkError},
-    source::{self, connect, SourceConfig, SourceError},
+    source::{
+        self, connect,
+        lock::{self, InstanceLock},
+        SourceConfig, SourceError,
+    },
 };
 
 /// Events between the source and the sink. Small: the sink holds the real buffer, bounded in
@@ -105,6 +109,7 @@ impl Error {
                 | SourceError::Schema { .. }
                 | SourceError::Protocol { .. },
             ) => 7,
+            Error::Source(SourceError::LockLost { .. }) => 10,
             Error::Source(error) if error.is_transient() => 8,
             Error::Checkpoint(_) => 9,
             Error::Source(_) | Error::Internal(_) => 1,
@@ -130,9 +135,6 @@ pub async fn run(
     client: Arc<dyn KinesisClient>,
     shutdown: Shutdown,
 ) -> Result<RunOutcome, Error> {
-    let store = FileStore::new(config.checkpoint.path.clone());
-    let checkpoint = store.load().await?;
-
     client
         .check_stream(&config.kinesis.stream)
         .await
@@ -140,6 +142,20 @@ pub async fn run(
             stream: config.kinesis.stream.clone(),
             message: error.to_string(),
         })?;
+
+    // Only the lock holder replicates; the checkpoint is read once the lock is held, since the
+    // previous holder may have written it until the moment it let go.
+    let lock_name = lock::lock_name(&config.kinesis.stream);
+    let Some(lock) = InstanceLock::acquire(&config.mysql, &lock_name, &shutdown.graceful).await?
+    else {
+        tracing::info!("stopped while waiting as standby");
+        return Ok(RunOutcome::default());
+    };
+    tracing::info!(lock = %lock_name, "holding the instance lock");
+    // Shared with the source, which checks it; kept here until the checkpoint is written.
+    let lock = Arc::new(tokio::sync::Mutex::new(lock));
+    let store = FileStore::new(config.checkpoint.path.clone());
+    let checkpoint = store.load().await?;
 
     let mut conn = connect::connect(&config.mysql).await?;
     let server = connect::check_server(&mut conn).await?;
@@ -190,6 +206,7 @@ pub async fn run(
         stream,
         position,
         events_tx,
+        Arc::clone(&lock),
         source_cancel.clone(),
     ));
     let mut sink = tokio::spawn(sink::run(
@@ -247,6 +264,8 @@ pub async fn run(
     if let Some(position) = &committed {
         tracing::info!(%position, "checkpoint written");
     }
+    // Only now, with everything drained and checkpointed, may another instance take over.
+    drop(lock);
     let Some((source_result, sink_result)) = drained else {
         return Err(Error::DrainIncomplete {
             timeout_ms: drain_timeout.as_millis() as u64,

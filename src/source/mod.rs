@@ -44,6 +44,7 @@
 
 pub mod connect;
 pub mod decode;
+pub mod lock;
 pub mod schema;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -57,7 +58,10 @@ use mysql_common::binlog::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use self::schema::{SchemaError, TableSchema};
+use self::{
+    lock::InstanceLock,
+    schema::{SchemaError, TableSchema},
+};
 use crate::{
     config::{MysqlConfig, TableFilter},
     event::{ChangeEvent, EncodedEvent, TableName},
@@ -192,6 +196,21 @@ pub enum SourceError {
         /// For how long.
         silent_ms: u64,
     },
+    /// The instance lock's connection failed or the lock moved: another instance may be
+    /// replicating, so this one stops.
+    #[error("lost the instance lock {lock:?} ({reason}); stopping so that two instances never write the same stream")]
+    LockLost {
+        /// The lock name.
+        lock: String,
+        /// Why.
+        reason: String,
+    },
+    /// The instance lock's connection failed; it must be taken again before reading on.
+    #[error("the instance lock's connection failed: {reason}")]
+    LockConnectionLost {
+        /// Why.
+        reason: String,
+    },
     /// The producer stopped taking events (it failed; its error is reported separately).
     #[error("the Kinesis producer stopped")]
     SinkGone,
@@ -204,6 +223,7 @@ impl SourceError {
         matches!(
             self,
             SourceError::Connect { .. }
+                | SourceError::LockConnectionLost { .. }
                 | SourceError::ConnectionLost { .. }
                 | SourceError::Silent { .. }
                 | SourceError::Query { .. }
@@ -251,18 +271,25 @@ pub async fn run(
     stream: BinlogStream,
     start: BinlogPosition,
     output: mpsc::Sender<SinkInput>,
+    lock: Arc<tokio::sync::Mutex<InstanceLock>>,
     cancel: CancellationToken,
 ) -> Result<SourceSummary, SourceError> {
     let mut reader = Reader::new(config, start, output);
+    let mut lock = lock.lock().await;
     let mut stream = Some(stream);
     let mut attempts: u32 = 0;
     loop {
         let result = match stream.take() {
-            Some(stream) => reader.read(stream, &cancel, &mut attempts).await,
-            None => match reader.reopen().await {
-                Ok(stream) => reader.read(stream, &cancel, &mut attempts).await,
+            Some(stream) => Ok(stream),
+            // Never read again without the lock: another instance may have taken over.
+            None => match lock.ensure().await {
+                Ok(()) => reader.reopen().await,
                 Err(error) => Err(error),
             },
+        };
+        let result = match result {
+            Ok(stream) => reader.read(stream, &mut lock, &cancel, &mut attempts).await,
+            Err(error) => Err(error),
         };
         let error = match result {
             Ok(()) => break,
@@ -343,16 +370,27 @@ impl Reader {
     async fn read(
         &mut self,
         mut stream: BinlogStream,
+        lock: &mut InstanceLock,
         cancel: &CancellationToken,
         attempts: &mut u32,
     ) -> Result<(), SourceError> {
         let silence_limit = self.config.mysql.heartbeat * 3;
+        let lock_interval = self.config.mysql.heartbeat;
+        let mut next_lock_check = tokio::time::Instant::now() + lock_interval;
+        // Events and heartbeats both count as signs of life.
+        let mut last_heard = tokio::time::Instant::now();
         loop {
+            // The lock is checked between events, never by cancelling a query half-way.
+            if tokio::time::Instant::now() >= next_lock_check {
+                lock.check().await?;
+                next_lock_check = tokio::time::Instant::now() + lock_interval;
+            }
             let next = tokio::select! {
                 // Stop requests win, but only between transactions; see "# Stopping".
                 biased;
                 _ = cancel.cancelled(), if self.transaction.is_none() => return Ok(()),
-                next = tokio::time::timeout(silence_limit, stream.next()) => next,
+                _ = tokio::time::sleep_until(next_lock_check) => continue,
+                next = tokio::time::timeout_at(last_heard + silence_limit, stream.next()) => next,
             };
             let event = match next {
                 Err(_elapsed) => {
@@ -376,6 +414,7 @@ impl Reader {
                 Ok(Some(Err(error))) => return Err(connect::stream_error(error, &self.boundary)),
                 Ok(Some(Ok(event))) => event,
             };
+            last_heard = tokio::time::Instant::now();
             if *attempts > 0 {
                 tracing::info!(attempts = *attempts, position = %self.boundary, "replication connection restored");
                 *attempts = 0;

@@ -83,3 +83,55 @@ async fn a_killed_dump_thread_and_a_server_restart_lose_and_repeat_nothing() {
     let outcome = daemon.stop().await.unwrap();
     assert!(outcome.reconnects >= 2, "{outcome:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_daemons_on_one_stream_exactly_one_replicates_and_the_other_takes_over() {
+    let world = World::new().await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.t (id INT PRIMARY KEY)",
+        ])
+        .await;
+    let active = world.running_daemon(&[]).await;
+    let standby = world
+        .daemon(
+            world.config(&[]),
+            binlog_kinesis::app::StartFrom::Checkpoint,
+        )
+        .await;
+    insert(&world, 0..20).await;
+    let ids = |events: Vec<binlog_kinesis::event::ChangeEvent>| -> Vec<i64> {
+        events
+            .iter()
+            .map(|e| e.after.as_ref().unwrap()["id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        ids(shop_events(&world, 20).await),
+        (0..20).collect::<Vec<_>>()
+    );
+    // Give a wrongly active standby time to write duplicates before looking again.
+    world.wait_replicating().await;
+    assert_eq!(
+        ids(shop_events(&world, 20).await),
+        (0..20).collect::<Vec<_>>(),
+        "both instances replicated"
+    );
+    assert!(!standby.task.is_finished(), "the standby waits");
+
+    active.stop().await.unwrap();
+    insert(&world, 20..40).await;
+    assert_eq!(
+        ids(shop_events(&world, 40).await),
+        (0..40).collect::<Vec<_>>(),
+        "a gap or a repeat at the handover"
+    );
+    world.wait_replicating().await;
+    standby.stop().await.unwrap();
+    assert_eq!(
+        ids(shop_events(&world, 40).await),
+        (0..40).collect::<Vec<_>>()
+    );
+}

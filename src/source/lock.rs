@@ -1,0 +1,171 @@
+//! One active instance per stream: a MySQL named lock held on a dedicated connection for the
+//! whole run.
+//!
+//! The lock is named from the stream, so every daemon writing the same stream competes for it,
+//! whatever task or host it runs on. A second instance waits as a standby, retrying every
+//! second, and takes over the moment the first one exits or dies (the server releases a named
+//! lock when its connection ends). ECS's default rolling deploy (start the new task, then stop
+//! the old one) therefore hands over with no overlap: the new task waits until the old one has
+//! drained, written its checkpoint and disconnected.
+//!
+//! The binlog reader checks the lock every heartbeat and before every reconnect. If the lock's
+//! connection fails (a server restart ends every connection), the reader stops reading and
+//! takes the lock again on a new connection before it resumes; if another instance took it
+//! meanwhile, the run stops ([`SourceError::LockLost`]) rather than risk two writers.
+
+use mysql_async::{prelude::Queryable, Conn};
+use tokio_util::sync::CancellationToken;
+
+use super::{connect, SourceError};
+use crate::config::MysqlConfig;
+
+/// MySQL's limit on a lock name's length.
+const MAX_LOCK_NAME: usize = 64;
+
+/// How long one GET_LOCK call waits before the standby checks for a stop request.
+const ACQUIRE_WAIT_SECONDS: u32 = 1;
+
+/// The lock name for a stream: `binlog-kinesis:<stream>`, or a stable hash of it when longer
+/// than MySQL allows.
+pub fn lock_name(stream: &str) -> String {
+    let name = format!("binlog-kinesis:{stream}");
+    if name.len() <= MAX_LOCK_NAME {
+        return name;
+    }
+    // FNV-1a: stable across versions and platforms, unlike std's hasher.
+    let hash = stream.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("binlog-kinesis:{}:{hash:016x}", &stream[..20])
+}
+
+/// A held instance lock. Dropping it closes the connection, which releases the lock.
+pub struct InstanceLock {
+    config: MysqlConfig,
+    /// The connection holding the lock; `None` after it failed, until [`Self::ensure`].
+    conn: Option<Conn>,
+    name: String,
+}
+
+impl InstanceLock {
+    /// Waits until this instance holds the lock. Returns `None` if `stop` fires first.
+    pub async fn acquire(
+        config: &MysqlConfig,
+        name: &str,
+        stop: &CancellationToken,
+    ) -> Result<Option<Self>, SourceError> {
+        let mut conn = connect::connect(config).await?;
+        let mut announced = false;
+        loop {
+            if try_lock(&mut conn, name, ACQUIRE_WAIT_SECONDS).await? {
+                if announced {
+                    tracing::info!(lock = name, "the active instance is gone: taking over");
+                }
+                return Ok(Some(Self {
+                    config: config.clone(),
+                    conn: Some(conn),
+                    name: name.to_owned(),
+                }));
+            }
+            if !announced {
+                tracing::info!(
+                    lock = name,
+                    "another instance is replicating to this stream: waiting as standby"
+                );
+                announced = true;
+            }
+            if stop.is_cancelled() {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Makes sure the lock is still held, taking it again on a new connection if its
+    /// connection failed (a server restart ends every connection). Fails permanently with
+    /// [`SourceError::LockLost`] if another instance took it meanwhile.
+    pub async fn ensure(&mut self) -> Result<(), SourceError> {
+        if let Some(conn) = self.conn.as_mut() {
+            match holds(conn, &self.name).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => return Err(self.taken()),
+                // The connection is gone, and with it the lock: take it again below.
+                Err(_) => self.conn = None,
+            }
+        }
+        let mut conn = connect::connect(&self.config).await?;
+        if try_lock(&mut conn, &self.name, 0).await? {
+            tracing::info!(lock = %self.name, "instance lock taken again on a new connection");
+            self.conn = Some(conn);
+            Ok(())
+        } else {
+            Err(self.taken())
+        }
+    }
+
+    fn taken(&self) -> SourceError {
+        SourceError::LockLost {
+            lock: self.name.clone(),
+            reason: "another instance holds it now".into(),
+        }
+    }
+
+    /// Checks that the lock is still held. A failed connection is a transient
+    /// [`SourceError::LockConnectionLost`]: the caller stops reading and calls [`Self::ensure`]
+    /// before reading again. A lock held by someone else is [`SourceError::LockLost`].
+    pub async fn check(&mut self) -> Result<(), SourceError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(SourceError::LockConnectionLost {
+                reason: "not connected".into(),
+            });
+        };
+        match holds(conn, &self.name).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(self.taken()),
+            Err(error) => {
+                self.conn = None;
+                Err(SourceError::LockConnectionLost {
+                    reason: error.to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// `GET_LOCK(name, wait)`: whether this connection now holds the lock.
+async fn try_lock(conn: &mut Conn, name: &str, wait_seconds: u32) -> Result<bool, SourceError> {
+    let got: Option<Option<i64>> = conn
+        .exec_first("SELECT GET_LOCK(?, ?)", (name, wait_seconds))
+        .await
+        .map_err(|source| SourceError::Query {
+            what: "taking the instance lock",
+            source,
+        })?;
+    Ok(got.flatten() == Some(1))
+}
+
+/// Whether this connection holds the lock.
+async fn holds(conn: &mut Conn, name: &str) -> Result<bool, SourceError> {
+    let held: Option<Option<i64>> = conn
+        .exec_first("SELECT IS_USED_LOCK(?) = CONNECTION_ID()", (name,))
+        .await
+        .map_err(|source| SourceError::Query {
+            what: "checking the instance lock",
+            source,
+        })?;
+    Ok(held.flatten() == Some(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_names_fit_mysql_and_are_stable() {
+        assert_eq!(lock_name("cdc-events"), "binlog-kinesis:cdc-events");
+        let long = "a".repeat(128);
+        let name = lock_name(&long);
+        assert!(name.len() <= MAX_LOCK_NAME, "{name}");
+        assert_eq!(name, lock_name(&long));
+        assert_ne!(name, lock_name(&"b".repeat(128)));
+    }
+}
