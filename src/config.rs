@@ -110,6 +110,10 @@ pub struct RawMysql {
     pub heartbeat_ms: i64,
     /// Bytes of one transaction's events held back to stamp them with its XID.
     pub transaction_lookahead_bytes: i64,
+    /// `disabled`, `preferred`, `required`, `verify-ca` or `verify-identity`.
+    pub tls_mode: String,
+    /// PEM file of the CA certificates to trust (for example the RDS CA bundle).
+    pub tls_ca_file: String,
 }
 
 impl Default for RawMysql {
@@ -122,6 +126,8 @@ impl Default for RawMysql {
             server_id: 4242,
             heartbeat_ms: 5_000,
             transaction_lookahead_bytes: 8 << 20,
+            tls_mode: "preferred".into(),
+            tls_ca_file: String::new(),
         }
     }
 }
@@ -275,6 +281,7 @@ impl FileConfig {
                 "transaction_lookahead_bytes",
                 mysql.transaction_lookahead_bytes,
             )?,
+            tls: tls(&mysql.tls_mode, &mysql.tls_ca_file)?,
             host: non_empty("mysql", "host", mysql.host)?,
             user: non_empty("mysql", "user", mysql.user)?,
             password: Secret(mysql.password),
@@ -496,6 +503,60 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// How the MySQL connections use TLS (the MySQL client's `--ssl-mode` values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain TCP.
+    Disabled,
+    /// TLS when the server offers it, without verifying its certificate; plain otherwise.
+    Preferred,
+    /// TLS, without verifying the certificate: encrypted, not authenticated.
+    Required,
+    /// TLS, the certificate chain verified against the CA file (or the built-in roots).
+    VerifyCa(Option<PathBuf>),
+    /// As `VerifyCa`, and the certificate must name the host connected to.
+    VerifyIdentity(Option<PathBuf>),
+}
+
+fn tls(mode: &str, ca_file: &str) -> Result<TlsMode, ConfigError> {
+    let ca = match ca_file.trim() {
+        "" => None,
+        path => {
+            let path = PathBuf::from(path);
+            if !path.is_file() {
+                return Err(invalid(
+                    "mysql",
+                    "tls_ca_file",
+                    &format!("{} is not a readable file", path.display()),
+                ));
+            }
+            Some(path)
+        }
+    };
+    let mode = match mode.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+        "disabled" => TlsMode::Disabled,
+        "preferred" => TlsMode::Preferred,
+        "required" => TlsMode::Required,
+        "verify-ca" => TlsMode::VerifyCa(ca.clone()),
+        "verify-identity" => TlsMode::VerifyIdentity(ca.clone()),
+        _ => {
+            return Err(invalid(
+                "mysql",
+                "tls_mode",
+                "must be disabled, preferred, required, verify-ca or verify-identity",
+            ))
+        }
+    };
+    if ca.is_some() && !matches!(mode, TlsMode::VerifyCa(_) | TlsMode::VerifyIdentity(_)) {
+        return Err(invalid(
+            "mysql",
+            "tls_ca_file",
+            "is only used with tls_mode verify-ca or verify-identity",
+        ));
+    }
+    Ok(mode)
+}
+
 /// `[mysql]`, validated.
 #[derive(Debug, Clone)]
 pub struct MysqlConfig {
@@ -513,6 +574,8 @@ pub struct MysqlConfig {
     pub heartbeat: Duration,
     /// Bytes of one transaction held back to stamp its events with the XID.
     pub transaction_lookahead_bytes: usize,
+    /// TLS for every connection to the server.
+    pub tls: TlsMode,
 }
 
 /// `[kinesis]`, validated.

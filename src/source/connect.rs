@@ -6,12 +6,17 @@
 //! a 1 GiB packet limit on the binlog connection, since the client otherwise takes the server's
 //! `max_allowed_packet` and fails on larger row events.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
-use mysql_async::{prelude::Queryable, BinlogStream, BinlogStreamRequest, Conn, OptsBuilder};
+use mysql_async::{
+    prelude::Queryable, BinlogStream, BinlogStreamRequest, Conn, DriverError, OptsBuilder, SslOpts,
+};
 
 use super::SourceError;
-use crate::{config::MysqlConfig, position::BinlogPosition};
+use crate::{
+    config::{MysqlConfig, TlsMode},
+    position::BinlogPosition,
+};
 
 /// Largest packet accepted on the binlog connection.
 const MAX_PACKET_BYTES: usize = 1 << 30;
@@ -36,8 +41,9 @@ pub struct ServerInfo {
     pub warnings: Vec<String>,
 }
 
-/// Opens a connection.
+/// Opens a connection, with TLS as `config.tls` says.
 pub async fn connect(config: &MysqlConfig) -> Result<Conn, SourceError> {
+    install_crypto_provider();
     let opts = OptsBuilder::default()
         .ip_or_hostname(config.host.clone())
         .tcp_port(config.port)
@@ -46,19 +52,53 @@ pub async fn connect(config: &MysqlConfig) -> Result<Conn, SourceError> {
         .prefer_socket(false)
         .tcp_keepalive(Some(Duration::from_secs(30)))
         .max_allowed_packet(Some(MAX_PACKET_BYTES));
-    Conn::new(opts)
-        .await
-        .map_err(|error| match server_code(&error) {
-            Some(ER_ACCESS_DENIED) => SourceError::AccessDenied {
-                user: config.user.clone(),
-                host: config.host.clone(),
-                message: error.to_string(),
-            },
-            _ => SourceError::Connect {
-                address: format!("{}:{}", config.host, config.port),
-                source: error,
-            },
-        })
+    let unverified = || {
+        SslOpts::default()
+            .with_danger_accept_invalid_certs(true)
+            .with_danger_skip_domain_validation(true)
+    };
+    let verified = |ca: &Option<PathBuf>| match ca {
+        Some(path) => SslOpts::default().with_root_certs(vec![path.clone().into()]),
+        None => SslOpts::default(),
+    };
+    let result = match &config.tls {
+        TlsMode::Disabled => Conn::new(opts).await,
+        TlsMode::Required => Conn::new(opts.ssl_opts(unverified())).await,
+        TlsMode::VerifyCa(ca) => {
+            Conn::new(opts.ssl_opts(verified(ca).with_danger_skip_domain_validation(true))).await
+        }
+        TlsMode::VerifyIdentity(ca) => Conn::new(opts.ssl_opts(verified(ca))).await,
+        TlsMode::Preferred => match Conn::new(opts.clone().ssl_opts(unverified())).await {
+            Err(mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer)) => {
+                tracing::debug!(
+                    "the server offers no TLS; connecting without it (tls_mode = preferred)"
+                );
+                Conn::new(opts).await
+            }
+            other => other,
+        },
+    };
+    result.map_err(|error| match server_code(&error) {
+        Some(ER_ACCESS_DENIED) => SourceError::AccessDenied {
+            user: config.user.clone(),
+            host: config.host.clone(),
+            message: error.to_string(),
+        },
+        _ => SourceError::Connect {
+            address: format!("{}:{}", config.host, config.port),
+            source: error,
+        },
+    })
+}
+
+/// rustls needs one process-wide crypto provider, and this build links two (ring for the MySQL
+/// driver, aws-lc for the AWS SDK), so it cannot pick one itself: choose ring, once.
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // An error means another part of the process installed one first, which is as good.
+        let _already: Result<(), _> = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 /// The server error code inside a `mysql_async` error, if it is one.

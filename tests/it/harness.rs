@@ -98,11 +98,35 @@ pub struct MariaDb {
     pub port: u16,
     dir: TempDir,
     child: Child,
+    tls: bool,
 }
 
 impl MariaDb {
     pub async fn start() -> Self {
+        Self::start_with(false).await
+    }
+
+    /// A server with TLS (a test CA and a certificate for 127.0.0.1, see [`Self::ca_file`])
+    /// whose `cdc` account requires TLS.
+    pub async fn start_with_tls() -> Self {
+        Self::start_with(true).await
+    }
+
+    /// The PEM file of the CA that signed a TLS server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// The PEM file of a CA that signed nothing here.
+    pub fn other_ca_file(&self) -> PathBuf {
+        self.dir.path().join("other-ca.pem")
+    }
+
+    async fn start_with(tls: bool) -> Self {
         let dir = TempDir::new().unwrap();
+        if tls {
+            make_certificates(dir.path());
+        }
         let status = Command::new("cp")
             .arg("-a")
             .arg(template_datadir().join("data"))
@@ -112,12 +136,20 @@ impl MariaDb {
         assert!(status.success());
         std::fs::create_dir_all(dir.path().join("binlog")).unwrap();
         let port = free_port();
-        let child = Self::spawn(dir.path(), port);
-        let server = Self { port, dir, child };
+        let child = Self::spawn(dir.path(), port, tls);
+        let server = Self {
+            port,
+            dir,
+            child,
+            tls,
+        };
         server.wait_ready().await;
         server
             .admin(&[
-                &format!("CREATE USER 'cdc'@'%' IDENTIFIED BY '{CDC_PASSWORD}'"),
+                &format!(
+                    "CREATE USER 'cdc'@'%' IDENTIFIED BY '{CDC_PASSWORD}' {}",
+                    if tls { "REQUIRE SSL" } else { "" }
+                ),
                 "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'cdc'@'%'",
             ])
             .await;
@@ -139,12 +171,14 @@ impl MariaDb {
         })
         .await;
         eprintln!("harness: mariadbd {pid} stopped; starting it again");
-        self.child = Self::spawn(self.dir.path(), self.port);
+        self.child = Self::spawn(self.dir.path(), self.port, self.tls);
         self.wait_ready().await;
     }
 
-    fn spawn(dir: &Path, port: u16) -> Child {
-        Command::new(find_binary("mariadbd"))
+    fn spawn(dir: &Path, port: u16, tls: bool) -> Child {
+        let mut command = Command::new(find_binary("mariadbd"));
+        // --no-defaults must come first.
+        command
             .args([
                 "--no-defaults",
                 "--user=root",
@@ -170,7 +204,20 @@ impl MariaDb {
                 "--innodb-buffer-pool-size=32M",
                 "--innodb-log-file-size=16M",
                 "--performance-schema=OFF",
-            ])
+            ]);
+        if tls {
+            command
+                .arg(format!("--ssl-ca={}", dir.join("ca.pem").display()))
+                .arg(format!(
+                    "--ssl-cert={}",
+                    dir.join("server-cert.pem").display()
+                ))
+                .arg(format!(
+                    "--ssl-key={}",
+                    dir.join("server-key.pem").display()
+                ));
+        }
+        command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -179,13 +226,25 @@ impl MariaDb {
 
     async fn wait_ready(&self) {
         let socket = self.socket();
-        eventually(Duration::from_secs(30), async || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
             let opts = mysql_async::OptsBuilder::default()
                 .socket(Some(socket.clone()))
                 .user(Some("root"));
-            mysql_async::Conn::new(opts).await.ok().map(|_| ())
-        })
-        .await;
+            let error = match mysql_async::Conn::new(opts).await {
+                Ok(conn) => {
+                    conn.disconnect().await.unwrap();
+                    return;
+                }
+                Err(error) => error,
+            };
+            if Instant::now() > deadline {
+                let log =
+                    std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default();
+                panic!("mariadbd did not start: {error}\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn socket(&self) -> String {
@@ -229,6 +288,65 @@ impl Drop for MariaDb {
     fn drop(&mut self) {
         stop_child(&mut self.child);
     }
+}
+
+/// A CA, a server certificate it signs for 127.0.0.1, and an unrelated CA, with openssl.
+fn make_certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    for (key, cert, name) in [
+        ("ca-key.pem", "ca.pem", "/CN=test-ca"),
+        ("other-ca-key.pem", "other-ca.pem", "/CN=other-ca"),
+    ] {
+        run(&[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days",
+            "2", "-subj", name,
+        ]);
+    }
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server-key.pem",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("san.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-out",
+        "server-cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.cnf",
+    ]);
 }
 
 fn ministack_path() -> PathBuf {
@@ -410,12 +528,21 @@ pub struct World {
 
 impl World {
     pub async fn new() -> Self {
+        Self::with_db(MariaDb::start()).await
+    }
+
+    /// A world whose server requires TLS of the `cdc` account.
+    pub async fn with_tls() -> Self {
+        Self::with_db(MariaDb::start_with_tls()).await
+    }
+
+    async fn with_db(db: impl std::future::Future<Output = MariaDb>) -> Self {
         // Another test may have installed it already; either way logs reach the test output.
         let _installed: Result<(), _> = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .try_init();
-        let (db, kinesis) = tokio::join!(MariaDb::start(), Ministack::start());
+        let (db, kinesis) = tokio::join!(db, Ministack::start());
         let stream = "cdc-test".to_owned();
         kinesis.create_stream(&stream, 1).await;
         Self {

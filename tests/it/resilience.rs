@@ -135,3 +135,70 @@ async fn of_two_daemons_on_one_stream_exactly_one_replicates_and_the_other_takes
         (0..40).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_modes_encrypt_verify_and_refuse_as_configured() {
+    use binlog_kinesis::source::{connect, SourceError};
+    let world = World::with_tls().await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.t (id INT PRIMARY KEY)",
+        ])
+        .await;
+    let ca = world.db.ca_file().display().to_string();
+    let other_ca = world.db.other_ca_file().display().to_string();
+    let mysql = |mode: &str, ca: &str| {
+        world
+            .config(&[
+                ("BINLOG_KINESIS__MYSQL__TLS_MODE", mode),
+                ("BINLOG_KINESIS__MYSQL__TLS_CA_FILE", ca),
+            ])
+            .mysql
+    };
+
+    // The account requires TLS: every mode that encrypts gets in, plain does not.
+    for (mode, ca) in [
+        ("preferred", ""),
+        ("required", ""),
+        ("verify-ca", ca.as_str()),
+        ("verify-identity", ca.as_str()),
+    ] {
+        let conn = connect::connect(&mysql(mode, ca))
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: {e:?}"));
+        conn.disconnect().await.unwrap();
+    }
+    let refused = connect::connect(&mysql("disabled", "")).await.unwrap_err();
+    assert!(
+        matches!(refused, SourceError::AccessDenied { .. }),
+        "{refused:?}"
+    );
+    // A certificate from another CA is not trusted.
+    let untrusted = connect::connect(&mysql("verify-ca", &other_ca))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(untrusted, SourceError::Connect { .. }),
+        "{untrusted:?}"
+    );
+    assert!(
+        format!("{untrusted:?}")
+            .to_lowercase()
+            .contains("certificate"),
+        "{untrusted:?}"
+    );
+
+    // And replication itself runs over a verified connection.
+    let daemon = world
+        .running_daemon(&[
+            ("BINLOG_KINESIS__MYSQL__TLS_MODE", "verify-identity"),
+            ("BINLOG_KINESIS__MYSQL__TLS_CA_FILE", &ca),
+        ])
+        .await;
+    insert(&world, 0..3).await;
+    let events = shop_events(&world, 3).await;
+    assert_eq!(events.len(), 3);
+    daemon.stop().await.unwrap();
+}
