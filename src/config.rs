@@ -241,7 +241,8 @@ impl FileConfig {
             .into_iter()
             .filter(|(name, _)| name.starts_with(ENV_PREFIX))
             .collect();
-        overrides.sort();
+        // By name, stably: for a repeated name the last value wins, as in a shell.
+        overrides.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, value) in overrides {
             apply_env(&mut table, &name, &value)?;
         }

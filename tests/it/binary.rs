@@ -252,3 +252,70 @@ async fn check_reports_each_precondition() {
     assert!(!output.status.success());
     assert!(stdout.contains("FAIL  kinesis stream"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_20_random_moments_loses_nothing_and_repeats_only_after_checkpoints() {
+    use rand::Rng;
+    let world = setup().await;
+    let first = spawn_daemon(&world);
+    world.wait_replicating().await;
+    signal(&first, "KILL");
+    wait_exit(first).await;
+
+    let stopped = AtomicBool::new(false);
+    let writer = workload(&world, &stopped);
+    let killer = async {
+        let mut checkpoints = Vec::new();
+        for _ in 0..20 {
+            let daemon = spawn_daemon(&world);
+            let delay = rand::rng().random_range(100..900);
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            signal(&daemon, "KILL");
+            wait_exit(daemon).await;
+            checkpoints.push(checkpoint(&world));
+        }
+        stopped.store(true, Ordering::SeqCst);
+        checkpoints
+    };
+    let (written, checkpoints) = tokio::join!(writer, killer);
+    let last = spawn_daemon(&world);
+    world.wait_replicating().await;
+    signal(&last, "TERM");
+    assert_eq!(wait_exit(last).await, 0);
+
+    let by_table = ids_by_table(&world.kinesis.events(&world.stream).await);
+    for table in ["a", "b"] {
+        let events = &by_table[table];
+        // First occurrences: every change, in order.
+        let mut seen = std::collections::HashSet::new();
+        let firsts: Vec<i64> = events
+            .iter()
+            .filter(|(id, _)| seen.insert(*id))
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(
+            firsts,
+            (0..written).collect::<Vec<_>>(),
+            "table {table}: a change is missing or out of order"
+        );
+        // Repeats: a table's sequence only goes back when a new run starts, and the k-th time
+        // it does, it restarts at or after the checkpoint on disk at the k-th kill or later.
+        let mut replays = 0;
+        for pair in events.windows(2) {
+            let (previous, current) = (&pair[0].1, &pair[1].1);
+            if current.try_cmp(previous) != Some(std::cmp::Ordering::Greater) {
+                replays += 1;
+                assert!(
+                    replays <= checkpoints.len(),
+                    "table {table}: more replays than restarts"
+                );
+                let checkpoint = &checkpoints[replays - 1];
+                assert_ne!(
+                    current.try_cmp(checkpoint),
+                    Some(std::cmp::Ordering::Less),
+                    "table {table}: replay {replays} restarts at {current}, before the checkpoint {checkpoint}"
+                );
+            }
+        }
+    }
+}

@@ -593,7 +593,7 @@ impl World {
     /// Starts the daemon in-process.
     pub async fn daemon(&self, config: Config, start: StartFrom) -> Daemon {
         let shutdown = Shutdown::default();
-        let client = Arc::new(self.kinesis.client().await);
+        let client = Arc::new(AwsKinesisClient::new(&config.kinesis).await);
         let task = tokio::spawn(app::run(config, start, client, shutdown.clone()));
         Daemon { shutdown, task }
     }

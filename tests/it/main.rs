@@ -3,6 +3,7 @@
 
 mod binary;
 mod harness;
+mod proxy;
 mod replication;
 mod resilience;
 mod shutdown;

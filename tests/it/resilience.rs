@@ -202,3 +202,46 @@ async fn tls_modes_encrypt_verify_and_refuse_as_configured() {
     assert_eq!(events.len(), 3);
     daemon.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kinesis_outage_pauses_replication_and_it_recovers_without_a_restart() {
+    let world = World::new().await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.t (id INT PRIMARY KEY)",
+        ])
+        .await;
+    let target = world.kinesis.url.trim_start_matches("http://").to_owned();
+    let proxy = crate::proxy::CuttableProxy::start(target).await;
+    let daemon = world
+        .running_daemon(&[("BINLOG_KINESIS__KINESIS__ENDPOINT_URL", &proxy.url)])
+        .await;
+    insert(&world, 0..10).await;
+    shop_events(&world, 10).await;
+
+    proxy.cut();
+    insert(&world, 10..30).await;
+    // Nothing gets through while Kinesis is unreachable, and the daemon keeps running.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(shop_events(&world, 10).await.len(), 10);
+    assert!(
+        !daemon.task.is_finished(),
+        "an outage must not stop the daemon"
+    );
+
+    proxy.restore();
+    let ids: Vec<i64> = shop_events(&world, 30)
+        .await
+        .iter()
+        .map(|e| e.after.as_ref().unwrap()["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        (0..30).collect::<Vec<_>>(),
+        "a change lost, repeated or reordered by the outage"
+    );
+    world.wait_replicating().await;
+    daemon.stop().await.unwrap();
+}
