@@ -69,28 +69,32 @@ fn find_binary(name: &str) -> PathBuf {
     panic!("{name} not found: install it with `apt-get install mariadb-server mariadb-client` (scripts/test does)");
 }
 
-/// A data directory initialised once per test process and copied for each server.
+/// A data directory initialised once per test process and copied for each server. It lives in
+/// cargo's per-target scratch folder, so it does not pile up in /tmp across runs.
 fn template_datadir() -> &'static Path {
-    static TEMPLATE: OnceLock<TempDir> = OnceLock::new();
-    TEMPLATE
-        .get_or_init(|| {
-            let dir = TempDir::new().unwrap();
-            let status = Command::new(find_binary("mariadb-install-db"))
-                .args([
-                    "--no-defaults",
-                    "--user=root",
-                    "--auth-root-authentication-method=normal",
-                    "--skip-test-db",
-                ])
-                .arg(format!("--datadir={}", dir.path().join("data").display()))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success(), "mariadb-install-db failed");
-            dir
-        })
-        .path()
+    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("mariadb-template-{}", std::process::id()));
+        // A leftover from an earlier process with the same id would be stale.
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        let status = Command::new(find_binary("mariadb-install-db"))
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ])
+            .arg(format!("--datadir={}", dir.join("data").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mariadb-install-db failed");
+        dir
+    })
 }
 
 /// A private MariaDB server.
