@@ -74,12 +74,18 @@ fn find_binary(name: &str) -> PathBuf {
 fn template_datadir() -> &'static Path {
     static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
     TEMPLATE.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("mariadb-template-{}", std::process::id()));
-        // A leftover from an earlier process with the same id would be stale.
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).unwrap();
+        let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        // Templates of earlier test runs are stale: one test binary runs at a time.
+        for entry in std::fs::read_dir(scratch).into_iter().flatten().flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("mariadb-template-")
+            {
+                std::fs::remove_dir_all(entry.path()).unwrap();
+            }
         }
+        let dir = scratch.join(format!("mariadb-template-{}", std::process::id()));
         let status = Command::new(find_binary("mariadb-install-db"))
             .args([
                 "--no-defaults",
