@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     checkpoint::{self, file::FileStore, CheckpointError, CheckpointStore},
     config::{Config, ConfigError},
-    position::BinlogPosition,
+    position::{BinlogPosition, GtidState, ResumePoint},
     shutdown::Shutdown,
     sink::{self, client::KinesisClient, retry::DEFAULT_BACKOFF, SinkConfig, SinkError},
     source::{
@@ -50,6 +50,8 @@ pub enum StartFrom {
     Position(BinlogPosition),
     /// `--from-end`: the server's current end of binlog.
     End,
+    /// `--start-gtid`: after this MariaDB GTID state, on whichever server is configured.
+    Gtid(GtidState),
     /// The checkpoint, or the server's end when there is none yet.
     Checkpoint,
 }
@@ -121,7 +123,7 @@ impl Error {
 #[derive(Debug, Clone, Default)]
 pub struct RunOutcome {
     /// The last checkpoint written.
-    pub committed: Option<BinlogPosition>,
+    pub committed: Option<ResumePoint>,
     /// Row events read.
     pub events: u64,
     /// Replication connections reopened after a loss.
@@ -162,36 +164,77 @@ pub async fn run(
     for warning in &server.warnings {
         tracing::warn!("{warning}");
     }
-    let position = match (start, checkpoint) {
+    // On MariaDB, GTIDs are tracked from the start point on (BINLOG_GTID_POS gives the state at
+    // a file position), so every checkpoint can resume on another server of the topology.
+    let gtid_at = async |conn: &mut mysql_async::Conn, position: &BinlogPosition| {
+        if server.is_mariadb {
+            connect::gtid_state_at(conn, position).await
+        } else {
+            None
+        }
+    };
+    let (start, by_gtid) = match (start, checkpoint) {
         (StartFrom::Position(position), _) => {
             tracing::info!(%position, "starting from --start-position");
             connect::ensure_position_available(&mut conn, &position).await?;
-            position
+            let gtid = gtid_at(&mut conn, &position).await;
+            (ResumePoint { position, gtid }, false)
+        }
+        (StartFrom::Gtid(gtid), _) => {
+            let position = connect::current_position(&mut conn).await?;
+            tracing::info!(%gtid, "starting after --start-gtid");
+            (
+                ResumePoint {
+                    position,
+                    gtid: Some(gtid),
+                },
+                true,
+            )
         }
         (StartFrom::End, _) => {
             let position = connect::current_position(&mut conn).await?;
             tracing::info!(%position, "starting from the server's current end of binlog (--from-end)");
-            position
+            let gtid = gtid_at(&mut conn, &position).await;
+            (ResumePoint { position, gtid }, false)
+        }
+        // Resume by GTID where the checkpoint has one and the server is MariaDB: it works on any
+        // server of the topology, so a failover only needs a new host name.
+        (StartFrom::Checkpoint, Some(checkpoint))
+            if server.is_mariadb && checkpoint.gtid.is_some() =>
+        {
+            let point = checkpoint.resume_point();
+            tracing::info!(%point, "resuming from the checkpoint by GTID");
+            (point, true)
         }
         (StartFrom::Checkpoint, Some(checkpoint)) => {
             tracing::info!(position = %checkpoint.position, "resuming from the checkpoint");
             connect::ensure_position_available(&mut conn, &checkpoint.position).await?;
-            checkpoint.position
+            let gtid = gtid_at(&mut conn, &checkpoint.position).await;
+            (
+                ResumePoint {
+                    position: checkpoint.position,
+                    gtid,
+                },
+                false,
+            )
         }
         (StartFrom::Checkpoint, None) => {
             let position = connect::current_position(&mut conn).await?;
             tracing::info!(%position, path = ?store.path(), "no checkpoint yet: starting from the server's current end of binlog");
-            position
+            let gtid = gtid_at(&mut conn, &position).await;
+            (ResumePoint { position, gtid }, false)
         }
     };
-    let stream = connect::open_stream(
-        conn,
-        config.mysql.server_id.get(),
-        &position,
-        config.mysql.heartbeat,
-    )
-    .await?;
-    tracing::info!(server = %server.version, %position, stream = %config.kinesis.stream, "replicating");
+    let heartbeat = config.mysql.heartbeat;
+    let server_id = config.mysql.server_id.get();
+    let stream = match &start.gtid {
+        Some(gtid) if by_gtid => {
+            connect::open_stream_gtid(conn, server_id, gtid, &start.position, heartbeat).await?
+        }
+        _ => connect::open_stream(conn, server_id, &start.position, heartbeat).await?,
+    };
+    let resume_by_gtid = server.is_mariadb && start.gtid.is_some();
+    tracing::info!(server = %server.version, start = %start, stream = %config.kinesis.stream, "replicating");
 
     let (events_tx, events_rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
     let (acks_tx, acks_rx) = mpsc::channel(ACK_CHANNEL_CAPACITY);
@@ -201,10 +244,11 @@ pub async fn run(
             mysql: config.mysql.clone(),
             filter: config.filter.clone(),
             lookahead_bytes: config.mysql.transaction_lookahead_bytes,
+            resume_by_gtid,
             checksum_crc32: server.checksum_crc32,
         },
         stream,
-        position,
+        start,
         events_tx,
         Arc::clone(&lock),
         source_cancel.clone(),

@@ -6,7 +6,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 use binlog_kinesis::{
     app::{self, Error, StartFrom},
     config::{Config, FileConfig},
-    position::BinlogPosition,
+    position::{BinlogPosition, GtidState},
     shutdown::Shutdown,
     sink::client::AwsKinesisClient,
 };
@@ -37,8 +37,11 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
         /// Start at this binlog position instead of the checkpoint.
-        #[arg(long, value_name = "FILE:POS", conflicts_with = "from_end")]
+        #[arg(long, value_name = "FILE:POS", conflicts_with_all = ["from_end", "start_gtid"])]
         start_position: Option<BinlogPosition>,
+        /// Start after this MariaDB GTID state (for example 0-1-57) instead of the checkpoint.
+        #[arg(long, value_name = "GTIDS", conflicts_with = "from_end")]
+        start_gtid: Option<GtidState>,
         /// Start at the server's current end of binlog instead of the checkpoint.
         #[arg(long)]
         from_end: bool,
@@ -103,13 +106,15 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Run {
             config,
             start_position,
+            start_gtid,
             from_end,
         } => {
             let config = load(&config)?;
-            let start = match (start_position, from_end) {
-                (Some(position), _) => StartFrom::Position(position),
-                (None, true) => StartFrom::End,
-                (None, false) => StartFrom::Checkpoint,
+            let start = match (start_position, start_gtid, from_end) {
+                (Some(position), _, _) => StartFrom::Position(position),
+                (None, Some(gtid), _) => StartFrom::Gtid(gtid),
+                (None, None, true) => StartFrom::End,
+                (None, None, false) => StartFrom::Checkpoint,
             };
             let shutdown = Shutdown::install()
                 .map_err(|e| Error::Internal(format!("cannot install signal handlers: {e}")))?;

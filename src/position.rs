@@ -5,6 +5,10 @@
 //! command line (`--start-position`) and in the checkpoint file; `Display` and `FromStr` are
 //! inverses of each other (pinned by a property test).
 //!
+//! The GTID state ([`GtidState`], MariaDB's `domain-server-sequence` list) travels next to the
+//! file position in a [`ResumePoint`]: the file position resumes on the same server, the GTID
+//! state on any server of the same replication topology (failover).
+//!
 //! # Ordering
 //!
 //! Binlog file names are `<base>.<sequence>`. Two positions in files with the same base name
@@ -34,6 +38,9 @@ pub enum ParsePositionError {
     /// The file part is empty or contains characters a binlog file name never has.
     #[error("position {0:?} has an invalid binlog file name")]
     InvalidFile(String),
+    /// Not a MariaDB GTID list (`domain-server-sequence`, comma separated).
+    #[error("{0:?} is not a MariaDB GTID position such as 0-1-57 or 0-1-57,1-2-9")]
+    InvalidGtid(String),
     /// The offset is not a number of at least 4.
     #[error("position {0:?} has an invalid offset: it must be a number of at least 4")]
     InvalidOffset(String),
@@ -135,6 +142,141 @@ impl<'de> Deserialize<'de> for BinlogPosition {
     }
 }
 
+/// One MariaDB GTID: `domain-server-sequence`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MariaGtid {
+    /// Replication domain.
+    pub domain: u32,
+    /// The server that wrote the transaction.
+    pub server: u32,
+    /// Sequence number within the domain.
+    pub sequence: u64,
+}
+
+impl fmt::Display for MariaGtid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}-{}", self.domain, self.server, self.sequence)
+    }
+}
+
+impl FromStr for MariaGtid {
+    type Err = ParsePositionError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = || ParsePositionError::InvalidGtid(text.to_owned());
+        let mut parts = text.trim().split('-');
+        let (Some(domain), Some(server), Some(sequence), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid());
+        };
+        Ok(Self {
+            domain: domain.parse().map_err(|_| invalid())?,
+            server: server.parse().map_err(|_| invalid())?,
+            sequence: sequence.parse().map_err(|_| invalid())?,
+        })
+    }
+}
+
+/// A MariaDB GTID position: the last GTID of each replication domain, as in
+/// `@@gtid_binlog_pos` and `@slave_connect_state`. Text form: `0-1-57,1-2-9` (empty when no
+/// GTID was seen yet).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
+pub struct GtidState {
+    /// At most one per domain, sorted by domain.
+    last: Vec<MariaGtid>,
+}
+
+impl GtidState {
+    /// Records that `gtid`'s transaction is done: it becomes its domain's last GTID.
+    pub fn apply(&mut self, gtid: MariaGtid) {
+        match self.last.binary_search_by_key(&gtid.domain, |g| g.domain) {
+            Ok(index) => self.last[index] = gtid,
+            Err(index) => self.last.insert(index, gtid),
+        }
+    }
+
+    /// No GTID recorded.
+    pub fn is_empty(&self) -> bool {
+        self.last.is_empty()
+    }
+}
+
+impl fmt::Display for GtidState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, gtid) in self.last.iter().enumerate() {
+            if index > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{gtid}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for GtidState {
+    type Err = ParsePositionError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut state = Self::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let gtid: MariaGtid = part.parse()?;
+            if state.last.iter().any(|g| g.domain == gtid.domain) {
+                return Err(ParsePositionError::InvalidGtid(format!(
+                    "{text} (domain {} twice)",
+                    gtid.domain
+                )));
+            }
+            state.apply(gtid);
+        }
+        Ok(state)
+    }
+}
+
+impl Serialize for GtidState {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for GtidState {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A transaction boundary: where to resume, by file position on the same server and, when the
+/// server assigns GTIDs, by GTID state on any server of its topology.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// The position just after the transaction.
+    pub position: BinlogPosition,
+    /// The GTID state including the transaction; `None` when the server assigns no GTIDs
+    /// (or they are not tracked: MySQL GTID sets are not yet).
+    pub gtid: Option<GtidState>,
+}
+
+impl ResumePoint {
+    /// A point without GTID state.
+    pub fn at(position: BinlogPosition) -> Self {
+        Self {
+            position,
+            gtid: None,
+        }
+    }
+}
+
+impl fmt::Display for ResumePoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.gtid {
+            Some(gtid) if !gtid.is_empty() => write!(f, "{} (gtid {gtid})", self.position),
+            _ => write!(f, "{}", self.position),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -189,6 +331,25 @@ mod tests {
         );
         let back: BinlogPosition = serde_json::from_str(r#""bin.000001:120""#).unwrap();
         assert_eq!(back, position);
+    }
+
+    #[test]
+    fn gtid_states_keep_the_last_gtid_per_domain() {
+        let mut state: GtidState = "1-2-9, 0-1-57".parse().unwrap();
+        assert_eq!(state.to_string(), "0-1-57,1-2-9");
+        state.apply("0-3-58".parse().unwrap());
+        state.apply("5-1-1".parse().unwrap());
+        assert_eq!(state.to_string(), "0-3-58,1-2-9,5-1-1");
+        assert_eq!("".parse::<GtidState>().unwrap(), GtidState::default());
+        for bad in [
+            "0-1",
+            "a-b-c",
+            "0-1-2-3",
+            "0-1-5,0-2-6",
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:23",
+        ] {
+            assert!(bad.parse::<GtidState>().is_err(), "{bad:?} was accepted");
+        }
     }
 
     proptest! {

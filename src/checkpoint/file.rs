@@ -105,9 +105,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path().join("sub/checkpoint.json"));
         assert_eq!(store.load().await.unwrap(), None);
-        let first = Checkpoint::new("b.000001:4".parse().unwrap());
+        let first = Checkpoint::new(crate::position::ResumePoint::at(
+            "b.000001:4".parse().unwrap(),
+        ));
         store.store(&first).await.unwrap();
-        let second = Checkpoint::new("b.000002:900".parse().unwrap());
+        let second = Checkpoint::new(crate::position::ResumePoint::at(
+            "b.000002:900".parse().unwrap(),
+        ));
         store.store(&second).await.unwrap();
         assert_eq!(store.load().await.unwrap(), Some(second));
         assert!(!dir.path().join("sub/checkpoint.json.tmp").exists());

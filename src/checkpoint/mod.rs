@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::position::BinlogPosition;
+use crate::position::{BinlogPosition, GtidState, ResumePoint};
 
 /// The current checkpoint format version.
 pub const CHECKPOINT_VERSION: u32 = 1;
@@ -37,17 +37,30 @@ pub struct Checkpoint {
     pub version: u32,
     /// The binlog position to resume from: always a transaction boundary.
     pub position: BinlogPosition,
+    /// The GTID state at that boundary, when the server assigns GTIDs: what resumes on
+    /// another server of the topology after a failover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid: Option<GtidState>,
     /// When it was written, in milliseconds since the Unix epoch (for people and alarms).
     pub updated_at_ms: u64,
 }
 
 impl Checkpoint {
-    /// A checkpoint at `position`, stamped now.
-    pub fn new(position: BinlogPosition) -> Self {
+    /// A checkpoint at `point`, stamped now.
+    pub fn new(point: ResumePoint) -> Self {
         Self {
             version: CHECKPOINT_VERSION,
-            position,
+            position: point.position,
+            gtid: point.gtid.filter(|g| !g.is_empty()),
             updated_at_ms: now_ms(),
+        }
+    }
+
+    /// Where to resume.
+    pub fn resume_point(&self) -> ResumePoint {
+        ResumePoint {
+            position: self.position.clone(),
+            gtid: self.gtid.clone(),
         }
     }
 }
@@ -107,10 +120,10 @@ pub trait CheckpointStore: Send + Sync {
 pub async fn run(
     store: &dyn CheckpointStore,
     interval: Duration,
-    mut acknowledged: mpsc::Receiver<BinlogPosition>,
-) -> Result<Option<BinlogPosition>, CheckpointError> {
-    let mut latest: Option<BinlogPosition> = None;
-    let mut written: Option<BinlogPosition> = None;
+    mut acknowledged: mpsc::Receiver<ResumePoint>,
+) -> Result<Option<ResumePoint>, CheckpointError> {
+    let mut latest: Option<ResumePoint> = None;
+    let mut written: Option<ResumePoint> = None;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -130,8 +143,8 @@ pub async fn run(
 
 async fn write_if_changed(
     store: &dyn CheckpointStore,
-    latest: &Option<BinlogPosition>,
-    written: &mut Option<BinlogPosition>,
+    latest: &Option<ResumePoint>,
+    written: &mut Option<ResumePoint>,
 ) -> Result<(), CheckpointError> {
     if let Some(position) = latest {
         if written.as_ref() != Some(position) {
@@ -164,15 +177,24 @@ mod tests {
         let store = file::FileStore::new(dir.path().join("c.json"));
         let (tx, rx) = mpsc::channel(8);
         let task = tokio::spawn(async move { run(&store, Duration::from_secs(5), rx).await });
-        tx.send("b.000001:100".parse().unwrap()).await.unwrap();
-        tx.send("b.000001:200".parse().unwrap()).await.unwrap();
+        tx.send(ResumePoint::at("b.000001:100".parse().unwrap()))
+            .await
+            .unwrap();
+        tx.send(ResumePoint {
+            position: "b.000001:200".parse().unwrap(),
+            gtid: Some("0-1-9".parse().unwrap()),
+        })
+        .await
+        .unwrap();
         drop(tx);
         let written = task.await.unwrap().unwrap();
-        assert_eq!(written.unwrap().to_string(), "b.000001:200");
+        assert_eq!(written.unwrap().to_string(), "b.000001:200 (gtid 0-1-9)");
         let loaded = file::FileStore::new(dir.path().join("c.json"))
             .load()
             .await
+            .unwrap()
             .unwrap();
-        assert_eq!(loaded.unwrap().position.to_string(), "b.000001:200");
+        assert_eq!(loaded.position.to_string(), "b.000001:200");
+        assert_eq!(loaded.gtid.unwrap().to_string(), "0-1-9");
     }
 }

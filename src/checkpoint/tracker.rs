@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 
-use crate::position::BinlogPosition;
+use crate::position::ResumePoint;
 
 /// The sequence number the sink gives each event, in source order.
 pub type EventSeq = u64;
@@ -18,7 +18,7 @@ pub type EventSeq = u64;
 enum Slot {
     Pending,
     Acked,
-    Boundary(BinlogPosition),
+    Boundary(ResumePoint),
 }
 
 /// Tracks acknowledgements and yields committable boundaries. See the module docs.
@@ -51,7 +51,7 @@ impl AckTracker {
     }
 
     /// Registers a transaction boundary after every event pushed so far.
-    pub fn push_boundary(&mut self, position: BinlogPosition) {
+    pub fn push_boundary(&mut self, position: ResumePoint) {
         self.slots.push_back(Slot::Boundary(position));
     }
 
@@ -75,7 +75,7 @@ impl AckTracker {
 
     /// Pops the resolved prefix and returns the last boundary in it, if any: the new
     /// acknowledged position.
-    pub fn take_committable(&mut self) -> Option<BinlogPosition> {
+    pub fn take_committable(&mut self) -> Option<ResumePoint> {
         let mut committable = None;
         loop {
             match self.slots.front() {
@@ -109,8 +109,8 @@ mod tests {
 
     use super::*;
 
-    fn position(n: u64) -> BinlogPosition {
-        BinlogPosition::new("b.000001", 4 + n).unwrap()
+    fn position(n: u64) -> ResumePoint {
+        ResumePoint::at(crate::position::BinlogPosition::new("b.000001", 4 + n).unwrap())
     }
 
     #[test]
@@ -166,7 +166,7 @@ mod tests {
                 order.swap(i, j);
             }
             let mut acked = vec![false; events.len()];
-            let mut last: Option<BinlogPosition> = tracker.take_committable();
+            let mut last: Option<ResumePoint> = tracker.take_committable();
             let expected = |acked: &[bool]| {
                 let prefix = acked.iter().take_while(|a| **a).count();
                 boundaries.iter().filter(|(n, _)| *n <= prefix).map(|(_, p)| p.clone()).next_back()
@@ -176,7 +176,7 @@ mod tests {
                 acked[index] = true;
                 if let Some(position) = tracker.take_committable() {
                     if let Some(previous) = &last {
-                        prop_assert_eq!(previous.try_cmp(&position), Some(std::cmp::Ordering::Less));
+                        prop_assert_eq!(previous.position.try_cmp(&position.position), Some(std::cmp::Ordering::Less));
                     }
                     last = Some(position);
                 }

@@ -50,7 +50,7 @@ use self::{
 use crate::{
     checkpoint::tracker::{AckTracker, EventSeq},
     event::TableName,
-    position::BinlogPosition,
+    position::{BinlogPosition, ResumePoint},
 };
 
 /// PutRecords calls in flight at once (always for disjoint partition keys).
@@ -66,7 +66,7 @@ pub enum SinkInput {
     Event(OutboundEvent),
     /// A transaction boundary: every event before it belongs to committed transactions, and
     /// resuming at this position repeats none of them.
-    Boundary(BinlogPosition),
+    Boundary(ResumePoint),
 }
 
 /// A change event ready to send.
@@ -192,7 +192,7 @@ pub async fn run(
     config: SinkConfig,
     client: Arc<dyn KinesisClient>,
     mut input: mpsc::Receiver<SinkInput>,
-    acknowledged: mpsc::Sender<BinlogPosition>,
+    acknowledged: mpsc::Sender<ResumePoint>,
 ) -> Result<SinkSummary, SinkError> {
     let mut producer = Producer {
         config,

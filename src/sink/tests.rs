@@ -123,9 +123,9 @@ fn workload(n_events: usize, tables: usize, tx_size: usize) -> Vec<SinkInput> {
             line: format!("{table}:{n}\n").into_bytes(),
         }));
         if (n + 1) % tx_size == 0 {
-            items.push(SinkInput::Boundary(
+            items.push(SinkInput::Boundary(ResumePoint::at(
                 BinlogPosition::new("b.000001", 5 + n as u64).unwrap(),
-            ));
+            )));
         }
     }
     items
@@ -154,7 +154,7 @@ async fn drive(
         }
     });
     let mut acks = Vec::new();
-    while let Some(position) = ack_rx.recv().await {
+    while let Some(ResumePoint { position, .. }) = ack_rx.recv().await {
         // The boundary at offset 5+n follows event n: events 0..=n must all be written.
         let last_event = position.offset() - 5;
         let written: HashSet<u64> = fake

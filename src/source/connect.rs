@@ -15,7 +15,7 @@ use mysql_async::{
 use super::SourceError;
 use crate::{
     config::{MysqlConfig, TlsMode},
-    position::BinlogPosition,
+    position::{BinlogPosition, GtidState},
 };
 
 /// Largest packet accepted on the binlog connection.
@@ -285,11 +285,29 @@ pub async fn ensure_position_available(
 /// Turns `conn` into a binlog stream from `position`, with server heartbeats every
 /// `heartbeat`.
 pub async fn open_stream(
-    mut conn: Conn,
+    conn: Conn,
     server_id: u32,
     position: &BinlogPosition,
     heartbeat: Duration,
 ) -> Result<BinlogStream, SourceError> {
+    open(
+        conn,
+        server_id,
+        position.file().as_bytes(),
+        position.offset(),
+        heartbeat,
+    )
+    .await
+    .map_err(|error| stream_error(error, position))
+}
+
+async fn open(
+    mut conn: Conn,
+    server_id: u32,
+    file: &[u8],
+    offset: u64,
+    heartbeat: Duration,
+) -> Result<BinlogStream, mysql_async::Error> {
     // Without the capability, MariaDB rewrites its GTID events into BEGIN queries.
     for statement in [
         "SET @mariadb_slave_capability=4".to_owned(),
@@ -300,11 +318,58 @@ pub async fn open_stream(
         let _ignored: Result<(), _> = conn.query_drop(statement).await;
     }
     let request = BinlogStreamRequest::new(server_id)
-        .with_filename(position.file().as_bytes())
-        .with_pos(position.offset());
-    conn.get_binlog_stream(request)
+        .with_filename(file)
+        .with_pos(offset);
+    conn.get_binlog_stream(request).await
+}
+
+/// Turns `conn` into a binlog stream that starts after the MariaDB GTID state `state`, on any
+/// server of the topology. `position` is only for error messages.
+pub async fn open_stream_gtid(
+    mut conn: Conn,
+    server_id: u32,
+    state: &GtidState,
+    position: &BinlogPosition,
+    heartbeat: Duration,
+) -> Result<BinlogStream, SourceError> {
+    // MariaDB has no COM_BINLOG_DUMP_GTID: the GTID start goes through session variables and an
+    // empty file name (see docs: mysql_async gap 4).
+    conn.exec_drop("SET @slave_connect_state = ?", (state.to_string(),))
+        .await
+        .map_err(|source| SourceError::Query {
+            what: "setting the GTID start",
+            source,
+        })?;
+    for statement in [
+        "SET @slave_gtid_strict_mode = 0",
+        "SET @slave_gtid_ignore_duplicates = 0",
+    ] {
+        conn.query_drop(statement)
+            .await
+            .map_err(|source| SourceError::Query {
+                what: "setting the GTID start",
+                source,
+            })?;
+    }
+    tracing::info!(gtid = %state, "requesting the binlog by GTID");
+    open(conn, server_id, b"", 4, heartbeat)
         .await
         .map_err(|error| stream_error(error, position))
+}
+
+/// The MariaDB GTID state at a file position of this server (`BINLOG_GTID_POS`); `None` on
+/// servers without it (MySQL) or when it cannot tell.
+pub async fn gtid_state_at(conn: &mut Conn, position: &BinlogPosition) -> Option<GtidState> {
+    let row: Result<Option<Option<String>>, _> = conn
+        .exec_first(
+            "SELECT BINLOG_GTID_POS(?, ?)",
+            (position.file(), position.offset()),
+        )
+        .await;
+    row.ok()
+        .flatten()
+        .flatten()
+        .and_then(|text| text.parse().ok())
 }
 
 /// Classifies an error of the binlog stream.

