@@ -18,6 +18,9 @@ use crate::{
     position::{BinlogPosition, GtidState},
 };
 
+/// How long connecting (TCP, TLS, login) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Largest packet accepted on the binlog connection.
 const MAX_PACKET_BYTES: usize = 1 << 30;
 
@@ -61,22 +64,35 @@ pub async fn connect(config: &MysqlConfig) -> Result<Conn, SourceError> {
         Some(path) => SslOpts::default().with_root_certs(vec![path.clone().into()]),
         None => SslOpts::default(),
     };
-    let result = match &config.tls {
-        TlsMode::Disabled => Conn::new(opts).await,
-        TlsMode::Required => Conn::new(opts.ssl_opts(unverified())).await,
-        TlsMode::VerifyCa(ca) => {
-            Conn::new(opts.ssl_opts(verified(ca).with_danger_skip_domain_validation(true))).await
-        }
-        TlsMode::VerifyIdentity(ca) => Conn::new(opts.ssl_opts(verified(ca))).await,
-        TlsMode::Preferred => match Conn::new(opts.clone().ssl_opts(unverified())).await {
-            Err(mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer)) => {
-                tracing::debug!(
-                    "the server offers no TLS; connecting without it (tls_mode = preferred)"
-                );
-                Conn::new(opts).await
+    let attempt = async {
+        match &config.tls {
+            TlsMode::Disabled => Conn::new(opts).await,
+            TlsMode::Required => Conn::new(opts.ssl_opts(unverified())).await,
+            TlsMode::VerifyCa(ca) => {
+                Conn::new(opts.ssl_opts(verified(ca).with_danger_skip_domain_validation(true)))
+                    .await
             }
-            other => other,
-        },
+            TlsMode::VerifyIdentity(ca) => Conn::new(opts.ssl_opts(verified(ca))).await,
+            TlsMode::Preferred => match Conn::new(opts.clone().ssl_opts(unverified())).await {
+                Err(mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer)) => {
+                    tracing::debug!(
+                        "the server offers no TLS; connecting without it (tls_mode = preferred)"
+                    );
+                    Conn::new(opts).await
+                }
+                other => other,
+            },
+        }
+    };
+    // A frozen server accepts the TCP connection and then says nothing.
+    let result = match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(mysql_async::Error::Io(mysql_async::IoError::Io(
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+            ),
+        ))),
     };
     result.map_err(|error| match server_code(&error) {
         Some(ER_ACCESS_DENIED) => SourceError::AccessDenied {

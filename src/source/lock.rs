@@ -13,6 +13,8 @@
 //! takes the lock again on a new connection before it resumes; if another instance took it
 //! meanwhile, the run stops ([`SourceError::LockLost`]) rather than risk two writers.
 
+use std::time::Duration;
+
 use mysql_async::{prelude::Queryable, Conn};
 use tokio_util::sync::CancellationToken;
 
@@ -44,7 +46,12 @@ pub struct InstanceLock {
     config: MysqlConfig,
     /// The connection holding the lock; `None` after it failed, until [`Self::ensure`].
     conn: Option<Conn>,
+    /// The server's id for the connection that holds (or held) the lock: after a network
+    /// fault the server may keep that connection, and the lock, alive for hours.
+    connection_id: u32,
     name: String,
+    /// How long a lock query may take before the connection counts as dead.
+    timeout: Duration,
 }
 
 impl InstanceLock {
@@ -63,8 +70,10 @@ impl InstanceLock {
                 }
                 return Ok(Some(Self {
                     config: config.clone(),
+                    connection_id: conn.id(),
                     conn: Some(conn),
                     name: name.to_owned(),
+                    timeout: config.heartbeat,
                 }));
             }
             if !announced {
@@ -84,22 +93,41 @@ impl InstanceLock {
     /// connection failed (a server restart ends every connection). Fails permanently with
     /// [`SourceError::LockLost`] if another instance took it meanwhile.
     pub async fn ensure(&mut self) -> Result<(), SourceError> {
-        if let Some(conn) = self.conn.as_mut() {
-            match holds(conn, &self.name).await {
-                Ok(true) => return Ok(()),
-                Ok(false) => return Err(self.taken()),
-                // The connection is gone, and with it the lock: take it again below.
-                Err(_) => self.conn = None,
+        if self.conn.is_some() {
+            match self.check().await {
+                Ok(()) => return Ok(()),
+                Err(error @ SourceError::LockLost { .. }) => return Err(error),
+                // The connection is gone: take the lock again below.
+                Err(_) => {}
             }
         }
         let mut conn = connect::connect(&self.config).await?;
-        if try_lock(&mut conn, &self.name, 0).await? {
-            tracing::info!(lock = %self.name, "instance lock taken again on a new connection");
-            self.conn = Some(conn);
-            Ok(())
-        } else {
-            Err(self.taken())
+        if !try_lock(&mut conn, &self.name, 0).await? {
+            // Our own old connection may still hold it on the server (a network fault the
+            // server has not noticed): end that connection, then take the lock.
+            let holder: Option<Option<u32>> = conn
+                .exec_first("SELECT IS_USED_LOCK(?)", (&self.name,))
+                .await
+                .map_err(|source| SourceError::Query {
+                    what: "checking the instance lock",
+                    source,
+                })?;
+            if holder.flatten() != Some(self.connection_id) {
+                return Err(self.taken());
+            }
+            tracing::info!(lock = %self.name, connection = self.connection_id, "ending this instance's stale lock connection");
+            // It may end on its own meanwhile; either way the lock is free afterwards.
+            let _gone: Result<(), _> = conn
+                .query_drop(format!("KILL CONNECTION {}", self.connection_id))
+                .await;
+            if !try_lock(&mut conn, &self.name, ACQUIRE_WAIT_SECONDS * 5).await? {
+                return Err(self.taken());
+            }
         }
+        tracing::info!(lock = %self.name, "instance lock taken again on a new connection");
+        self.connection_id = conn.id();
+        self.conn = Some(conn);
+        Ok(())
     }
 
     fn taken(&self) -> SourceError {
@@ -118,13 +146,21 @@ impl InstanceLock {
                 reason: "not connected".into(),
             });
         };
-        match holds(conn, &self.name).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(self.taken()),
-            Err(error) => {
+        // A frozen server or a silent network must not hang the reader: bound the check.
+        match tokio::time::timeout(self.timeout, holds(conn, &self.name)).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(self.taken()),
+            Ok(Err(error)) => {
                 self.conn = None;
                 Err(SourceError::LockConnectionLost {
                     reason: error.to_string(),
+                })
+            }
+            Err(_elapsed) => {
+                // A half-read answer leaves the connection unusable: drop it.
+                self.conn = None;
+                Err(SourceError::LockConnectionLost {
+                    reason: format!("no answer within {} ms", self.timeout.as_millis()),
                 })
             }
         }

@@ -109,6 +109,7 @@ pub struct MariaDb {
     dir: TempDir,
     child: Child,
     tls: bool,
+    server_id: u32,
 }
 
 impl MariaDb {
@@ -133,6 +134,89 @@ impl MariaDb {
     }
 
     async fn start_with(tls: bool) -> Self {
+        Self::start_as(tls, 1, &[]).await
+    }
+
+    /// A replica of `primary` (server id 2) that logs what it replicates, as a failover
+    /// candidate must: same GTIDs, its own binlog files.
+    pub async fn start_replica_of(primary: &MariaDb) -> Self {
+        primary
+            .admin(&[
+                "CREATE USER IF NOT EXISTS 'repl'@'%' IDENTIFIED BY 'repl'",
+                "GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'",
+            ])
+            .await;
+        let mut conn = primary.root().await;
+        let primary_pos: String = conn
+            .query_first("SELECT @@gtid_binlog_pos")
+            .await
+            .unwrap()
+            .unwrap();
+        drop(conn);
+        let replica = Self::start_as(false, 2, &["SET sql_log_bin = 0"]).await;
+        replica
+            .admin(&[
+                &format!("SET GLOBAL gtid_slave_pos = '{primary_pos}'"),
+                &format!(
+                    "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='repl', MASTER_PASSWORD='repl', MASTER_USE_GTID=slave_pos",
+                    primary.port
+                ),
+                "START SLAVE",
+            ])
+            .await;
+        replica
+    }
+
+    /// Waits until this replica has applied everything `primary` has logged.
+    pub async fn catch_up_with(&self, primary: &MariaDb) {
+        let mut conn = primary.root().await;
+        let target: String = conn
+            .query_first("SELECT @@gtid_binlog_pos")
+            .await
+            .unwrap()
+            .unwrap();
+        let mut conn = self.root().await;
+        let waited: Option<i64> = conn
+            .query_first(format!("SELECT MASTER_GTID_WAIT('{target}', 60)"))
+            .await
+            .unwrap();
+        if waited != Some(0) {
+            let status: Option<mysql_async::Row> =
+                conn.query_first("SHOW SLAVE STATUS").await.unwrap();
+            let status = status.map(|row| {
+                [
+                    "Slave_IO_Running",
+                    "Slave_SQL_Running",
+                    "Last_IO_Error",
+                    "Last_SQL_Error",
+                    "Gtid_IO_Pos",
+                ]
+                .iter()
+                .map(|c| format!("{c}={:?}", row.get::<Option<String>, _>(*c).flatten()))
+                .collect::<Vec<_>>()
+                .join(" ")
+            });
+            panic!("the replica did not reach {target}: {status:?}");
+        }
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, ...) to the server process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Kills the server (SIGKILL): a primary lost in a failover.
+    pub fn kill(&mut self) {
+        stop_child(&mut self.child);
+    }
+
+    /// `server_id` and, first, `session_setup` statements (run before the harness's own).
+    async fn start_as(tls: bool, server_id: u32, session_setup: &[&str]) -> Self {
         let dir = TempDir::new().unwrap();
         if tls {
             make_certificates(dir.path());
@@ -146,22 +230,25 @@ impl MariaDb {
         assert!(status.success());
         std::fs::create_dir_all(dir.path().join("binlog")).unwrap();
         let port = free_port();
-        let child = Self::spawn(dir.path(), port, tls);
+        let child = Self::spawn(dir.path(), port, tls, server_id);
         let server = Self {
             port,
             dir,
             child,
             tls,
+            server_id,
         };
         server.wait_ready().await;
+        let mut statements: Vec<String> = session_setup.iter().map(|s| s.to_string()).collect();
+        statements.extend([
+            format!(
+                "CREATE USER 'cdc'@'%' IDENTIFIED BY '{CDC_PASSWORD}' {}",
+                if tls { "REQUIRE SSL" } else { "" }
+            ),
+            "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'cdc'@'%'".to_owned(),
+        ]);
         server
-            .admin(&[
-                &format!(
-                    "CREATE USER 'cdc'@'%' IDENTIFIED BY '{CDC_PASSWORD}' {}",
-                    if tls { "REQUIRE SSL" } else { "" }
-                ),
-                "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'cdc'@'%'",
-            ])
+            .admin(&statements.iter().map(String::as_str).collect::<Vec<_>>())
             .await;
         server
     }
@@ -181,11 +268,11 @@ impl MariaDb {
         })
         .await;
         eprintln!("harness: mariadbd {pid} stopped; starting it again");
-        self.child = Self::spawn(self.dir.path(), self.port, self.tls);
+        self.child = Self::spawn(self.dir.path(), self.port, self.tls, self.server_id);
         self.wait_ready().await;
     }
 
-    fn spawn(dir: &Path, port: u16, tls: bool) -> Child {
+    fn spawn(dir: &Path, port: u16, tls: bool, server_id: u32) -> Child {
         let mut command = Command::new(find_binary("mariadbd"));
         // --no-defaults must come first.
         command
@@ -208,8 +295,9 @@ impl MariaDb {
                 "--binlog-format=ROW",
                 "--binlog-row-image=FULL",
                 "--binlog-row-metadata=FULL",
-                "--server-id=1",
+                "--log-slave-updates",
             ])
+            .arg(format!("--server-id={server_id}"))
             .args([
                 "--innodb-buffer-pool-size=32M",
                 "--innodb-log-file-size=16M",

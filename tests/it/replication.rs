@@ -376,16 +376,50 @@ async fn start_position_replays_from_exactly_there() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_purged_checkpoint_position_is_a_permanent_error_naming_the_file() {
+    purged_checkpoint_is_refused(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purged_checkpoint_gtid_is_a_permanent_error_too() {
+    purged_checkpoint_is_refused(true).await;
+}
+
+/// A checkpoint (by file position, or by GTID) whose binlog the server has purged.
+async fn purged_checkpoint_is_refused(with_gtid: bool) {
     let world = World::new().await;
+    // Some transactions, so that the GTID state names a purgeable one.
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.t (id INT PRIMARY KEY)",
+            "INSERT INTO shop.t VALUES (1)",
+        ])
+        .await;
     let position = world.db.position().await;
+    let gtid = if with_gtid {
+        let mut conn = world.db.root().await;
+        let pos: String =
+            mysql_async::prelude::Queryable::query_first(&mut conn, "SELECT @@gtid_binlog_pos")
+                .await
+                .unwrap()
+                .unwrap();
+        format!(r#""gtid":"{pos}","#)
+    } else {
+        String::new()
+    };
     std::fs::write(
         world.checkpoint_path(),
-        format!(r#"{{"version":1,"position":"{position}","updated_at_ms":0}}"#),
+        format!(r#"{{"version":1,"position":"{position}",{gtid}"updated_at_ms":0}}"#),
     )
     .unwrap();
     world
         .db
-        .admin(&["FLUSH BINARY LOGS", "FLUSH BINARY LOGS"])
+        .admin(&[
+            "FLUSH BINARY LOGS",
+            "INSERT INTO shop.t VALUES (2)",
+            "FLUSH BINARY LOGS",
+        ])
         .await;
     let current = world.db.position().await;
     let current_file = current.split(':').next().unwrap();
@@ -401,7 +435,10 @@ async fn a_purged_checkpoint_position_is_a_permanent_error_naming_the_file() {
             mysql_async::prelude::Queryable::query(&mut conn, "SHOW BINARY LOGS")
                 .await
                 .unwrap();
-        logs.iter().all(|(name, _)| *name != file).then_some(())
+        // Every older file: the one after the checkpoint holds the next GTID.
+        logs.iter()
+            .all(|(name, _)| name.as_str() >= current_file)
+            .then_some(())
     })
     .await;
     let daemon = world.daemon(world.config(&[]), StartFrom::Checkpoint).await;

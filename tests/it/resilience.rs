@@ -31,7 +31,7 @@ async fn shop_events(world: &World, n: usize) -> Vec<binlog_kinesis::event::Chan
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_dump_thread_and_a_server_restart_lose_and_repeat_nothing() {
+async fn a_killed_dump_thread_a_server_restart_and_a_stall_lose_and_repeat_nothing() {
     let mut world = World::new().await;
     world
         .db
@@ -57,6 +57,14 @@ async fn a_killed_dump_thread_and_a_server_restart_lose_and_repeat_nothing() {
 
     world.db.restart().await;
     insert(&world, 40..60).await;
+    shop_events(&world, 60).await;
+
+    // A stall: the server frozen for longer than three heartbeats (1 s each here), then
+    // thawed. The silent connection is given up and reopened.
+    world.db.signal("STOP");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    world.db.signal("CONT");
+    insert(&world, 60..70).await;
 
     let events = eventually(Duration::from_secs(90), async || {
         let events: Vec<_> = world
@@ -75,13 +83,13 @@ async fn a_killed_dump_thread_and_a_server_restart_lose_and_repeat_nothing() {
         .collect();
     assert_eq!(
         ids,
-        (0..60).collect::<Vec<_>>(),
+        (0..70).collect::<Vec<_>>(),
         "a change lost or repeated across the reconnects"
     );
     // Still replicating, and still stopping cleanly.
     world.wait_replicating().await;
     let outcome = daemon.stop().await.unwrap();
-    assert!(outcome.reconnects >= 2, "{outcome:?}");
+    assert!(outcome.reconnects >= 3, "{outcome:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,5 +251,56 @@ async fn a_kinesis_outage_pauses_replication_and_it_recovers_without_a_restart()
         "a change lost, repeated or reordered by the outage"
     );
     world.wait_replicating().await;
+    daemon.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_a_gtid_replica_continues_with_every_change_exactly_once() {
+    let mut world = World::new().await;
+    let replica = crate::harness::MariaDb::start_replica_of(&world.db).await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.t (id INT PRIMARY KEY)",
+        ])
+        .await;
+    replica.catch_up_with(&world.db).await;
+
+    let daemon = world.running_daemon(&[]).await;
+    insert(&world, 0..20).await;
+    shop_events(&world, 20).await;
+    let outcome = daemon.stop().await.unwrap();
+    assert!(
+        outcome.committed.unwrap().gtid.is_some(),
+        "the checkpoint carries the GTID state"
+    );
+
+    // More changes on the primary, replicated, then the primary is lost.
+    insert(&world, 20..40).await;
+    replica.catch_up_with(&world.db).await;
+    world.db.kill();
+
+    // The same daemon configuration, pointed at the replica: it resumes by GTID.
+    let port = replica.port.to_string();
+    let daemon = world
+        .daemon(
+            world.config(&[("BINLOG_KINESIS__MYSQL__PORT", &port)]),
+            binlog_kinesis::app::StartFrom::Checkpoint,
+        )
+        .await;
+    let ids: Vec<i64> = shop_events(&world, 40)
+        .await
+        .iter()
+        .map(|e| e.after.as_ref().unwrap()["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        (0..40).collect::<Vec<_>>(),
+        "a change lost or repeated across the failover"
+    );
+    // And it keeps replicating from the new primary.
+    replica.admin(&["INSERT INTO shop.t VALUES (40)"]).await;
+    assert_eq!(shop_events(&world, 41).await.len(), 41);
     daemon.stop().await.unwrap();
 }
