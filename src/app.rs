@@ -109,7 +109,8 @@ impl Error {
                 SourceError::UnsupportedEvent { .. }
                 | SourceError::Decode { .. }
                 | SourceError::Schema { .. }
-                | SourceError::Protocol { .. },
+                | SourceError::Protocol { .. }
+                | SourceError::File { .. },
             ) => 7,
             Error::Source(SourceError::LockLost { .. }) => 10,
             Error::Source(error) if error.is_transient() => 8,
@@ -245,6 +246,7 @@ pub async fn run(
             filter: config.filter.clone(),
             lookahead_bytes: config.mysql.transaction_lookahead_bytes,
             resume_by_gtid,
+            positional_names: false,
             checksum_crc32: server.checksum_crc32,
         },
         stream,

@@ -51,6 +51,15 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Decode binlog files from disk (for example downloaded from RDS) into event lines.
+    Decode {
+        /// Binlog files, decoded in the order given.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Also print `# file:offset EVENT_TYPE` for every event that is not a rows event.
+        #[arg(long)]
+        verbose: bool,
+    },
     /// Print the stream's event lines as they arrive.
     Tail {
         #[command(flatten)]
@@ -121,6 +130,28 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             let client = Arc::new(AwsKinesisClient::new(&config.kinesis).await);
             let outcome = app::run(config, start, client, shutdown).await?;
             tracing::info!(events = outcome.events, checkpoint = ?outcome.committed.map(|p| p.to_string()), "stopped cleanly");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Decode { files, verbose } => {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+            let printer = tokio::spawn(async move {
+                use std::io::Write;
+                let mut out = std::io::BufWriter::new(std::io::stdout());
+                while let Some(item) = rx.recv().await {
+                    if let binlog_kinesis::sink::SinkInput::Event(event) = item {
+                        // A closed pipe (| head) ends the output quietly.
+                        if out.write_all(&event.line).is_err() {
+                            return;
+                        }
+                    }
+                }
+                let _flushed: Result<(), _> = out.flush();
+            });
+            let result = binlog_kinesis::source::decode_files(&files, tx, verbose).await;
+            printer
+                .await
+                .map_err(|e| Error::Internal(format!("printer: {e}")))?;
+            result?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => {

@@ -70,8 +70,13 @@ pub enum SchemaError {
 }
 
 impl TableSchema {
-    /// Precomputes the schema of a TABLE_MAP event.
-    pub fn from_table_map(map: &TableMapEvent<'_>) -> Result<Self, SchemaError> {
+    /// Precomputes the schema of a TABLE_MAP event. Without column names in the event,
+    /// `positional_names` names the columns `@1`, `@2`, ... (as `mariadb-binlog` does) instead of
+    /// failing.
+    pub fn from_table_map(
+        map: &TableMapEvent<'_>,
+        positional_names: bool,
+    ) -> Result<Self, SchemaError> {
         let database = map.database_name().into_owned();
         let table = map.table_name().into_owned();
         let name = TableName::new(&database, &table);
@@ -105,6 +110,7 @@ impl TableSchema {
             let name = match names.next() {
                 Some(Ok(n)) => n.name().into_owned(),
                 Some(Err(e)) => return Err(malformed(e.to_string())),
+                None if positional_names => format!("@{}", index + 1),
                 None => return Err(SchemaError::NoColumnNames { table: name }),
             };
             let unsigned = column_type.is_numeric_type() && signedness.next().unwrap_or(false);

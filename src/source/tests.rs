@@ -58,6 +58,7 @@ async fn replay(path: &Path) -> Replay {
         filter: TableFilter::default(),
         lookahead_bytes: 1 << 20,
         resume_by_gtid: false,
+        positional_names: false,
         checksum_crc32: true,
     };
     let mut reader = Reader::new(
@@ -242,6 +243,7 @@ async fn run_with_interruption(
         filter: TableFilter::default(),
         lookahead_bytes: 1,
         resume_by_gtid: false,
+        positional_names: false,
         checksum_crc32: true,
     };
     let mut reader = Reader::new(

@@ -319,3 +319,73 @@ async fn kill_9_at_20_random_moments_loses_nothing_and_repeats_only_after_checkp
         }
     }
 }
+
+#[test]
+fn decode_prints_event_lines_of_binlog_files_and_refuses_truncated_ones() {
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mysql-binlogs");
+    if !fixtures.is_dir() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "fixtures missing at {}",
+            fixtures.display()
+        );
+        return;
+    }
+    let output = binary()
+        .arg("decode")
+        .arg(fixtures.join("mariadb-bin.000001"))
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let events: Vec<ChangeEvent> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].position.to_string(), "mariadb-bin.000001:612");
+
+    let output = binary()
+        .args(["decode", "--verbose"])
+        .arg(fixtures.join("mariadb-bin.000001"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.starts_with("# mariadb-bin.000001:4 FORMAT_DESCRIPTION_EVENT\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("# mariadb-bin.000001:330 GTID_EVENT\n"),
+        "{stdout}"
+    );
+
+    // Without column names in the file, columns are @1, @2, ... as mariadb-binlog shows them.
+    let output = binary()
+        .arg("decode")
+        .arg(fixtures.join("minimal_row_metadata.000001"))
+        .output()
+        .unwrap();
+    let first: ChangeEvent = serde_json::from_str(
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(first.after.unwrap().keys().all(|k| k.starts_with('@')));
+
+    let output = binary()
+        .arg("decode")
+        .arg(fixtures.join("binlog_truncated_event.000001"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(7));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("truncated") && stderr.contains("offset"),
+        "{stderr}"
+    );
+}
