@@ -7,3 +7,4 @@ mod proxy;
 mod replication;
 mod resilience;
 mod shutdown;
+mod types;
