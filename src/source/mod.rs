@@ -685,6 +685,22 @@ impl Reader {
                 } else if statement.eq_ignore_ascii_case("COMMIT") || statement.eq_ignore_ascii_case("ROLLBACK") {
                     // ROLLBACK is only logged for non-transactional changes, which did happen.
                     self.commit(None, end).await?;
+                } else if let Some(target) = statement_dml_target(statement, &query.schema()) {
+                    // A row change logged as a statement (a session with binlog_format
+                    // STATEMENT or MIXED) carries no row images: never let it pass unseen.
+                    let in_scope = target
+                        .as_ref()
+                        .is_none_or(|(database, table)| self.config.filter.matches(database, table));
+                    if in_scope {
+                        let table = target.map_or("an unknown table".to_owned(), |(d, t)| format!("{d}.{t}"));
+                        return Err(unsupported(
+                            "QUERY".into(),
+                            &format!(
+                                "a statement-based change to {table} has no row images ({}); set binlog_format=ROW for every session (it is a session variable too), then restart from a snapshot or a position after it",
+                                truncate(statement, 120)
+                            ),
+                        ));
+                    }
                 } else if self.transaction.as_ref().is_none_or(|t| !t.explicit) {
                     // A statement standing alone (DDL): it is its own transaction. The next
                     // TABLE_MAP of an altered table carries its new columns.
@@ -891,6 +907,71 @@ fn event_kind(data: &EventData<'_>) -> &'static str {
     }
 }
 
+/// For a row change logged as a statement (INSERT, REPLACE, UPDATE, DELETE, LOAD DATA), the
+/// table it writes as `(database, table)`, or `Some(None)` when the table cannot be told;
+/// `None` for every other statement.
+fn statement_dml_target(statement: &str, default_schema: &str) -> Option<Option<(String, String)>> {
+    // Leading comments (/* ... */) and whitespace are not part of the verb.
+    let mut rest = statement.trim_start();
+    while let Some(after) = rest.strip_prefix("/*") {
+        rest = after.split_once("*/").map_or("", |(_, r)| r).trim_start();
+    }
+    let mut words = rest.split_whitespace().map(|w| w.to_ascii_uppercase());
+    let verb = words.next()?;
+    let skip: &[&str] = match verb.as_str() {
+        "INSERT" | "REPLACE" => &["LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE", "INTO"],
+        "UPDATE" => &["LOW_PRIORITY", "IGNORE"],
+        "DELETE" => &["LOW_PRIORITY", "QUICK", "IGNORE", "FROM"],
+        "LOAD" => &[
+            "DATA",
+            "XML",
+            "LOW_PRIORITY",
+            "CONCURRENT",
+            "LOCAL",
+            "INFILE",
+            "REPLACE",
+            "IGNORE",
+            "INTO",
+            "TABLE",
+        ],
+        _ => return None,
+    };
+    let words: Vec<&str> = rest.split_whitespace().skip(1).collect();
+    // LOAD DATA names a file before INTO TABLE; find the table after TABLE.
+    let start = if verb == "LOAD" {
+        match words.iter().position(|w| w.eq_ignore_ascii_case("TABLE")) {
+            Some(index) => index + 1,
+            None => return Some(None),
+        }
+    } else {
+        words
+            .iter()
+            .take_while(|w| skip.iter().any(|s| w.eq_ignore_ascii_case(s)))
+            .count()
+    };
+    let Some(name) = words.get(start) else {
+        return Some(None);
+    };
+    // `db`.`table`, db.table or table, up to the first character that cannot be in a name.
+    let name: String = name
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '$' | '.' | '`'))
+        .collect();
+    let parts: Vec<String> = name
+        .split('.')
+        .map(|p| p.trim_matches('`').to_owned())
+        .collect();
+    match parts.as_slice() {
+        [table] if !table.is_empty() && !default_schema.is_empty() => {
+            Some(Some((default_schema.to_owned(), table.clone())))
+        }
+        [database, table] if !database.is_empty() && !table.is_empty() => {
+            Some(Some((database.clone(), table.clone())))
+        }
+        _ => Some(None),
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -904,3 +985,56 @@ fn truncate(text: &str, max: usize) -> &str {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod statement_tests {
+    use super::statement_dml_target;
+
+    fn target(statement: &str) -> Option<Option<(String, String)>> {
+        statement_dml_target(statement, "shop")
+    }
+
+    fn table(database: &str, table: &str) -> Option<Option<(String, String)>> {
+        Some(Some((database.to_owned(), table.to_owned())))
+    }
+
+    #[test]
+    fn finds_the_table_a_statement_writes() {
+        assert_eq!(target("INSERT INTO t VALUES (1)"), table("shop", "t"));
+        assert_eq!(
+            target("insert ignore into `crm`.`users`(id) values (1)"),
+            table("crm", "users")
+        );
+        assert_eq!(
+            target("/* app */ UPDATE LOW_PRIORITY orders SET a=1"),
+            table("shop", "orders")
+        );
+        assert_eq!(
+            target("DELETE QUICK FROM shop.t WHERE id=1"),
+            table("shop", "t")
+        );
+        assert_eq!(target("REPLACE t SELECT 1"), table("shop", "t"));
+        assert_eq!(
+            target("LOAD DATA INFILE '/x' INTO TABLE a.b"),
+            table("a", "b")
+        );
+        assert_eq!(
+            statement_dml_target("INSERT INTO t VALUES (1)", ""),
+            Some(None)
+        );
+    }
+
+    #[test]
+    fn other_statements_are_not_row_changes() {
+        for statement in [
+            "CREATE TABLE t (id INT)",
+            "ALTER TABLE t ADD c INT",
+            "TRUNCATE TABLE t",
+            "GRANT ALL ON *.* TO x",
+            "BEGIN",
+            "",
+        ] {
+            assert_eq!(target(statement), None, "{statement}");
+        }
+    }
+}

@@ -459,3 +459,42 @@ async fn purged_checkpoint_is_refused(with_gtid: bool) {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_based_change_in_scope_stops_the_daemon_instead_of_passing_unseen() {
+    let world = World::new().await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE DATABASE crm",
+            "CREATE TABLE shop.t (id INT PRIMARY KEY)",
+            "CREATE TABLE crm.t (id INT PRIMARY KEY)",
+        ])
+        .await;
+    let daemon = world.running_daemon(&[]).await;
+    // Out of scope: no reason to stop.
+    world
+        .db
+        .admin(&[
+            "SET SESSION binlog_format = 'STATEMENT'",
+            "INSERT INTO crm.t VALUES (1)",
+        ])
+        .await;
+    world.wait_replicating().await;
+    assert!(!daemon.task.is_finished());
+    world
+        .db
+        .admin(&[
+            "SET SESSION binlog_format = 'STATEMENT'",
+            "INSERT INTO shop.t VALUES (1)",
+        ])
+        .await;
+    let error = daemon.task.await.unwrap().unwrap_err();
+    assert_eq!(error.exit_code(), 7, "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("shop.t") && message.contains("binlog_format=ROW"),
+        "{message}"
+    );
+}
