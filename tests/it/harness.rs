@@ -688,6 +688,21 @@ impl World {
         FileConfig::load(None, env).unwrap().validate().unwrap()
     }
 
+    /// Waits until the stream holds at least `n` events of database `shop`, and returns those.
+    pub async fn shop_events(&self, n: usize) -> Vec<ChangeEvent> {
+        eventually(Duration::from_secs(90), async || {
+            let events: Vec<_> = self
+                .kinesis
+                .events(&self.stream)
+                .await
+                .into_iter()
+                .filter(|e| e.database == "shop")
+                .collect();
+            (events.len() >= n).then_some(events)
+        })
+        .await
+    }
+
     /// Starts the daemon in-process.
     pub async fn daemon(&self, config: Config, start: StartFrom) -> Daemon {
         let shutdown = Shutdown::default();
@@ -741,6 +756,18 @@ impl World {
             );
         }
     }
+}
+
+/// The `id` column of each event's latest image.
+pub fn ids(events: &[ChangeEvent]) -> Vec<i64> {
+    events
+        .iter()
+        .map(|e| {
+            e.after.as_ref().or(e.before.as_ref()).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect()
 }
 
 /// An in-process daemon.

@@ -9,7 +9,7 @@ use binlog_kinesis::{
 };
 use serde_json::{json, Value};
 
-use crate::harness::{eventually, World};
+use crate::harness::{eventually, ids, World};
 
 fn shop(events: &[ChangeEvent]) -> Vec<ChangeEvent> {
     events
@@ -222,11 +222,7 @@ async fn filters_select_tables_and_keyless_tables_have_a_null_key() {
             "INSERT INTO shop.log VALUES ('hello')",
         ])
         .await;
-    let events = eventually(Duration::from_secs(60), async || {
-        let events = shop(&world.kinesis.events(&world.stream).await);
-        (events.len() >= 2).then_some(events)
-    })
-    .await;
+    let events = world.shop_events(2).await;
     let tables: Vec<&str> = events.iter().map(|e| e.table.as_str()).collect();
     assert_eq!(tables, ["kept", "log"]);
     assert!(world
@@ -320,16 +316,9 @@ async fn a_clean_stop_and_restart_loses_and_repeats_nothing() {
     );
     assert_eq!(saved["version"], json!(1));
     let daemon = world.daemon(world.config(&[]), StartFrom::Checkpoint).await;
-    let events = eventually(Duration::from_secs(60), async || {
-        let events = shop(&world.kinesis.events(&world.stream).await);
-        (events.len() >= 40).then_some(events)
-    })
-    .await;
+    let events = world.shop_events(40).await;
     daemon.stop().await.unwrap();
-    let ids: Vec<i64> = events
-        .iter()
-        .map(|e| e.after.as_ref().unwrap()["id"].as_i64().unwrap())
-        .collect();
+    let ids = ids(&events);
     assert_eq!(
         ids,
         (0..40).collect::<Vec<_>>(),
@@ -366,10 +355,7 @@ async fn start_position_replays_from_exactly_there() {
         )
         .await;
     let events = shop(&world.kinesis.wait_for_events(&world.stream, 2).await);
-    let ids: Vec<i64> = events
-        .iter()
-        .map(|e| e.after.as_ref().unwrap()["id"].as_i64().unwrap())
-        .collect();
+    let ids = ids(&events);
     assert_eq!(ids, [2, 3]);
     daemon.stop().await.unwrap();
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 
-use crate::harness::{eventually, World};
+use crate::harness::{ids, World};
 
 async fn insert(world: &World, ids: std::ops::Range<i64>) {
     let mut conn = world.db.root().await;
@@ -14,20 +14,6 @@ async fn insert(world: &World, ids: std::ops::Range<i64>) {
             .await
             .unwrap();
     }
-}
-
-async fn shop_events(world: &World, n: usize) -> Vec<binlog_kinesis::event::ChangeEvent> {
-    eventually(Duration::from_secs(90), async || {
-        let events: Vec<_> = world
-            .kinesis
-            .events(&world.stream)
-            .await
-            .into_iter()
-            .filter(|e| e.database == "shop")
-            .collect();
-        (events.len() >= n).then_some(events)
-    })
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,11 +39,11 @@ async fn a_killed_dump_thread_a_server_restart_and_a_stall_lose_and_repeat_nothi
     conn.query_drop(format!("KILL {}", dump[0])).await.unwrap();
     drop(conn);
     insert(&world, 20..40).await;
-    shop_events(&world, 40).await;
+    world.shop_events(40).await;
 
     world.db.restart().await;
     insert(&world, 40..60).await;
-    shop_events(&world, 60).await;
+    world.shop_events(60).await;
 
     // A stall: the server frozen for longer than three heartbeats (1 s each here), then
     // thawed. The silent connection is given up and reopened.
@@ -66,23 +52,9 @@ async fn a_killed_dump_thread_a_server_restart_and_a_stall_lose_and_repeat_nothi
     world.db.signal("CONT");
     insert(&world, 60..70).await;
 
-    let events = eventually(Duration::from_secs(90), async || {
-        let events: Vec<_> = world
-            .kinesis
-            .events(&world.stream)
-            .await
-            .into_iter()
-            .filter(|e| e.database == "shop")
-            .collect();
-        (events.len() >= 60).then_some(events)
-    })
-    .await;
-    let ids: Vec<i64> = events
-        .iter()
-        .map(|e| e.after.as_ref().unwrap()["id"].as_i64().unwrap())
-        .collect();
+    let events = world.shop_events(70).await;
     assert_eq!(
-        ids,
+        ids(&events),
         (0..70).collect::<Vec<_>>(),
         "a change lost or repeated across the reconnects"
     );
@@ -110,20 +82,14 @@ async fn of_two_daemons_on_one_stream_exactly_one_replicates_and_the_other_takes
         )
         .await;
     insert(&world, 0..20).await;
-    let ids = |events: Vec<binlog_kinesis::event::ChangeEvent>| -> Vec<i64> {
-        events
-            .iter()
-            .map(|e| e.after.as_ref().unwrap()["id"].as_i64().unwrap())
-            .collect()
-    };
     assert_eq!(
-        ids(shop_events(&world, 20).await),
+        ids(&world.shop_events(20).await),
         (0..20).collect::<Vec<_>>()
     );
     // Give a wrongly active standby time to write duplicates before looking again.
     world.wait_replicating().await;
     assert_eq!(
-        ids(shop_events(&world, 20).await),
+        ids(&world.shop_events(20).await),
         (0..20).collect::<Vec<_>>(),
         "both instances replicated"
     );
@@ -132,14 +98,14 @@ async fn of_two_daemons_on_one_stream_exactly_one_replicates_and_the_other_takes
     active.stop().await.unwrap();
     insert(&world, 20..40).await;
     assert_eq!(
-        ids(shop_events(&world, 40).await),
+        ids(&world.shop_events(40).await),
         (0..40).collect::<Vec<_>>(),
         "a gap or a repeat at the handover"
     );
     world.wait_replicating().await;
     standby.stop().await.unwrap();
     assert_eq!(
-        ids(shop_events(&world, 40).await),
+        ids(&world.shop_events(40).await),
         (0..40).collect::<Vec<_>>()
     );
 }
@@ -206,7 +172,7 @@ async fn tls_modes_encrypt_verify_and_refuse_as_configured() {
         ])
         .await;
     insert(&world, 0..3).await;
-    let events = shop_events(&world, 3).await;
+    let events = world.shop_events(3).await;
     assert_eq!(events.len(), 3);
     daemon.stop().await.unwrap();
 }
@@ -227,24 +193,20 @@ async fn a_kinesis_outage_pauses_replication_and_it_recovers_without_a_restart()
         .running_daemon(&[("BINLOG_KINESIS__KINESIS__ENDPOINT_URL", &proxy.url)])
         .await;
     insert(&world, 0..10).await;
-    shop_events(&world, 10).await;
+    world.shop_events(10).await;
 
     proxy.cut();
     insert(&world, 10..30).await;
     // Nothing gets through while Kinesis is unreachable, and the daemon keeps running.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(shop_events(&world, 10).await.len(), 10);
+    assert_eq!(world.shop_events(10).await.len(), 10);
     assert!(
         !daemon.task.is_finished(),
         "an outage must not stop the daemon"
     );
 
     proxy.restore();
-    let ids: Vec<i64> = shop_events(&world, 30)
-        .await
-        .iter()
-        .map(|e| e.after.as_ref().unwrap()["id"].as_i64().unwrap())
-        .collect();
+    let ids = ids(&world.shop_events(30).await);
     assert_eq!(
         ids,
         (0..30).collect::<Vec<_>>(),
@@ -269,7 +231,7 @@ async fn failover_to_a_gtid_replica_continues_with_every_change_exactly_once() {
 
     let daemon = world.running_daemon(&[]).await;
     insert(&world, 0..20).await;
-    shop_events(&world, 20).await;
+    world.shop_events(20).await;
     let outcome = daemon.stop().await.unwrap();
     assert!(
         outcome.committed.unwrap().gtid.is_some(),
@@ -289,11 +251,7 @@ async fn failover_to_a_gtid_replica_continues_with_every_change_exactly_once() {
             binlog_kinesis::app::StartFrom::Checkpoint,
         )
         .await;
-    let ids: Vec<i64> = shop_events(&world, 40)
-        .await
-        .iter()
-        .map(|e| e.after.as_ref().unwrap()["id"].as_i64().unwrap())
-        .collect();
+    let ids = ids(&world.shop_events(40).await);
     assert_eq!(
         ids,
         (0..40).collect::<Vec<_>>(),
@@ -301,6 +259,6 @@ async fn failover_to_a_gtid_replica_continues_with_every_change_exactly_once() {
     );
     // And it keeps replicating from the new primary.
     replica.admin(&["INSERT INTO shop.t VALUES (40)"]).await;
-    assert_eq!(shop_events(&world, 41).await.len(), 41);
+    assert_eq!(world.shop_events(41).await.len(), 41);
     daemon.stop().await.unwrap();
 }

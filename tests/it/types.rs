@@ -129,17 +129,7 @@ async fn every_type_family_arrives_exactly_as_the_value_table_says() {
         .await;
 
     let n = expected.len() + 2;
-    let events = crate::harness::eventually(std::time::Duration::from_secs(60), async || {
-        let events: Vec<_> = world
-            .kinesis
-            .events(&world.stream)
-            .await
-            .into_iter()
-            .filter(|e| e.database == "shop")
-            .collect();
-        (events.len() >= n).then_some(events)
-    })
-    .await;
+    let events = world.shop_events(n).await;
     // Per table, events are in binlog order (tables interleave by put order).
     let of = |table: &str| {
         events
