@@ -150,8 +150,13 @@ pub fn to_json(column: &ColumnSchema, value: BinlogValue<'_>) -> Result<Json, St
     use ColumnType::*;
     let value = match value {
         BinlogValue::Value(value) => value,
+        // MySQL's binary JSON. Opaque scalars inside a document (DECIMAL, DATE, TIME,
+        // DATETIME) become strings; any other opaque type becomes `base64:type<N>:<data>`.
         BinlogValue::Jsonb(document) => {
-            return Json::try_from(document).map_err(|e| format!("cannot convert JSON: {e}"))
+            return document
+                .parse()
+                .map(Json::from)
+                .map_err(|e| format!("cannot convert JSON: {e}"))
         }
         BinlogValue::JsonDiff(_) => return Err("partial JSON update is not supported yet".into()),
     };
