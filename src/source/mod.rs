@@ -361,14 +361,14 @@ pub async fn decode_files(
         let file =
             std::fs::File::open(path).map_err(|e| unreadable(format!("cannot open: {e}")))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let binlog = mysql_common::binlog::BinlogFile::new(
+        let mut binlog = mysql_common::binlog::BinlogFile::new(
             mysql_common::binlog::consts::BinlogVersion::Version4,
             std::io::BufReader::new(file),
         )
         .map_err(|e| unreadable(format!("not a binlog file: {e}")))?;
         // Events follow each other from offset 4; `offset` is where the next one starts.
         let mut offset = 4u64;
-        for event in binlog {
+        while let Some(event) = binlog.next() {
             let event = event
                 .map_err(|e| unreadable(format!("offset {offset}: cannot read the event: {e}")))?;
             let header = event.header();
@@ -392,7 +392,11 @@ pub async fn decode_files(
                 reader.events -= 1;
             }
             offset += u64::from(header.event_size());
-            reader.handle(&event).await?;
+            if header.event_type_raw() == EventType::TRANSACTION_PAYLOAD_EVENT as u8 {
+                reader.handle_payload(&event, binlog.reader_mut()).await?;
+            } else {
+                reader.handle(&event).await?;
+            }
         }
         // The file reader stops quietly at a cut-off event: a whole file ends where its last
         // event does.
@@ -440,6 +444,10 @@ struct Reader {
     skip: usize,
     /// A FORMAT_DESCRIPTION event was read on this connection.
     format_known: bool,
+    /// While reading inside a TRANSACTION_PAYLOAD event: its start and end.
+    payload: Option<(BinlogPosition, BinlogPosition)>,
+    /// Rows already numbered inside the current payload.
+    payload_rows: u32,
     events: u64,
     transactions: u64,
     reconnects: u64,
@@ -460,6 +468,8 @@ impl Reader {
             sent_in_transaction: 0,
             skip: 0,
             format_known: false,
+            payload: None,
+            payload_rows: 0,
             events: 0,
             transactions: 0,
             reconnects: 0,
@@ -571,6 +581,10 @@ impl Reader {
 
     /// Where the event starts, and where it ends (the position after it).
     fn span(&self, event: &Event) -> (BinlogPosition, BinlogPosition) {
+        // Events inside a compressed transaction have no place of their own in the file.
+        if let Some((start, end)) = &self.payload {
+            return (start.clone(), end.clone());
+        }
         let header = event.header();
         let end = u64::from(header.log_pos());
         let start = end.saturating_sub(u64::from(header.event_size()));
@@ -752,6 +766,12 @@ impl Reader {
                     self.begin(gtid, None, true);
                 }
                 let ts_ms = u64::from(header.timestamp()) * 1000;
+                // Inside a compressed transaction every rows event shares the payload's position,
+                // so rows are numbered across the whole payload to keep position + row unique.
+                let row_base = self.payload_rows;
+                if self.payload.is_some() {
+                    self.payload_rows += decoded.len() as u32;
+                }
                 for (row, change) in decoded.into_iter().enumerate() {
                     let primary_key = change.primary_key(&schema);
                     let gtid = self.transaction.as_ref().and_then(|t| t.gtid.clone());
@@ -761,7 +781,7 @@ impl Reader {
                         table: schema.table.clone(),
                         ts_ms,
                         position: start.clone(),
-                        row: row as u32,
+                        row: row_base + row as u32,
                         gtid,
                         xid: None,
                         commit: false,
@@ -811,6 +831,37 @@ impl Reader {
             }
         }
         Ok(())
+    }
+
+    /// Reads the events of a compressed transaction (MySQL 8 TRANSACTION_PAYLOAD) from a
+    /// file, streaming the zstd payload (never the whole transaction in memory at once). The
+    /// live path refuses these events: the driver drops a payload it cannot decompress without
+    /// a word.
+    async fn handle_payload(
+        &mut self,
+        event: &Event,
+        stream: &mut mysql_common::binlog::EventStreamReader,
+    ) -> Result<(), SourceError> {
+        let (start, end) = self.span(event);
+        let malformed = |error: std::io::Error| SourceError::UnsupportedEvent {
+            event: "TRANSACTION_PAYLOAD".into(),
+            position: start.clone(),
+            reason: format!("the compressed transaction cannot be read: {error}"),
+        };
+        let payload: mysql_common::binlog::events::TransactionPayloadEvent<'_> =
+            event.read_event().map_err(malformed)?;
+        let mut input = payload.decompressed().map_err(malformed)?;
+        self.payload = Some((start.clone(), end));
+        self.payload_rows = 0;
+        let result = async {
+            while let Some(inner) = stream.read_decompressed(&mut input).map_err(malformed)? {
+                self.handle(&inner).await?;
+            }
+            Ok(())
+        }
+        .await;
+        self.payload = None;
+        result
     }
 
     fn begin(&mut self, gtid: Option<String>, maria_gtid: Option<MariaGtid>, explicit: bool) {
