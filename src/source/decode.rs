@@ -405,9 +405,11 @@ const CP1252_HIGH: [char; 32] = [
     '\u{02DC}', '\u{2122}', '\u{0161}', '\u{203A}', '\u{0153}', '\u{009D}', '\u{017E}', '\u{0178}',
 ];
 
-/// Text in collation `collation` as UTF-8. latin1 is converted; other character sets must
-/// already be UTF-8 compatible (utf8mb3, utf8mb4, ascii): anything else is an error rather
-/// than a guess.
+/// Text in collation `collation` as UTF-8. The character set comes from the collation id
+/// (MySQL's numbering, which MariaDB shares for every classic character set); latin1 is MySQL's
+/// Windows-1252, the UTF-8 family and ascii pass through, the other common single- and multi-byte
+/// sets are converted. A character set that is not known, or bytes that are not valid in it, are
+/// an error naming the collation rather than a guess.
 fn text(collation: u16, bytes: Vec<u8>) -> Result<String, String> {
     if LATIN1_COLLATIONS.contains(&collation) {
         return Ok(bytes
@@ -418,11 +420,66 @@ fn text(collation: u16, bytes: Vec<u8>) -> Result<String, String> {
             })
             .collect());
     }
-    String::from_utf8(bytes).map_err(|_| {
-        format!(
-            "text in collation {collation} is not UTF-8; this character set is not supported yet"
-        )
-    })
+    let collation_info = mysql_common::collations::Collation::from(
+        mysql_common::collations::CollationId::from(collation),
+    );
+    let charset = collation_info.charset();
+    let encoding = match charset {
+        // Unknown ids (MariaDB's newer UCA collations are all UTF-8) and the UTF-8 family.
+        "" | "utf8mb4" | "utf8mb3" | "utf8" | "ascii" => {
+            return String::from_utf8(bytes).map_err(|_| {
+                format!("text in collation {collation} ({charset}) is not valid UTF-8")
+            })
+        }
+        "utf32" => return utf32(&bytes, collation),
+        "gbk" | "gb2312" => encoding_rs::GBK,
+        "gb18030" => encoding_rs::GB18030,
+        "big5" => encoding_rs::BIG5,
+        "sjis" | "cp932" => encoding_rs::SHIFT_JIS,
+        "ujis" | "eucjpms" => encoding_rs::EUC_JP,
+        "euckr" => encoding_rs::EUC_KR,
+        "koi8r" => encoding_rs::KOI8_R,
+        "koi8u" => encoding_rs::KOI8_U,
+        "cp1250" => encoding_rs::WINDOWS_1250,
+        "cp1251" => encoding_rs::WINDOWS_1251,
+        "cp1256" => encoding_rs::WINDOWS_1256,
+        "cp1257" => encoding_rs::WINDOWS_1257,
+        "latin2" => encoding_rs::ISO_8859_2,
+        "greek" => encoding_rs::ISO_8859_7,
+        "hebrew" => encoding_rs::ISO_8859_8,
+        "latin5" => encoding_rs::WINDOWS_1254,
+        "latin7" => encoding_rs::ISO_8859_13,
+        "cp866" => encoding_rs::IBM866,
+        "macroman" => encoding_rs::MACINTOSH,
+        "tis620" => encoding_rs::WINDOWS_874,
+        "utf16" | "ucs2" => encoding_rs::UTF_16BE,
+        "utf16le" => encoding_rs::UTF_16LE,
+        other => {
+            return Err(format!(
+                "text in collation {collation} (character set {other}) cannot be converted yet"
+            ))
+        }
+    };
+    encoding
+        .decode_without_bom_handling_and_without_replacement(&bytes)
+        .map(|text| text.into_owned())
+        .ok_or_else(|| format!("text in collation {collation} is not valid {charset}"))
+}
+
+/// UTF-32 (big-endian code points, MySQL's `utf32`).
+fn utf32(bytes: &[u8], collation: u16) -> Result<String, String> {
+    if bytes.len() % 4 != 0 {
+        return Err(format!(
+            "text in collation {collation} is not whole UTF-32 characters"
+        ));
+    }
+    bytes
+        .chunks_exact(4)
+        .map(|c| {
+            char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                .ok_or_else(|| format!("text in collation {collation} is not valid utf32"))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -579,6 +636,32 @@ mod tests {
             json!("hé€")
         );
         assert!(to_json(&utf8, BinlogValue::Value(Value::Bytes(vec![0xff]))).is_err());
+        // gbk (28), cp1251 (51), utf16 (54), utf32 (60), sjis (13).
+        for (collation, bytes, expected) in [
+            (28u16, vec![0xd6, 0xd0, 0xce, 0xc4], "中文"),
+            (51, vec![0xcf, 0xf0, 0xe8], "При"),
+            (54, vec![0xd8, 0x34, 0xdd, 0x1e], "𝄞"),
+            (60, vec![0, 1, 0xd1, 0x1e], "𝄞"),
+            (13, vec![0x83, 0x65], "テ"),
+        ] {
+            let column = ColumnSchema {
+                collation,
+                ..utf8.clone()
+            };
+            assert_eq!(
+                convert(&column, Value::Bytes(bytes)),
+                json!(expected),
+                "collation {collation}"
+            );
+        }
+        let gbk = ColumnSchema {
+            collation: 28,
+            ..utf8.clone()
+        };
+        assert!(
+            to_json(&gbk, BinlogValue::Value(Value::Bytes(vec![0x81]))).is_err(),
+            "a cut gbk character"
+        );
     }
 
     #[test]

@@ -60,6 +60,11 @@ fn families() -> Vec<(&'static str, Vec<&'static str>, Vec<Value>)> {
             ],
         ),
         (
+            "charsets (id INT PRIMARY KEY, gbk VARCHAR(10) CHARACTER SET gbk, sjis VARCHAR(10) CHARACTER SET sjis, euckr VARCHAR(10) CHARACTER SET euckr, big5 VARCHAR(10) CHARACTER SET big5, cp1251 VARCHAR(10) CHARACTER SET cp1251, koi8r VARCHAR(10) CHARACTER SET koi8r, latin2 VARCHAR(10) CHARACTER SET latin2, greek VARCHAR(10) CHARACTER SET greek, ucs2 VARCHAR(10) CHARACTER SET ucs2, utf16 VARCHAR(10) CHARACTER SET utf16, utf32 VARCHAR(10) CHARACTER SET utf32)",
+            vec!["(1, '中文', 'テスト', '한국어', '繁體', 'Привет', 'Мир', 'Łódź', 'αβγ', 'é', '𝄞', '🎉')"],
+            vec![json!({"id": 1, "gbk": "中文", "sjis": "テスト", "euckr": "한국어", "big5": "繁體", "cp1251": "Привет", "koi8r": "Мир", "latin2": "Łódź", "greek": "αβγ", "ucs2": "é", "utf16": "𝄞", "utf32": "🎉"})],
+        ),
+        (
             "binaries (id INT PRIMARY KEY, bn BINARY(4), vb VARBINARY(8), bl BLOB)",
             vec!["(1, x'00000000', x'', x'00ff')", "(2, x'ab', x'41424300', NULL)"],
             vec![
