@@ -13,18 +13,29 @@
 //!    reports the last acknowledged boundary, and drops its sender.
 //! 4. The checkpoint task writes that boundary and ends.
 //!
+//! 5. The metrics outlets stop; the CloudWatch publisher flushes once more (bounded by
+//!    [`FINAL_FLUSH_TIMEOUT`]), so the last interval's counts are not lost.
+//!
 //! Steps 2–3 are bounded by `shutdown.drain_timeout_ms` (and cut short by a second signal): past
 //! it the source and sink are aborted, the checkpoint task still writes what was acknowledged,
 //! and the run reports [`Error::DrainIncomplete`].
+//!
+//! The HTTP listener (`/health`, `/metrics`) and the CloudWatch publisher run from the start,
+//! so a standby waiting for the instance lock reports itself healthy.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    checkpoint::{self, file::FileStore, CheckpointError, CheckpointStore},
+    checkpoint::{self, CheckpointError},
     config::{Config, ConfigError},
+    metrics::{
+        cloudwatch::Publisher,
+        http::{self, ListenError},
+        Metrics, State,
+    },
     position::{BinlogPosition, GtidState, ResumePoint},
     shutdown::Shutdown,
     sink::{self, client::KinesisClient, retry::DEFAULT_BACKOFF, SinkConfig, SinkError},
@@ -42,6 +53,9 @@ const EVENT_CHANNEL_CAPACITY: usize = 128;
 
 /// Acknowledged positions between the sink and the checkpoint task, which only keeps the latest.
 const ACK_CHANNEL_CAPACITY: usize = 256;
+
+/// How long the last PutMetricData at shutdown may take (it is also bounded per call).
+pub const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where replication starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +76,9 @@ pub enum Error {
     /// Bad configuration or usage.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The HTTP listener's address cannot be used.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     /// The MySQL side.
     #[error(transparent)]
     Source(#[from] SourceError),
@@ -96,7 +113,7 @@ impl Error {
     /// The process exit code for this error (documented in the README).
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) => 2,
+            Error::Config(_) | Error::Listen(_) => 2,
             Error::Source(
                 SourceError::AccessDenied { .. }
                 | SourceError::MissingPrivilege { .. }
@@ -138,6 +155,63 @@ pub async fn run(
     client: Arc<dyn KinesisClient>,
     shutdown: Shutdown,
 ) -> Result<RunOutcome, Error> {
+    let metrics = Arc::new(Metrics::new(config.metrics.per_table));
+    let outlets_stop = CancellationToken::new();
+    let listener = match &config.http.listen {
+        Some(addr) => {
+            let listener = http::bind(addr).await?;
+            tracing::info!(addr = %addr, "serving /health and /metrics");
+            Some(tokio::spawn(http::serve(
+                listener,
+                Arc::clone(&metrics),
+                http::Labels {
+                    stream: config.kinesis.stream.clone(),
+                    source: config.metrics.source.clone(),
+                },
+                outlets_stop.clone(),
+            )))
+        }
+        None => None,
+    };
+    let publisher = if config.metrics.cloudwatch {
+        let publisher = Publisher::new(
+            &config.metrics,
+            &config.kinesis.stream,
+            Arc::clone(&metrics),
+        )
+        .await;
+        Some(tokio::spawn(
+            publisher.run(config.metrics.interval, outlets_stop.clone()),
+        ))
+    } else {
+        None
+    };
+
+    let result = replicate(config, start, client, shutdown, &metrics).await;
+
+    metrics.set_state(State::Stopped);
+    outlets_stop.cancel();
+    if let Some(publisher) = publisher {
+        if tokio::time::timeout(FINAL_FLUSH_TIMEOUT, publisher)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the final metrics flush did not finish in time");
+        }
+    }
+    if let Some(listener) = listener {
+        listener.abort();
+    }
+    result
+}
+
+async fn replicate(
+    config: Config,
+    start: StartFrom,
+    client: Arc<dyn KinesisClient>,
+    shutdown: Shutdown,
+    metrics: &Arc<Metrics>,
+) -> Result<RunOutcome, Error> {
     client
         .check_stream(&config.kinesis.stream)
         .await
@@ -149,7 +223,8 @@ pub async fn run(
     // Only the lock holder replicates; the checkpoint is read once the lock is held, since the
     // previous holder may have written it until the moment it let go.
     let lock_name = lock::lock_name(&config.kinesis.stream);
-    let Some(lock) = InstanceLock::acquire(&config.mysql, &lock_name, &shutdown.graceful).await?
+    let Some(lock) =
+        InstanceLock::acquire(&config.mysql, &lock_name, &shutdown.graceful, metrics).await?
     else {
         tracing::info!("stopped while waiting as standby");
         return Ok(RunOutcome::default());
@@ -157,7 +232,7 @@ pub async fn run(
     tracing::info!(lock = %lock_name, "holding the instance lock");
     // Shared with the source, which checks it; kept here until the checkpoint is written.
     let lock = Arc::new(tokio::sync::Mutex::new(lock));
-    let store = FileStore::new(config.checkpoint.path.clone());
+    let store = checkpoint::open_store(&config.checkpoint).await;
     let checkpoint = store.load().await?;
 
     let mut conn = connect::connect(&config.mysql).await?;
@@ -165,6 +240,7 @@ pub async fn run(
     for warning in &server.warnings {
         tracing::warn!("{warning}");
     }
+    metrics.set_retention(server.binlog_retention);
     // On MariaDB, GTIDs are tracked from the start point on (BINLOG_GTID_POS gives the state at
     // a file position), so every checkpoint can resume on another server of the topology.
     let gtid_at = async |conn: &mut mysql_async::Conn, position: &BinlogPosition| {
@@ -221,7 +297,7 @@ pub async fn run(
         }
         (StartFrom::Checkpoint, None) => {
             let position = connect::current_position(&mut conn).await?;
-            tracing::info!(%position, path = ?store.path(), "no checkpoint yet: starting from the server's current end of binlog");
+            tracing::info!(%position, checkpoint = %store.location(), "no checkpoint yet: starting from the server's current end of binlog");
             let gtid = gtid_at(&mut conn, &position).await;
             (ResumePoint { position, gtid }, false)
         }
@@ -236,6 +312,7 @@ pub async fn run(
     };
     let resume_by_gtid = server.is_mariadb && start.gtid.is_some();
     tracing::info!(server = %server.version, start = %start, stream = %config.kinesis.stream, "replicating");
+    metrics.set_state(State::Replicating);
 
     let (events_tx, events_rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
     let (acks_tx, acks_rx) = mpsc::channel(ACK_CHANNEL_CAPACITY);
@@ -254,6 +331,7 @@ pub async fn run(
         events_tx,
         Arc::clone(&lock),
         source_cancel.clone(),
+        Arc::clone(metrics),
     ));
     let mut sink = tokio::spawn(sink::run(
         SinkConfig {
@@ -262,14 +340,18 @@ pub async fn run(
             linger: config.kinesis.linger,
             max_buffered_bytes: config.kinesis.max_buffered_bytes,
             backoff: DEFAULT_BACKOFF,
+            oversize: config.kinesis.oversize,
         },
         client,
         events_rx,
         acks_tx,
+        Arc::clone(metrics),
     ));
     let interval = config.checkpoint.interval;
-    let checkpointer =
-        tokio::spawn(async move { checkpoint::run(&store, interval, acks_rx).await });
+    let checkpoint_metrics = Arc::clone(metrics);
+    let checkpointer = tokio::spawn(async move {
+        checkpoint::run(store.as_ref(), interval, acks_rx, &checkpoint_metrics).await
+    });
 
     // Run until a signal or until a stage ends on its own (which only happens on error).
     let mut source_result = None;
@@ -280,6 +362,7 @@ pub async fn run(
         result = &mut sink => sink_result = Some(result),
     }
     source_cancel.cancel();
+    metrics.set_state(State::Draining);
 
     let drain_timeout = config.shutdown.drain_timeout;
     let drain = async {

@@ -2,7 +2,7 @@
 //! with PASS or FAIL, so one command says everything that would stop replication.
 
 use crate::{
-    checkpoint::{file::FileStore, CheckpointStore},
+    checkpoint,
     config::Config,
     sink::client::{AwsKinesisClient, KinesisClient},
     source::connect,
@@ -19,20 +19,17 @@ pub async fn check(config: &Config, client: &AwsKinesisClient) -> bool {
         ok &= result.is_ok();
     };
 
-    let checkpoint = FileStore::new(config.checkpoint.path.clone()).load().await;
+    let store = checkpoint::open_store(&config.checkpoint).await;
+    let checkpoint = store.load().await;
     report(
-        "checkpoint file",
+        "checkpoint",
         match &checkpoint {
-            Ok(Some(c)) => Ok(format!(
-                "{} at {}",
-                config.checkpoint.path.display(),
-                c.position
-            )),
+            Ok(Some(c)) => Ok(format!("{} at {}", store.location(), c.position)),
             Ok(None) => Ok(format!(
                 "none yet at {} (run starts at the end of binlog)",
-                config.checkpoint.path.display()
+                store.location()
             )),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(crate::app::error_chain(e)),
         },
     );
 

@@ -90,6 +90,12 @@ pub struct FileConfig {
     pub checkpoint: RawCheckpoint,
     /// `[shutdown]`
     pub shutdown: RawShutdown,
+    /// `[metrics]`
+    pub metrics: RawMetrics,
+    /// `[http]`
+    pub http: RawHttp,
+    /// `[log]`
+    pub log: RawLog,
 }
 
 /// `[mysql]`: the source server.
@@ -158,6 +164,8 @@ pub struct RawKinesis {
     pub linger_ms: i64,
     /// Cap on event bytes held by the producer (queued or in flight).
     pub max_buffered_bytes: i64,
+    /// What to do with an event larger than a record may be: `fail` or `skip`.
+    pub oversize: String,
 }
 
 impl Default for RawKinesis {
@@ -169,6 +177,7 @@ impl Default for RawKinesis {
             max_record_bytes: FIREHOSE_MAX_RECORD_BYTES as i64,
             linger_ms: 50,
             max_buffered_bytes: 64 << 20,
+            oversize: "fail".into(),
         }
     }
 }
@@ -179,6 +188,11 @@ impl Default for RawKinesis {
 pub struct RawCheckpoint {
     /// Checkpoint file.
     pub path: String,
+    /// Where the checkpoint lives as a URL: `s3://bucket/key`, `file:///path` or a plain
+    /// path; when set, it replaces `path`.
+    pub url: String,
+    /// Endpoint override for the S3 store (an emulator or a VPC endpoint).
+    pub endpoint_url: String,
     /// How often the committed position is written.
     pub interval_ms: i64,
 }
@@ -187,6 +201,8 @@ impl Default for RawCheckpoint {
     fn default() -> Self {
         Self {
             path: "/var/lib/binlog-kinesis/checkpoint.json".into(),
+            url: String::new(),
+            endpoint_url: String::new(),
             interval_ms: 5_000,
         }
     }
@@ -204,6 +220,76 @@ impl Default for RawShutdown {
     fn default() -> Self {
         Self {
             drain_timeout_ms: 25_000,
+        }
+    }
+}
+
+/// `[metrics]`: CloudWatch publishing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    /// Publish to CloudWatch.
+    pub cloudwatch: bool,
+    /// CloudWatch namespace.
+    pub namespace: String,
+    /// Publishing interval.
+    pub interval_ms: i64,
+    /// The `Source` dimension; empty means the MySQL host name.
+    pub source: String,
+    /// Also publish per-table series (one billed metric per table).
+    pub per_table: bool,
+    /// AWS region for CloudWatch; empty means `[kinesis] region`.
+    pub region: String,
+    /// Endpoint override for CloudWatch.
+    pub endpoint_url: String,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        Self {
+            cloudwatch: true,
+            namespace: "BinlogKinesis".into(),
+            interval_ms: 60_000,
+            source: String::new(),
+            per_table: false,
+            region: String::new(),
+            endpoint_url: String::new(),
+        }
+    }
+}
+
+/// `[http]`: the `/metrics` and `/health` listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHttp {
+    /// `host:port` to listen on; empty turns the listener off.
+    pub listen: String,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9187".into(),
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    /// `text` or `json` (one object per line).
+    pub format: String,
+    /// `error`, `warn`, `info`, `debug` or `trace`, or a full filter (`info,binlog_kinesis=debug`);
+    /// `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "info".into(),
         }
     }
 }
@@ -260,6 +346,9 @@ impl FileConfig {
             kinesis,
             checkpoint,
             shutdown,
+            metrics,
+            http,
+            log,
         } = self;
         let mysql = MysqlConfig {
             port: u16::try_from(mysql.port)
@@ -325,13 +414,76 @@ impl FileConfig {
             max_record_bytes,
             linger: non_negative_ms("kinesis", "linger_ms", kinesis.linger_ms)?,
             max_buffered_bytes,
+            oversize: match kinesis.oversize.trim() {
+                "fail" => Oversize::Fail,
+                "skip" => Oversize::Skip,
+                _ => {
+                    return Err(invalid(
+                        "kinesis",
+                        "oversize",
+                        "must be \"fail\" or \"skip\"",
+                    ))
+                }
+            },
+        };
+        let url = checkpoint.url.trim();
+        let location = if url.is_empty() {
+            CheckpointLocation::File(PathBuf::from(non_empty(
+                "checkpoint",
+                "path",
+                checkpoint.path,
+            )?))
+        } else {
+            CheckpointLocation::parse(url)?
         };
         let checkpoint = CheckpointConfig {
-            path: PathBuf::from(non_empty("checkpoint", "path", checkpoint.path)?),
+            location,
+            endpoint_url: optional(&checkpoint.endpoint_url),
+            region: kinesis.region.clone(),
             interval: positive_ms("checkpoint", "interval_ms", checkpoint.interval_ms)?,
         };
         let shutdown = ShutdownConfig {
             drain_timeout: positive_ms("shutdown", "drain_timeout_ms", shutdown.drain_timeout_ms)?,
+        };
+        let namespace = metrics.namespace.trim().to_owned();
+        if namespace.is_empty() || namespace.len() > 255 || namespace.starts_with(':') {
+            return Err(invalid(
+                "metrics",
+                "namespace",
+                "must be 1 to 255 characters and not start with ':'",
+            ));
+        }
+        let metrics = MetricsConfig {
+            cloudwatch: metrics.cloudwatch,
+            namespace,
+            interval: positive_ms("metrics", "interval_ms", metrics.interval_ms)?,
+            source: Some(metrics.source.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| mysql.host.clone()),
+            per_table: metrics.per_table,
+            region: optional(&metrics.region).or_else(|| kinesis.region.clone()),
+            endpoint_url: optional(&metrics.endpoint_url),
+        };
+        let http = HttpConfig {
+            listen: optional(&http.listen),
+        };
+        let log = LogConfig {
+            json: match log.format.trim() {
+                "text" => false,
+                "json" => true,
+                _ => return Err(invalid("log", "format", "must be \"text\" or \"json\"")),
+            },
+            level: {
+                let level = non_empty("log", "level", log.level)?;
+                if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+                    return Err(invalid(
+                        "log",
+                        "level",
+                        "must be error, warn, info, debug, trace, or a filter like \"info,binlog_kinesis=debug\"",
+                    ));
+                }
+                level
+            },
         };
         Ok(Config {
             mysql,
@@ -339,6 +491,9 @@ impl FileConfig {
             kinesis,
             checkpoint,
             shutdown,
+            metrics,
+            http,
+            log,
         })
     }
 }
@@ -416,6 +571,27 @@ fn parse_list(value: &str) -> Result<toml::Value, String> {
     ))
 }
 
+/// The AWS SDK settings every client starts from: the region and endpoint when configured,
+/// otherwise the default chain (environment, profile, ECS task role), which also honours
+/// `AWS_ENDPOINT_URL_<SERVICE>`.
+pub async fn aws_sdk_config(
+    region: Option<&str>,
+    endpoint_url: Option<&str>,
+) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region.to_owned()));
+    }
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
+fn optional(value: &str) -> Option<String> {
+    Some(value.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
 fn invalid(section: &'static str, key: &'static str, message: &str) -> ConfigError {
     ConfigError::Invalid {
         section,
@@ -480,6 +656,12 @@ pub struct Config {
     pub checkpoint: CheckpointConfig,
     /// Drain bounds.
     pub shutdown: ShutdownConfig,
+    /// CloudWatch publishing.
+    pub metrics: MetricsConfig,
+    /// The `/metrics` and `/health` listener.
+    pub http: HttpConfig,
+    /// Logging.
+    pub log: LogConfig,
 }
 
 /// A string that never prints: `Debug` and `Display` show `<redacted>`.
@@ -594,15 +776,129 @@ pub struct KinesisConfig {
     pub linger: Duration,
     /// Cap on event bytes the producer holds.
     pub max_buffered_bytes: usize,
+    /// What happens to an event larger than a record may be.
+    pub oversize: Oversize,
+}
+
+/// `kinesis.oversize`: an event larger than the record size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Oversize {
+    /// Stop with a message naming the table and position; the checkpoint stays before it.
+    Fail,
+    /// Skip it: counted in a metric and logged with table, position and primary key.
+    Skip,
 }
 
 /// `[checkpoint]`, validated.
 #[derive(Debug, Clone)]
 pub struct CheckpointConfig {
-    /// The checkpoint file.
-    pub path: PathBuf,
+    /// Where the checkpoint lives.
+    pub location: CheckpointLocation,
+    /// Endpoint override for S3.
+    pub endpoint_url: Option<String>,
+    /// The AWS region (`[kinesis] region`) for S3.
+    pub region: Option<String>,
     /// Write interval.
     pub interval: Duration,
+}
+
+/// Where the checkpoint is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointLocation {
+    /// A local file (on ECS: an EFS volume, since a Fargate task's disk dies with it).
+    File(PathBuf),
+    /// An S3 object.
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The object key.
+        key: String,
+    },
+}
+
+impl CheckpointLocation {
+    /// Parses `s3://bucket/key`, `file:///path` or a plain path.
+    pub fn parse(url: &str) -> Result<Self, ConfigError> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            return match rest.split_once('/') {
+                Some((bucket, key))
+                    if !bucket.is_empty() && !key.is_empty() && !key.ends_with('/') =>
+                {
+                    Ok(CheckpointLocation::S3 {
+                        bucket: bucket.to_owned(),
+                        key: key.to_owned(),
+                    })
+                }
+                _ => Err(invalid(
+                    "checkpoint",
+                    "url",
+                    "an S3 location must be s3://BUCKET/KEY, with a key that names an object",
+                )),
+            };
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(invalid(
+                    "checkpoint",
+                    "url",
+                    "a file URL must be file:///absolute/path",
+                ));
+            }
+            return Ok(CheckpointLocation::File(PathBuf::from(path)));
+        }
+        if url.contains("://") {
+            return Err(invalid(
+                "checkpoint",
+                "url",
+                "must be s3://BUCKET/KEY, file:///PATH or a plain path",
+            ));
+        }
+        Ok(CheckpointLocation::File(PathBuf::from(url)))
+    }
+}
+
+impl fmt::Display for CheckpointLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckpointLocation::File(path) => write!(f, "{}", path.display()),
+            CheckpointLocation::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+        }
+    }
+}
+
+/// `[metrics]`, validated.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// Publish to CloudWatch.
+    pub cloudwatch: bool,
+    /// CloudWatch namespace.
+    pub namespace: String,
+    /// Publishing interval.
+    pub interval: Duration,
+    /// The `Source` dimension.
+    pub source: String,
+    /// Per-table series.
+    pub per_table: bool,
+    /// Region for CloudWatch.
+    pub region: Option<String>,
+    /// Endpoint override.
+    pub endpoint_url: Option<String>,
+}
+
+/// `[http]`, validated.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Listen address; `None` when off.
+    pub listen: Option<String>,
+}
+
+/// `[log]`, validated.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// One JSON object per line instead of text.
+    pub json: bool,
+    /// The filter when `RUST_LOG` is not set.
+    pub level: String,
 }
 
 /// `[shutdown]`, validated.
@@ -770,6 +1066,14 @@ mod tests {
                 "20000000",
                 "max_record_bytes",
             ),
+            ("BINLOG_KINESIS__KINESIS__OVERSIZE", "truncate", "oversize"),
+            ("BINLOG_KINESIS__CHECKPOINT__URL", "s3://bucket-only", "url"),
+            ("BINLOG_KINESIS__CHECKPOINT__URL", "gs://b/k", "url"),
+            ("BINLOG_KINESIS__CHECKPOINT__URL", "file://relative", "url"),
+            ("BINLOG_KINESIS__METRICS__NAMESPACE", " ", "namespace"),
+            ("BINLOG_KINESIS__METRICS__INTERVAL_MS", "0", "interval_ms"),
+            ("BINLOG_KINESIS__LOG__FORMAT", "xml", "format"),
+            ("BINLOG_KINESIS__LOG__LEVEL", "loud=[", "level"),
         ] {
             let error = FileConfig::load(None, env(&[(name, value)]))
                 .and_then(FileConfig::validate)
@@ -779,6 +1083,48 @@ mod tests {
         let error =
             FileConfig::load(None, env(&[("BINLOG_KINESIS__MYSQL__PORT", "abc")])).unwrap_err();
         assert!(error.to_string().contains("not an integer"), "{error}");
+    }
+
+    #[test]
+    fn checkpoint_locations_and_outlets_are_read_from_their_keys() {
+        let config = FileConfig::load(
+            None,
+            env(&[
+                (
+                    "BINLOG_KINESIS__CHECKPOINT__URL",
+                    "s3://cdc-state/prod/orders.json",
+                ),
+                ("BINLOG_KINESIS__KINESIS__REGION", "eu-west-1"),
+                ("BINLOG_KINESIS__MYSQL__HOST", "db.internal"),
+                ("BINLOG_KINESIS__HTTP__LISTEN", ""),
+                ("BINLOG_KINESIS__METRICS__PER_TABLE", "true"),
+            ]),
+        )
+        .and_then(FileConfig::validate)
+        .unwrap();
+        assert_eq!(
+            config.checkpoint.location,
+            CheckpointLocation::S3 {
+                bucket: "cdc-state".into(),
+                key: "prod/orders.json".into()
+            }
+        );
+        assert_eq!(config.checkpoint.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(config.metrics.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(config.metrics.source, "db.internal");
+        assert!(config.metrics.per_table && config.metrics.cloudwatch);
+        assert_eq!(config.http.listen, None);
+        let defaults = FileConfig::default().validate().unwrap();
+        assert_eq!(
+            defaults.checkpoint.location,
+            CheckpointLocation::File("/var/lib/binlog-kinesis/checkpoint.json".into())
+        );
+        assert_eq!(defaults.http.listen.as_deref(), Some("127.0.0.1:9187"));
+        assert_eq!(defaults.kinesis.oversize, Oversize::Fail);
+        assert_eq!(
+            CheckpointLocation::parse("file:///data/c.json").unwrap(),
+            CheckpointLocation::File("/data/c.json".into())
+        );
     }
 
     #[test]

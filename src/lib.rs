@@ -8,7 +8,7 @@
 //! - [`event`]: the JSON contract of one change event;
 //! - [`sink`]: the Kinesis producer (records, batching, ordering, retries);
 //! - [`checkpoint`]: acknowledgement tracking and the checkpoint store;
-//! - [`config`], [`position`], [`shutdown`]: what every stage shares;
+//! - [`config`], [`position`], [`metrics`], [`shutdown`]: what every stage shares;
 //! - [`app`]: wiring only; [`check`] and [`tail`]: the other commands.
 //!
 //! # Guarantees
@@ -26,6 +26,7 @@ pub mod check;
 pub mod checkpoint;
 pub mod config;
 pub mod event;
+pub mod metrics;
 pub mod position;
 pub mod shutdown;
 pub mod sink;

@@ -1,11 +1,18 @@
 //! The `binlog-kinesis` command: parse the command line, load the configuration, run, and map
 //! the outcome to an exit code (see the README's table).
 
-use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::PathBuf,
+    process::ExitCode,
+    sync::Arc,
+    time::Duration,
+};
 
 use binlog_kinesis::{
     app::{self, Error, StartFrom},
-    config::{Config, FileConfig},
+    config::{Config, ConfigError, FileConfig, LogConfig},
+    metrics::http::probe,
     position::{BinlogPosition, GtidState},
     shutdown::Shutdown,
     sink::client::AwsKinesisClient,
@@ -60,6 +67,15 @@ enum Command {
         #[arg(long)]
         verbose: bool,
     },
+    /// Ask the local daemon's HTTP listener whether it is healthy (for container health checks):
+    /// exit 0 when it is replicating or waiting as a standby, 1 otherwise.
+    Healthcheck {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The listener's address (default: `[http] listen` from the configuration).
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<String>,
+    },
     /// Print the stream's event lines as they arrive.
     Tail {
         #[command(flatten)]
@@ -75,14 +91,27 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // The configuration is read before logging starts, since it says how to log; an error in
+    // it is then logged in the default format.
+    let config = match &cli.command {
+        Command::Run { config, .. } | Command::Check { config } | Command::Tail { config, .. } => {
+            Some(load(config))
+        }
+        Command::Healthcheck { config, addr: None } => Some(load(config)),
+        Command::Healthcheck { addr: Some(_), .. } | Command::Decode { .. } => None,
+    };
+    let log = match &config {
+        Some(Ok(config)) => config.log.clone(),
+        _ => LogConfig {
+            json: false,
+            level: "info".into(),
+        },
+    };
+    init_logging(&log);
+    let config = match config.transpose() {
+        Ok(config) => config,
+        Err(error) => return fail(&error),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -93,16 +122,37 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, config)) {
         Ok(code) => code,
-        Err(error) => {
-            tracing::error!(
-                exit_code = error.exit_code(),
-                "{}",
-                app::error_chain(&error)
-            );
-            ExitCode::from(error.exit_code())
-        }
+        Err(error) => fail(&error),
+    }
+}
+
+fn fail(error: &Error) -> ExitCode {
+    tracing::error!(exit_code = error.exit_code(), "{}", app::error_chain(error));
+    ExitCode::from(error.exit_code())
+}
+
+/// Logs to stderr: text (colored on a terminal) or one JSON object per line, filtered by
+/// `RUST_LOG` when set, else by `[log] level`.
+fn init_logging(log: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if log.json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init();
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
     }
 }
 
@@ -110,15 +160,20 @@ fn load(config: &ConfigArg) -> Result<Config, Error> {
     Ok(FileConfig::load(config.config.as_deref(), std::env::vars())?.validate()?)
 }
 
-async fn run(cli: Cli) -> Result<ExitCode, Error> {
+async fn run(cli: Cli, config: Option<Config>) -> Result<ExitCode, Error> {
+    let loaded = || {
+        config
+            .clone()
+            .ok_or_else(|| Error::Internal("no configuration".into()))
+    };
     match cli.command {
         Command::Run {
-            config,
+            config: _,
             start_position,
             start_gtid,
             from_end,
         } => {
-            let config = load(&config)?;
+            let config = loaded()?;
             let start = match (start_position, start_gtid, from_end) {
                 (Some(position), _, _) => StartFrom::Position(position),
                 (None, Some(gtid), _) => StartFrom::Gtid(gtid),
@@ -154,8 +209,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             result?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { config } => {
-            let config = load(&config)?;
+        Command::Check { .. } => {
+            let config = loaded()?;
             let client = AwsKinesisClient::new(&config.kinesis).await;
             Ok(if binlog_kinesis::check::check(&config, &client).await {
                 ExitCode::SUCCESS
@@ -163,12 +218,42 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 ExitCode::from(1)
             })
         }
+        Command::Healthcheck { addr, .. } => {
+            let addr = match addr {
+                Some(addr) => addr,
+                None => loaded()?.http.listen.ok_or_else(|| {
+                    Error::Config(ConfigError::Invalid {
+                        section: "http",
+                        key: "listen",
+                        message: "is empty, so the daemon serves no /health to ask; set it or pass --addr".into(),
+                    })
+                })?,
+            };
+            let Some(target) = health_target(&addr).await else {
+                eprintln!("unhealthy: cannot resolve {addr}");
+                return Ok(ExitCode::from(1));
+            };
+            match probe(target, Duration::from_secs(5)).await {
+                Ok(health) if health.status == 200 => {
+                    println!("healthy: {}", health.body);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(health) => {
+                    println!("unhealthy (HTTP {}): {}", health.status, health.body);
+                    Ok(ExitCode::from(1))
+                }
+                Err(error) => {
+                    println!("unhealthy: cannot ask {target}: {error}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
         Command::Tail {
-            config,
+            config: _,
             from_start,
             idle_exit_ms,
         } => {
-            let config = load(&config)?;
+            let config = loaded()?;
             let client = AwsKinesisClient::new(&config.kinesis).await;
             let shutdown = Shutdown::install()
                 .map_err(|e| Error::Internal(format!("cannot install signal handlers: {e}")))?;
@@ -187,4 +272,17 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The address to ask: the listen address, with an unspecified host (`0.0.0.0`, `[::]`)
+/// replaced by loopback.
+async fn health_target(addr: &str) -> Option<SocketAddr> {
+    let mut target = tokio::net::lookup_host(addr).await.ok()?.next()?;
+    if target.ip().is_unspecified() {
+        target.set_ip(match target {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    Some(target)
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Checkpoint, CheckpointError, CheckpointStore, CHECKPOINT_VERSION};
+use super::{Checkpoint, CheckpointError, CheckpointStore};
 
 /// A checkpoint file.
 #[derive(Debug, Clone)]
@@ -28,31 +28,18 @@ impl FileStore {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
                 return Err(CheckpointError::Read {
-                    path: self.path.clone(),
-                    source,
+                    location: self.location(),
+                    source: source.into(),
                 })
             }
         };
-        let corrupt = |message: String| CheckpointError::Corrupt {
-            path: self.path.clone(),
-            message,
-        };
-        let value: serde_json::Value =
-            serde_json::from_slice(&text).map_err(|e| corrupt(format!("not JSON: {e}")))?;
-        match value.get("version").and_then(|v| v.as_u64()) {
-            Some(v) if v == u64::from(CHECKPOINT_VERSION) => {}
-            Some(v) => return Err(corrupt(format!("unknown version {v}"))),
-            None => return Err(corrupt("no version field".into())),
-        }
-        serde_json::from_value(value)
-            .map(Some)
-            .map_err(|e| corrupt(e.to_string()))
+        Checkpoint::from_bytes(&text, &self.location()).map(Some)
     }
 
     fn store_sync(&self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
-        let write_error = |source| CheckpointError::Write {
-            path: self.path.clone(),
-            source,
+        let write_error = |source: std::io::Error| CheckpointError::Write {
+            location: self.location(),
+            source: source.into(),
         };
         let dir = match self.path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
@@ -62,8 +49,7 @@ impl FileStore {
         let mut tmp = self.path.clone().into_os_string();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
-        let mut text = serde_json::to_vec(checkpoint).expect("a checkpoint serializes");
-        text.push(b'\n');
+        let text = checkpoint.to_bytes();
         {
             use std::io::Write;
             let mut file = std::fs::File::create(&tmp).map_err(write_error)?;
@@ -93,6 +79,10 @@ impl CheckpointStore for FileStore {
         tokio::task::spawn_blocking(move || this.store_sync(&checkpoint))
             .await
             .expect("the checkpoint writer does not panic")
+    }
+
+    fn location(&self) -> String {
+        self.path.display().to_string()
     }
 }
 

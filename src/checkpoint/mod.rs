@@ -13,18 +13,27 @@
 //! # Store format
 //!
 //! A small versioned JSON document, `{"version":1,"position":"bin.000003:1234",...}`, written
-//! atomically by [`file::FileStore`]. A file with an unknown version is an error, never
-//! silently ignored.
+//! atomically by [`file::FileStore`] (a local file, or an EFS volume on Fargate) or
+//! [`s3::S3Store`] (an S3 object: what survives a Fargate task without a volume). A document
+//! with an unknown version is an error, never silently ignored.
 
 pub mod file;
+pub mod s3;
 pub mod tracker;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::position::{BinlogPosition, GtidState, ResumePoint};
+use crate::{
+    config::{CheckpointConfig, CheckpointLocation},
+    metrics::Metrics,
+    position::{BinlogPosition, GtidState, ResumePoint},
+};
 
 /// The current checkpoint format version.
 pub const CHECKPOINT_VERSION: u32 = 1;
@@ -63,6 +72,30 @@ impl Checkpoint {
             gtid: self.gtid.clone(),
         }
     }
+
+    /// The stored form: one line of JSON.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut text = serde_json::to_vec(self).expect("a checkpoint serializes");
+        text.push(b'\n');
+        text
+    }
+
+    /// Reads the stored form, checking the version first so that a newer format is reported
+    /// as such rather than as a parse error.
+    pub fn from_bytes(bytes: &[u8], location: &str) -> Result<Self, CheckpointError> {
+        let corrupt = |message: String| CheckpointError::Corrupt {
+            location: location.to_owned(),
+            message,
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not JSON: {e}")))?;
+        match value.get("version").and_then(|v| v.as_u64()) {
+            Some(v) if v == u64::from(CHECKPOINT_VERSION) => {}
+            Some(v) => return Err(corrupt(format!("unknown version {v}"))),
+            None => return Err(corrupt("no version field".into())),
+        }
+        serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))
+    }
 }
 
 fn now_ms() -> u64 {
@@ -76,31 +109,47 @@ fn now_ms() -> u64 {
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     /// Reading failed.
-    #[error("cannot read checkpoint {path:?}")]
+    #[error("cannot read checkpoint {location}")]
     Read {
-        /// The file.
-        path: std::path::PathBuf,
+        /// The file or object.
+        location: String,
         /// Why.
         #[source]
-        source: std::io::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Writing failed.
-    #[error("cannot write checkpoint {path:?}")]
+    #[error("cannot write checkpoint {location}")]
     Write {
-        /// The file.
-        path: std::path::PathBuf,
+        /// The file or object.
+        location: String,
         /// Why.
         #[source]
-        source: std::io::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// The file exists but is not a checkpoint this version understands.
-    #[error("checkpoint {path:?} is not valid: {message}; fix or remove it, or start with --start-position or --from-end")]
+    /// The document exists but is not a checkpoint this version understands.
+    #[error("checkpoint {location} is not valid: {message}; fix or remove it, or start with --start-position or --from-end")]
     Corrupt {
-        /// The file.
-        path: std::path::PathBuf,
+        /// The file or object.
+        location: String,
         /// What is wrong.
         message: String,
     },
+}
+
+/// The store `config` names.
+pub async fn open_store(config: &CheckpointConfig) -> Arc<dyn CheckpointStore> {
+    match &config.location {
+        CheckpointLocation::File(path) => Arc::new(file::FileStore::new(path.clone())),
+        CheckpointLocation::S3 { bucket, key } => Arc::new(
+            s3::S3Store::new(
+                bucket,
+                key,
+                config.region.as_deref(),
+                config.endpoint_url.as_deref(),
+            )
+            .await,
+        ),
+    }
 }
 
 /// Where checkpoints live.
@@ -110,20 +159,51 @@ pub trait CheckpointStore: Send + Sync {
     async fn load(&self) -> Result<Option<Checkpoint>, CheckpointError>;
     /// Saves `checkpoint` atomically: after a crash, the old or the new one is there, whole.
     async fn store(&self, checkpoint: &Checkpoint) -> Result<(), CheckpointError>;
+    /// Where it is, for messages.
+    fn location(&self) -> String;
 }
+
+/// An acknowledged transaction boundary, with the binlog timestamp (Unix seconds, 0 when
+/// unknown) of the event that ends it: what the retention headroom metric is computed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Boundary {
+    /// Where to resume.
+    pub point: ResumePoint,
+    /// The boundary event's binlog timestamp.
+    pub binlog_ts: u32,
+}
+
+impl From<ResumePoint> for Boundary {
+    fn from(point: ResumePoint) -> Self {
+        Self {
+            point,
+            binlog_ts: 0,
+        }
+    }
+}
+
+/// Consecutive failed interval writes tolerated before the run stops: a store that is down
+/// for a moment (an S3 blip, a full disk being cleaned) only delays the checkpoint.
+pub const MAX_CONSECUTIVE_WRITE_FAILURES: u32 = 12;
 
 /// Writes the acknowledged positions that arrive on `acknowledged` to `store`, at most once per
 /// `interval` and once more when the channel closes. Returns the last position written.
+///
+/// A failed interval write is logged and tried again at the next interval; after
+/// [`MAX_CONSECUTIVE_WRITE_FAILURES`] in a row, or when the final write fails, the error ends
+/// the run (the position then resumes from the last checkpoint that was written).
 ///
 /// This task is never cancelled: it ends only when the sink, the channel's only sender, has
 /// finished, so no acknowledgement is lost at shutdown.
 pub async fn run(
     store: &dyn CheckpointStore,
     interval: Duration,
-    mut acknowledged: mpsc::Receiver<ResumePoint>,
+    mut acknowledged: mpsc::Receiver<Boundary>,
+    metrics: &Metrics,
 ) -> Result<Option<ResumePoint>, CheckpointError> {
-    let mut latest: Option<ResumePoint> = None;
+    let mut latest: Option<Boundary> = None;
     let mut written: Option<ResumePoint> = None;
+    let mut failures = 0;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -133,23 +213,33 @@ pub async fn run(
                 None => break,
             },
             _ = ticker.tick() => {
-                write_if_changed(store, &latest, &mut written).await?;
+                match write_if_changed(store, &latest, &mut written, metrics).await {
+                    Ok(()) => failures = 0,
+                    Err(error) if failures + 1 < MAX_CONSECUTIVE_WRITE_FAILURES => {
+                        failures += 1;
+                        tracing::warn!(error = %crate::app::error_chain(&error), failures, "checkpoint write failed; trying again at the next interval");
+                    }
+                    Err(error) => return Err(error),
+                }
             }
         }
     }
-    write_if_changed(store, &latest, &mut written).await?;
+    write_if_changed(store, &latest, &mut written, metrics).await?;
     Ok(written)
 }
 
 async fn write_if_changed(
     store: &dyn CheckpointStore,
-    latest: &Option<ResumePoint>,
+    latest: &Option<Boundary>,
     written: &mut Option<ResumePoint>,
+    metrics: &Metrics,
 ) -> Result<(), CheckpointError> {
-    if let Some(position) = latest {
+    if let Some(boundary) = latest {
+        let position = &boundary.point;
         if written.as_ref() != Some(position) {
             store.store(&Checkpoint::new(position.clone())).await?;
             tracing::debug!(%position, "checkpoint written");
+            metrics.checkpoint_written(&position.position, boundary.binlog_ts);
             *written = Some(position.clone());
         }
     }
@@ -176,14 +266,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = file::FileStore::new(dir.path().join("c.json"));
         let (tx, rx) = mpsc::channel(8);
-        let task = tokio::spawn(async move { run(&store, Duration::from_secs(5), rx).await });
-        tx.send(ResumePoint::at("b.000001:100".parse().unwrap()))
+        let task = tokio::spawn(async move {
+            run(&store, Duration::from_secs(5), rx, &Metrics::default()).await
+        });
+        tx.send(ResumePoint::at("b.000001:100".parse().unwrap()).into())
             .await
             .unwrap();
-        tx.send(ResumePoint {
-            position: "b.000001:200".parse().unwrap(),
-            gtid: Some("0-1-9".parse().unwrap()),
-        })
+        tx.send(
+            ResumePoint {
+                position: "b.000001:200".parse().unwrap(),
+                gtid: Some("0-1-9".parse().unwrap()),
+            }
+            .into(),
+        )
         .await
         .unwrap();
         drop(tx);

@@ -9,6 +9,8 @@
 
 use std::collections::VecDeque;
 
+use super::Boundary;
+#[cfg(test)]
 use crate::position::ResumePoint;
 
 /// The sequence number the sink gives each event, in source order.
@@ -18,7 +20,7 @@ pub type EventSeq = u64;
 enum Slot {
     Pending,
     Acked,
-    Boundary(ResumePoint),
+    Boundary(Boundary),
 }
 
 /// Tracks acknowledgements and yields committable boundaries. See the module docs.
@@ -51,8 +53,8 @@ impl AckTracker {
     }
 
     /// Registers a transaction boundary after every event pushed so far.
-    pub fn push_boundary(&mut self, position: ResumePoint) {
-        self.slots.push_back(Slot::Boundary(position));
+    pub fn push_boundary(&mut self, boundary: impl Into<Boundary>) {
+        self.slots.push_back(Slot::Boundary(boundary.into()));
     }
 
     /// Marks an event acknowledged. Acknowledging an unknown or already resolved event is an
@@ -75,7 +77,7 @@ impl AckTracker {
 
     /// Pops the resolved prefix and returns the last boundary in it, if any: the new
     /// acknowledged position.
-    pub fn take_committable(&mut self) -> Option<ResumePoint> {
+    pub fn take_committable(&mut self) -> Option<Boundary> {
         let mut committable = None;
         loop {
             match self.slots.front() {
@@ -126,7 +128,10 @@ mod tests {
         assert!(tracker.ack(c));
         assert_eq!(tracker.take_committable(), None);
         assert!(tracker.ack(a));
-        assert_eq!(tracker.take_committable(), Some(position(2)));
+        assert_eq!(
+            tracker.take_committable().map(|b| b.point),
+            Some(position(2))
+        );
         assert!(!tracker.ack(a), "double ack must be refused");
         assert_eq!(tracker.unresolved_events(), 0);
     }
@@ -136,7 +141,10 @@ mod tests {
         let mut tracker = AckTracker::new();
         tracker.push_boundary(position(1));
         tracker.push_boundary(position(2));
-        assert_eq!(tracker.take_committable(), Some(position(2)));
+        assert_eq!(
+            tracker.take_committable().map(|b| b.point),
+            Some(position(2))
+        );
         assert_eq!(tracker.take_committable(), None);
     }
 
@@ -166,7 +174,7 @@ mod tests {
                 order.swap(i, j);
             }
             let mut acked = vec![false; events.len()];
-            let mut last: Option<ResumePoint> = tracker.take_committable();
+            let mut last: Option<ResumePoint> = tracker.take_committable().map(|b| b.point);
             let expected = |acked: &[bool]| {
                 let prefix = acked.iter().take_while(|a| **a).count();
                 boundaries.iter().filter(|(n, _)| *n <= prefix).map(|(_, p)| p.clone()).next_back()
@@ -174,7 +182,7 @@ mod tests {
             for index in order {
                 prop_assert!(tracker.ack(events[index]));
                 acked[index] = true;
-                if let Some(position) = tracker.take_committable() {
+                if let Some(position) = tracker.take_committable().map(|b| b.point) {
                     if let Some(previous) = &last {
                         prop_assert_eq!(previous.position.try_cmp(&position.position), Some(std::cmp::Ordering::Less));
                     }

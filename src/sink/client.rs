@@ -72,14 +72,9 @@ impl AwsKinesisClient {
     /// Builds the client: region and endpoint from the config when set, otherwise the AWS
     /// default chain (environment, profile, ECS task role).
     pub async fn new(config: &KinesisConfig) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = &config.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        if let Some(url) = &config.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        let sdk_config = loader.load().await;
+        let sdk_config =
+            crate::config::aws_sdk_config(config.region.as_deref(), config.endpoint_url.as_deref())
+                .await;
         Self {
             sdk: aws_sdk_kinesis::Client::new(&sdk_config),
         }

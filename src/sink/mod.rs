@@ -48,9 +48,14 @@ use self::{
     retry::{classify, Backoff, RetryAction},
 };
 use crate::{
-    checkpoint::tracker::{AckTracker, EventSeq},
-    event::TableName,
-    position::{BinlogPosition, ResumePoint},
+    checkpoint::{
+        tracker::{AckTracker, EventSeq},
+        Boundary,
+    },
+    config::Oversize,
+    event::{RowImage, TableName},
+    metrics::Metrics,
+    position::BinlogPosition,
 };
 
 /// PutRecords calls in flight at once (always for disjoint partition keys).
@@ -66,7 +71,7 @@ pub enum SinkInput {
     Event(OutboundEvent),
     /// A transaction boundary: every event before it belongs to committed transactions, and
     /// resuming at this position repeats none of them.
-    Boundary(ResumePoint),
+    Boundary(Boundary),
 }
 
 /// A change event ready to send.
@@ -76,6 +81,8 @@ pub struct OutboundEvent {
     pub table: TableName,
     /// Where its rows event starts, for error messages.
     pub position: BinlogPosition,
+    /// Its row's primary key, for the message about a skipped oversize event.
+    pub primary_key: Option<RowImage>,
     /// The JSON line, ending with `\n`.
     pub line: Vec<u8>,
 }
@@ -93,13 +100,15 @@ pub struct SinkConfig {
     pub max_buffered_bytes: usize,
     /// Backoff between attempts of a failed record.
     pub backoff: Backoff,
+    /// What happens to an event larger than `max_record_bytes`.
+    pub oversize: Oversize,
 }
 
 /// Why the sink stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// One event is larger than a record may be.
-    #[error("event of table {table} at {position} is {size} bytes, more than kinesis.max_record_bytes ({limit}) allows with its partition key; raise max_record_bytes (up to the stream's maximum record size) or exclude the table")]
+    #[error("event of table {table} at {position} is {size} bytes, more than kinesis.max_record_bytes ({limit}) allows with its partition key; raise max_record_bytes (up to the stream's maximum record size), exclude the table, or set kinesis.oversize = \"skip\"")]
     EventTooLarge {
         /// Its table.
         table: TableName,
@@ -184,6 +193,7 @@ struct Producer {
     buffered_bytes: usize,
     calls: JoinSet<CallResult>,
     summary: SinkSummary,
+    metrics: Arc<Metrics>,
 }
 
 /// Runs the producer until `input` closes and everything is acknowledged; sends each new
@@ -192,7 +202,8 @@ pub async fn run(
     config: SinkConfig,
     client: Arc<dyn KinesisClient>,
     mut input: mpsc::Receiver<SinkInput>,
-    acknowledged: mpsc::Sender<ResumePoint>,
+    acknowledged: mpsc::Sender<Boundary>,
+    metrics: Arc<Metrics>,
 ) -> Result<SinkSummary, SinkError> {
     let mut producer = Producer {
         config,
@@ -203,6 +214,7 @@ pub async fn run(
         buffered_bytes: 0,
         calls: JoinSet::new(),
         summary: SinkSummary::default(),
+        metrics,
     };
     let mut input_open = true;
     loop {
@@ -260,12 +272,20 @@ impl Producer {
             SinkInput::Event(event) => {
                 let size = event.line.len() + event.table.as_str().len();
                 if size > self.config.max_record_bytes {
-                    return Err(SinkError::EventTooLarge {
-                        table: event.table,
-                        position: event.position,
-                        size,
-                        limit: self.config.max_record_bytes,
-                    });
+                    if self.config.oversize == Oversize::Fail {
+                        return Err(SinkError::EventTooLarge {
+                            table: event.table,
+                            position: event.position,
+                            size,
+                            limit: self.config.max_record_bytes,
+                        });
+                    }
+                    // Skipped: it takes no sequence number, so the boundaries around it
+                    // commit as if it had been delivered.
+                    self.metrics.oversize_skipped.add(1);
+                    let primary_key = serde_json::to_string(&event.primary_key).unwrap_or_default();
+                    tracing::warn!(table = %event.table, position = %event.position, primary_key = %primary_key, size, limit = self.config.max_record_bytes, "skipping an event larger than a record may be (kinesis.oversize = \"skip\")");
+                    return Ok(());
                 }
                 let seq = self.tracker.push_event();
                 self.buffered_bytes += event.line.len();
@@ -359,8 +379,11 @@ impl Producer {
             self.summary.calls += 1;
             let client = Arc::clone(&self.client);
             let stream = self.config.stream.clone();
+            let metrics = Arc::clone(&self.metrics);
             self.calls.spawn(async move {
+                let started = std::time::Instant::now();
                 let result = client.put_records(&stream, records).await;
+                metrics.put_call(started.elapsed());
                 (sent, result)
             });
         }
@@ -386,6 +409,11 @@ impl Producer {
                                     message,
                                 });
                             }
+                            if code == "ProvisionedThroughputExceededException" {
+                                self.metrics.throttled_records.add(1);
+                            } else {
+                                self.metrics.failed_records.add(1);
+                            }
                             self.failed(sent, &format!("{code}: {message}"));
                         }
                     }
@@ -398,7 +426,14 @@ impl Producer {
                 });
             }
             Err(error) => {
+                let throttled =
+                    error.code.as_deref() == Some("ProvisionedThroughputExceededException");
                 for sent in sent {
+                    if throttled {
+                        self.metrics.throttled_records.add(1);
+                    } else {
+                        self.metrics.failed_records.add(1);
+                    }
                     self.failed(sent, &error.to_string());
                 }
             }
@@ -411,7 +446,9 @@ impl Producer {
             .keys
             .get_mut(&sent.table)
             .expect("sent keys have state");
+        let mut bytes = sent.table.as_str().len();
         for queued in state.queue.drain(..sent.n_events) {
+            bytes += queued.line.len();
             state.queued_bytes -= queued.line.len();
             self.buffered_bytes -= queued.line.len();
             let known = self.tracker.ack(queued.seq);
@@ -425,6 +462,11 @@ impl Producer {
         state.not_before = None;
         self.summary.records += 1;
         self.summary.events += sent.n_events as u64;
+        self.metrics.records_put.add(1);
+        self.metrics.events_put.add(sent.n_events as u64);
+        self.metrics.bytes_put.add(bytes as u64);
+        self.metrics
+            .table_events_put(&sent.table, sent.n_events as u64);
         if state.queue.is_empty() {
             self.keys.remove(&sent.table);
         } else {
@@ -442,6 +484,7 @@ impl Producer {
         let delay = self.config.backoff.delay(state.attempts);
         state.not_before = Some(Instant::now() + delay);
         self.summary.retries += 1;
+        self.metrics.retries.add(1);
         // Once per incident, then sparsely, so a long outage does not flood the log.
         if state.attempts == 1 || state.attempts.is_power_of_two() {
             tracing::warn!(table = %sent.table, attempts = state.attempts, retry_in_ms = delay.as_millis() as u64, reason, "kinesis did not accept a record; retrying it before anything after it on the same key");

@@ -9,6 +9,7 @@ use std::{
 use proptest::prelude::*;
 
 use super::*;
+use crate::position::ResumePoint;
 
 /// What the fake does with one call.
 #[derive(Debug, Clone)]
@@ -109,6 +110,7 @@ fn config(max_record_bytes: usize) -> SinkConfig {
             initial: Duration::from_millis(10),
             max: Duration::from_millis(200),
         },
+        oversize: Oversize::Fail,
     }
 }
 
@@ -120,12 +122,13 @@ fn workload(n_events: usize, tables: usize, tx_size: usize) -> Vec<SinkInput> {
         items.push(SinkInput::Event(OutboundEvent {
             table: TableName::new("db", &format!("t{}", n % tables)),
             position: BinlogPosition::new("b.000001", 4 + n as u64).unwrap(),
+            primary_key: None,
             line: format!("{table}:{n}\n").into_bytes(),
         }));
         if (n + 1) % tx_size == 0 {
-            items.push(SinkInput::Boundary(ResumePoint::at(
-                BinlogPosition::new("b.000001", 5 + n as u64).unwrap(),
-            )));
+            items.push(SinkInput::Boundary(
+                ResumePoint::at(BinlogPosition::new("b.000001", 5 + n as u64).unwrap()).into(),
+            ));
         }
     }
     items
@@ -138,6 +141,15 @@ async fn drive(
     items: Vec<SinkInput>,
     config: SinkConfig,
 ) -> (Result<SinkSummary, SinkError>, Vec<BinlogPosition>) {
+    drive_with_metrics(fake, items, config, Arc::new(Metrics::default())).await
+}
+
+async fn drive_with_metrics(
+    fake: Arc<Fake>,
+    items: Vec<SinkInput>,
+    config: SinkConfig,
+    metrics: Arc<Metrics>,
+) -> (Result<SinkSummary, SinkError>, Vec<BinlogPosition>) {
     let (input_tx, input_rx) = mpsc::channel(16);
     let (ack_tx, mut ack_rx) = mpsc::channel(16);
     let sink = tokio::spawn(run(
@@ -145,6 +157,7 @@ async fn drive(
         fake.clone() as Arc<dyn KinesisClient>,
         input_rx,
         ack_tx,
+        metrics,
     ));
     let feeder = tokio::spawn(async move {
         for item in items {
@@ -154,7 +167,11 @@ async fn drive(
         }
     });
     let mut acks = Vec::new();
-    while let Some(ResumePoint { position, .. }) = ack_rx.recv().await {
+    while let Some(Boundary {
+        point: ResumePoint { position, .. },
+        ..
+    }) = ack_rx.recv().await
+    {
         // The boundary at offset 5+n follows event n: events 0..=n must all be written.
         let last_event = position.offset() - 5;
         let written: HashSet<u64> = fake
@@ -266,6 +283,7 @@ async fn an_event_larger_than_a_record_is_an_error_naming_table_and_position() {
     let items = vec![SinkInput::Event(OutboundEvent {
         table: TableName::new("db", "big"),
         position: "b.000001:77".parse().unwrap(),
+        primary_key: None,
         line: vec![b'x'; 2000],
     })];
     let (result, _) = drive(fake, items, config(1024)).await;
@@ -274,6 +292,68 @@ async fn an_event_larger_than_a_record_is_an_error_naming_table_and_position() {
         error.contains("db.big") && error.contains("b.000001:77"),
         "{error}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_oversize_event_is_skipped_and_counted_when_asked() {
+    let fake = Arc::new(Fake::default());
+    let mut items = vec![SinkInput::Event(OutboundEvent {
+        table: TableName::new("db", "big"),
+        position: "b.000001:77".parse().unwrap(),
+        primary_key: Some(serde_json::json!({"id": 7}).as_object().unwrap().clone()),
+        line: vec![b'x'; 2000],
+    })];
+    items.extend(workload(4, 2, 2));
+    let metrics = Arc::new(Metrics::default());
+    let config = SinkConfig {
+        oversize: Oversize::Skip,
+        ..config(1024)
+    };
+    let (result, acks) = drive_with_metrics(fake.clone(), items, config, metrics.clone()).await;
+    assert_eq!(result.unwrap().events, 4);
+    // The boundaries after the skipped event still commit: it is not waited for.
+    assert_eq!(acks.last().unwrap().to_string(), "b.000001:8");
+    assert_eq!(metrics.oversize_skipped.get(), 1);
+    assert!(fake
+        .written
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|r| r.partition_key != "db.big"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn metrics_count_what_kinesis_did() {
+    let fake = Arc::new(Fake::default());
+    fake.script.lock().unwrap().extend([
+        Script::FailRecords(vec![true], "ProvisionedThroughputExceededException"),
+        Script::FailCall("InternalFailure", 500),
+    ]);
+    let metrics = Arc::new(Metrics::new(true));
+    let (result, _) = drive_with_metrics(
+        fake.clone(),
+        workload(3, 1, 1),
+        config(1024),
+        metrics.clone(),
+    )
+    .await;
+    let summary = result.unwrap();
+    assert_eq!(metrics.events_put.get(), 3);
+    assert_eq!(metrics.records_put.get(), summary.records);
+    assert_eq!(metrics.throttled_records.get(), 1);
+    assert_eq!(metrics.failed_records.get(), 1);
+    assert_eq!(metrics.retries.get(), 2);
+    let written_bytes: usize = fake
+        .written
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.data.len() + r.partition_key.len())
+        .sum();
+    assert_eq!(metrics.bytes_put.get(), written_bytes as u64);
+    let snapshot = metrics.snapshot(std::time::SystemTime::now());
+    assert_eq!(snapshot.put_latency.count, summary.calls);
+    assert_eq!(snapshot.per_table, vec![(TableName::new("db", "t0"), 3)]);
 }
 
 proptest! {

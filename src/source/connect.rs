@@ -40,6 +40,8 @@ pub struct ServerInfo {
     pub is_mariadb: bool,
     /// Events carry CRC32 checksums.
     pub checksum_crc32: bool,
+    /// How long the server keeps binlog files; `None` when it never removes them.
+    pub binlog_retention: Option<std::time::Duration>,
     /// Warnings that do not stop `run` (for `check` and the log).
     pub warnings: Vec<String>,
 }
@@ -185,12 +187,54 @@ pub async fn check_server(conn: &mut Conn) -> Result<ServerInfo, SourceError> {
         ));
     }
     let checksum = variable(conn, "binlog_checksum").await?.unwrap_or_default();
+    let binlog_retention = binlog_retention(conn, &mut warnings).await?;
     Ok(ServerInfo {
         version,
         is_mariadb,
         checksum_crc32: checksum.eq_ignore_ascii_case("CRC32"),
+        binlog_retention,
         warnings,
     })
+}
+
+/// How long the server keeps binlog files. On RDS and Aurora MySQL the procedure-set
+/// `binlog retention hours` governs (NULL means binlogs are not kept for replicas at all);
+/// elsewhere `binlog_expire_logs_seconds`, or `expire_logs_days` where that is all there is.
+/// `None` when the server never removes them.
+async fn binlog_retention(
+    conn: &mut Conn,
+    warnings: &mut Vec<String>,
+) -> Result<Option<std::time::Duration>, SourceError> {
+    use std::time::Duration;
+    // Only RDS has this table; anywhere else the query fails and the variables decide.
+    let rds: Result<Option<(Option<String>,)>, _> = conn
+        .query_first(
+            "SELECT value FROM mysql.rds_configuration WHERE name = 'binlog retention hours'",
+        )
+        .await;
+    if let Ok(Some((value,))) = rds {
+        return Ok(Some(
+            match value.and_then(|v| v.trim().parse::<u64>().ok()) {
+                Some(hours) => Duration::from_secs(hours * 3600),
+                None => {
+                    warnings.push("RDS 'binlog retention hours' is NULL: binlogs are not kept for replicas, so a stopped or lagging daemon loses its position; run CALL mysql.rds_set_configuration('binlog retention hours', 168)".into());
+                    Duration::ZERO
+                }
+            },
+        ));
+    }
+    let seconds = variable(conn, "binlog_expire_logs_seconds")
+        .await?
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if seconds > 0 {
+        return Ok(Some(Duration::from_secs(seconds)));
+    }
+    let days = variable(conn, "expire_logs_days")
+        .await?
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    Ok((days > 0.0).then(|| Duration::from_secs_f64(days * 86_400.0)))
 }
 
 /// Whether the account holds REPLICATION SLAVE (to stream) and REPLICATION CLIENT / BINLOG

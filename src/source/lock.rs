@@ -19,7 +19,10 @@ use mysql_async::{prelude::Queryable, Conn};
 use tokio_util::sync::CancellationToken;
 
 use super::{connect, SourceError};
-use crate::config::MysqlConfig;
+use crate::{
+    config::MysqlConfig,
+    metrics::{Metrics, State},
+};
 
 /// MySQL's limit on a lock name's length.
 const MAX_LOCK_NAME: usize = 64;
@@ -60,6 +63,7 @@ impl InstanceLock {
         config: &MysqlConfig,
         name: &str,
         stop: &CancellationToken,
+        metrics: &Metrics,
     ) -> Result<Option<Self>, SourceError> {
         let mut conn = connect::connect(config).await?;
         let mut announced = false;
@@ -67,6 +71,7 @@ impl InstanceLock {
             if try_lock(&mut conn, name, ACQUIRE_WAIT_SECONDS).await? {
                 if announced {
                     tracing::info!(lock = name, "the active instance is gone: taking over");
+                    metrics.set_state(State::Starting);
                 }
                 return Ok(Some(Self {
                     config: config.clone(),
@@ -82,6 +87,7 @@ impl InstanceLock {
                     "another instance is replicating to this stream: waiting as standby"
                 );
                 announced = true;
+                metrics.set_state(State::Standby);
             }
             if stop.is_cancelled() {
                 return Ok(None);

@@ -63,8 +63,10 @@ use self::{
     schema::{SchemaError, TableSchema},
 };
 use crate::{
+    checkpoint::Boundary,
     config::{MysqlConfig, TableFilter},
     event::{ChangeEvent, EncodedEvent, TableName},
+    metrics::{Metrics, State},
     position::{BinlogPosition, GtidState, MariaGtid, ResumePoint},
     sink::retry::Backoff,
     sink::{OutboundEvent, SinkInput},
@@ -286,8 +288,9 @@ pub async fn run(
     output: mpsc::Sender<SinkInput>,
     lock: Arc<tokio::sync::Mutex<InstanceLock>>,
     cancel: CancellationToken,
+    metrics: Arc<Metrics>,
 ) -> Result<SourceSummary, SourceError> {
-    let mut reader = Reader::new(config, start, output);
+    let mut reader = Reader::new(config, start, output, Arc::clone(&metrics));
     let mut lock = lock.lock().await;
     let mut stream = Some(stream);
     let mut attempts: u32 = 0;
@@ -311,6 +314,10 @@ pub async fn run(
         };
         attempts += 1;
         reader.reconnects += 1;
+        if attempts == 1 {
+            metrics.reconnects.add(1);
+            metrics.set_state(State::Reconnecting);
+        }
         // Once per incident, then sparsely: an outage must not flood the log.
         if attempts == 1 || attempts.is_power_of_two() {
             tracing::warn!(error = %crate::app::error_chain(&error), attempts, position = %reader.boundary, "replication connection lost; reconnecting");
@@ -357,7 +364,12 @@ pub async fn decode_files(
             positional_names: true,
             checksum_crc32: false,
         };
-        let mut reader = Reader::new(config, ResumePoint::at(start.clone()), output.clone());
+        let mut reader = Reader::new(
+            config,
+            ResumePoint::at(start.clone()),
+            output.clone(),
+            Arc::new(Metrics::default()),
+        );
         let file =
             std::fs::File::open(path).map_err(|e| unreadable(format!("cannot open: {e}")))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -386,6 +398,7 @@ pub async fn decode_files(
                 let comment = OutboundEvent {
                     table: TableName::new("#", "#"),
                     position: start.with_offset(offset),
+                    primary_key: None,
                     line: format!("# {name}:{offset} {kind}\n").into_bytes(),
                 };
                 reader.send(SinkInput::Event(comment)).await?;
@@ -451,10 +464,18 @@ struct Reader {
     events: u64,
     transactions: u64,
     reconnects: u64,
+    /// The binlog timestamp of the last event read that had one (Unix seconds).
+    last_ts: u32,
+    metrics: Arc<Metrics>,
 }
 
 impl Reader {
-    fn new(config: SourceConfig, start: ResumePoint, output: mpsc::Sender<SinkInput>) -> Self {
+    fn new(
+        config: SourceConfig,
+        start: ResumePoint,
+        output: mpsc::Sender<SinkInput>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             config,
             output,
@@ -473,6 +494,8 @@ impl Reader {
             events: 0,
             transactions: 0,
             reconnects: 0,
+            last_ts: 0,
+            metrics,
         }
     }
 
@@ -528,6 +551,7 @@ impl Reader {
             if *attempts > 0 {
                 tracing::info!(attempts = *attempts, position = %self.boundary, "replication connection restored");
                 *attempts = 0;
+                self.metrics.set_state(State::Replicating);
             }
             self.handle(&event).await?;
         }
@@ -599,6 +623,10 @@ impl Reader {
         let header = event.header();
         let raw_type = header.event_type_raw();
         let (start, end) = self.span(event);
+        if header.timestamp() != 0 {
+            self.last_ts = header.timestamp();
+            self.metrics.event_read(self.last_ts);
+        }
         tracing::trace!(event_type = raw_type, position = %start, "binlog event");
         let unsupported = |event: String, reason: &str| SourceError::UnsupportedEvent {
             event,
@@ -761,6 +789,7 @@ impl Reader {
                     position: start.clone(),
                     message: error.message,
                 })?;
+                self.metrics.row_events_read.add(decoded.len() as u64);
                 if self.transaction.is_none() {
                     let gtid = self.pending_gtid.take();
                     self.begin(gtid, None, true);
@@ -775,7 +804,7 @@ impl Reader {
                 for (row, change) in decoded.into_iter().enumerate() {
                     let primary_key = change.primary_key(&schema);
                     let gtid = self.transaction.as_ref().and_then(|t| t.gtid.clone());
-                    let event = ChangeEvent {
+                    let mut event = ChangeEvent {
                         op: change.op,
                         database: schema.database.clone(),
                         table: schema.table.clone(),
@@ -789,13 +818,15 @@ impl Reader {
                         before: change.before,
                         after: change.after,
                     };
+                    let encoded = EncodedEvent::encode(&event);
                     self.hold(
                         OutboundEvent {
                             table: schema.name.clone(),
                             position: start.clone(),
+                            primary_key: event.primary_key.take(),
                             line: Vec::new(),
                         },
-                        EncodedEvent::encode(&event),
+                        encoded,
                     )
                     .await?;
                 }
@@ -813,8 +844,8 @@ impl Reader {
                 ))
             }
             EventData::FormatDescriptionEvent(_) => self.format_known = true,
-            EventData::HeartbeatEvent
-            | EventData::StopEvent
+            EventData::HeartbeatEvent => self.metrics.heartbeat(),
+            EventData::StopEvent
             | EventData::PreviousGtidsEvent(_)
             | EventData::RowsQueryEvent(_)
             | EventData::IntvarEvent(_)
@@ -929,11 +960,16 @@ impl Reader {
 
     async fn emit_boundary(&mut self, position: BinlogPosition) -> Result<(), SourceError> {
         self.boundary = position.clone();
+        self.metrics.boundary_read(&position);
         let point = ResumePoint {
             position,
             gtid: self.gtid_state.clone(),
         };
-        self.send(SinkInput::Boundary(point)).await
+        self.send(SinkInput::Boundary(Boundary {
+            point,
+            binlog_ts: self.last_ts,
+        }))
+        .await
     }
 
     async fn send(&mut self, item: SinkInput) -> Result<(), SourceError> {

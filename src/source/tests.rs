@@ -44,7 +44,7 @@ async fn replay(path: &Path) -> Replay {
                 SinkInput::Event(event) => {
                     events.push(serde_json::from_slice(&event.line).unwrap())
                 }
-                SinkInput::Boundary(point) => boundaries.push(point.position),
+                SinkInput::Boundary(boundary) => boundaries.push(boundary.point.position),
             }
         }
         (events, boundaries)
@@ -65,6 +65,7 @@ async fn replay(path: &Path) -> Replay {
         config,
         ResumePoint::at(BinlogPosition::start_of(name).unwrap()),
         tx,
+        Arc::new(Metrics::default()),
     );
     let result = async {
         let file = BinlogFile::new(
@@ -250,6 +251,7 @@ async fn run_with_interruption(
         config,
         ResumePoint::at(BinlogPosition::start_of(name).unwrap()),
         tx,
+        Arc::new(Metrics::default()),
     );
     let mut index = 0;
     let mut interrupted = false;

@@ -9,7 +9,7 @@ use std::{
 
 use binlog_kinesis::{event::ChangeEvent, position::BinlogPosition};
 
-use crate::harness::{eventually, World};
+use crate::harness::{eventually, free_port, World};
 
 fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_binlog-kinesis"))
@@ -179,6 +179,76 @@ async fn kill_9_then_restart_loses_nothing_and_repeats_only_after_the_checkpoint
             "table {table}: a change is missing or out of order"
         );
     }
+}
+
+/// What an ECS container runs: the daemon logging JSON lines, and `healthcheck` asking it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_and_json_logs_work_as_a_container_needs() {
+    let world = setup().await;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let container_env = [
+        ("BINLOG_KINESIS__HTTP__LISTEN", listen.as_str()),
+        ("BINLOG_KINESIS__LOG__FORMAT", "json"),
+    ];
+    let healthcheck = || {
+        binary()
+            .arg("healthcheck")
+            .envs(world.env())
+            .envs(container_env)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    // Nothing listens yet: unhealthy, not an error about the configuration.
+    assert_eq!(healthcheck().status.code(), Some(1));
+    let mut child = binary()
+        .arg("run")
+        .envs(world.env())
+        .envs(container_env)
+        .env_remove("RUST_LOG")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+    world.wait_replicating().await;
+    let output = healthcheck();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("\"replicating\""), "{stdout}");
+    signal(&child, "TERM");
+    assert_eq!(wait_exit(child).await, 0);
+    assert_eq!(
+        healthcheck().status.code(),
+        Some(1),
+        "a stopped daemon is unhealthy"
+    );
+
+    let log = log.join().unwrap();
+    assert!(
+        !log.contains(crate::harness::CDC_PASSWORD),
+        "the password leaked:\n{log}"
+    );
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    for line in &lines {
+        assert!(
+            line["timestamp"].is_string() && line["level"].is_string(),
+            "{line}"
+        );
+    }
+    let replicating = lines
+        .iter()
+        .find(|line| line["message"] == "replicating")
+        .expect("the replicating line");
+    assert_eq!(replicating["stream"], world.stream.as_str());
+    assert_eq!(replicating["level"], "INFO");
 }
 
 #[tokio::test]

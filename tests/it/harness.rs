@@ -460,7 +460,7 @@ fn ministack_path() -> PathBuf {
     path
 }
 
-/// A ministack emulator serving Kinesis.
+/// A ministack emulator serving Kinesis, CloudWatch and S3.
 pub struct Ministack {
     pub url: String,
     child: Child,
@@ -474,7 +474,7 @@ impl Ministack {
         let child = Command::new(ministack_path())
             .env("GATEWAY_PORT", port.to_string())
             .env("BIND_HOST", "127.0.0.1")
-            .env("SERVICES", "kinesis,cloudwatch")
+            .env("SERVICES", "kinesis,cloudwatch,s3")
             .env("TMPDIR", tmp.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -590,6 +590,73 @@ impl Ministack {
     pub fn stop(&mut self) {
         stop_child(&mut self.child);
     }
+
+    pub async fn cloudwatch(&self) -> aws_sdk_cloudwatch::Client {
+        set_test_aws_env();
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&self.url)
+            .load()
+            .await;
+        aws_sdk_cloudwatch::Client::new(&config)
+    }
+
+    pub async fn s3(&self) -> aws_sdk_s3::Client {
+        set_test_aws_env();
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .load()
+            .await;
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config)
+                .endpoint_url(&self.url)
+                .force_path_style(true)
+                .build(),
+        )
+    }
+
+    /// Every datapoint CloudWatch holds for `metric` of the daemon writing `stream` (in the
+    /// default namespace, with the default `Source`), as `stat` per minute, newest first.
+    pub async fn metric(&self, stream: &str, metric: &str, stat: &str) -> Vec<f64> {
+        use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+        let client = self.cloudwatch().await;
+        let now = std::time::SystemTime::now();
+        let query = MetricDataQuery::builder()
+            .id("m")
+            .metric_stat(
+                MetricStat::builder()
+                    .metric(
+                        Metric::builder()
+                            .namespace("BinlogKinesis")
+                            .metric_name(metric)
+                            .dimensions(Dimension::builder().name("Stream").value(stream).build())
+                            .dimensions(
+                                Dimension::builder()
+                                    .name("Source")
+                                    .value("127.0.0.1")
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .period(60)
+                    .stat(stat)
+                    .build(),
+            )
+            .build();
+        let output = client
+            .get_metric_data()
+            .metric_data_queries(query)
+            .start_time((now - Duration::from_secs(600)).into())
+            .end_time((now + Duration::from_secs(120)).into())
+            .send()
+            .await
+            .unwrap();
+        output
+            .metric_data_results()
+            .iter()
+            .flat_map(|r| r.values().to_vec())
+            .collect()
+    }
 }
 
 impl Drop for Ministack {
@@ -651,6 +718,28 @@ impl World {
         }
     }
 
+    /// Creates `shop.t (id INT PRIMARY KEY)`, the table most scenarios write.
+    pub async fn create_shop_t(&self) {
+        self.db
+            .admin(&[
+                "CREATE DATABASE shop",
+                "CREATE TABLE shop.t (id INT PRIMARY KEY)",
+            ])
+            .await;
+    }
+
+    /// Inserts `ids` into `shop.t`, `per_transaction` rows per transaction.
+    pub async fn insert_t(&self, ids: std::ops::Range<i64>, per_transaction: usize) {
+        let mut conn = self.db.root().await;
+        let ids: Vec<i64> = ids.collect();
+        for chunk in ids.chunks(per_transaction) {
+            let values: Vec<String> = chunk.iter().map(|id| format!("({id})")).collect();
+            conn.query_drop(format!("INSERT INTO shop.t VALUES {}", values.join(",")))
+                .await
+                .unwrap();
+        }
+    }
+
     pub fn checkpoint_path(&self) -> PathBuf {
         self.dir.path().join("checkpoint.json")
     }
@@ -676,6 +765,12 @@ impl World {
             ),
             ("BINLOG_KINESIS__CHECKPOINT__INTERVAL_MS", "200".to_owned()),
             ("BINLOG_KINESIS__FILTER__INCLUDE", "shop.*".to_owned()),
+            // Tests run side by side: the listener only where a test asks for a port.
+            ("BINLOG_KINESIS__HTTP__LISTEN", String::new()),
+            (
+                "BINLOG_KINESIS__METRICS__ENDPOINT_URL",
+                self.kinesis.url.clone(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -756,6 +851,34 @@ impl World {
             );
         }
     }
+}
+
+/// `GET path` on a local port: the status code and the body; `None` when nothing listens.
+pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    socket
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .ok()?;
+    let mut response = String::new();
+    socket.read_to_string(&mut response).await.ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_owned();
+    Some((status, body))
+}
+
+/// The value of an unlabeled-beyond-the-common-labels Prometheus sample in `text`.
+pub fn prometheus_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find(|line| line.split(['{', ' ']).next() == Some(name))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
 }
 
 /// The `id` column of each event's latest image.

@@ -3,6 +3,7 @@
 
 mod binary;
 mod harness;
+mod operations;
 mod proxy;
 mod replication;
 mod resilience;

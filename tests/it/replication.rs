@@ -283,13 +283,7 @@ async fn values_are_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_stop_and_restart_loses_and_repeats_nothing() {
     let world = World::new().await;
-    world
-        .db
-        .admin(&[
-            "CREATE DATABASE shop",
-            "CREATE TABLE shop.t (id INT PRIMARY KEY)",
-        ])
-        .await;
+    world.create_shop_t().await;
     let daemon = world.running_daemon(&[]).await;
     for id in 0..20 {
         world

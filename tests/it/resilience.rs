@@ -5,29 +5,18 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 
-use crate::harness::{ids, World};
-
-async fn insert(world: &World, ids: std::ops::Range<i64>) {
-    let mut conn = world.db.root().await;
-    for id in ids {
-        conn.query_drop(format!("INSERT INTO shop.t VALUES ({id})"))
-            .await
-            .unwrap();
-    }
-}
+use crate::harness::{eventually, free_port, http_get, ids, prometheus_value, World};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_dump_thread_a_server_restart_and_a_stall_lose_and_repeat_nothing() {
     let mut world = World::new().await;
-    world
-        .db
-        .admin(&[
-            "CREATE DATABASE shop",
-            "CREATE TABLE shop.t (id INT PRIMARY KEY)",
-        ])
+    world.create_shop_t().await;
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let daemon = world
+        .running_daemon(&[("BINLOG_KINESIS__HTTP__LISTEN", &listen)])
         .await;
-    let daemon = world.running_daemon(&[]).await;
-    insert(&world, 0..20).await;
+    world.insert_t(0..20, 1).await;
 
     // KILL the daemon's binlog dump thread on the server.
     let mut conn = world.db.root().await;
@@ -38,11 +27,11 @@ async fn a_killed_dump_thread_a_server_restart_and_a_stall_lose_and_repeat_nothi
     assert_eq!(dump.len(), 1, "one replication connection");
     conn.query_drop(format!("KILL {}", dump[0])).await.unwrap();
     drop(conn);
-    insert(&world, 20..40).await;
+    world.insert_t(20..40, 1).await;
     world.shop_events(40).await;
 
     world.db.restart().await;
-    insert(&world, 40..60).await;
+    world.insert_t(40..60, 1).await;
     world.shop_events(60).await;
 
     // A stall: the server frozen for longer than three heartbeats (1 s each here), then
@@ -50,7 +39,7 @@ async fn a_killed_dump_thread_a_server_restart_and_a_stall_lose_and_repeat_nothi
     world.db.signal("STOP");
     tokio::time::sleep(Duration::from_secs(5)).await;
     world.db.signal("CONT");
-    insert(&world, 60..70).await;
+    world.insert_t(60..70, 1).await;
 
     let events = world.shop_events(70).await;
     assert_eq!(
@@ -60,28 +49,47 @@ async fn a_killed_dump_thread_a_server_restart_and_a_stall_lose_and_repeat_nothi
     );
     // Still replicating, and still stopping cleanly.
     world.wait_replicating().await;
+    // Each incident counted once, however many attempts it took.
+    let (_, text) = http_get(port, "/metrics").await.unwrap();
+    let incidents = prometheus_value(&text, "binlog_kinesis_reconnects_total").unwrap();
+    assert!(incidents >= 3.0, "{text}");
+    let (status, health) = http_get(port, "/health").await.unwrap();
+    assert_eq!(status, 200, "{health}");
     let outcome = daemon.stop().await.unwrap();
-    assert!(outcome.reconnects >= 3, "{outcome:?}");
+    assert!(outcome.reconnects as f64 >= incidents, "{outcome:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_two_daemons_on_one_stream_exactly_one_replicates_and_the_other_takes_over() {
     let world = World::new().await;
-    world
-        .db
-        .admin(&[
-            "CREATE DATABASE shop",
-            "CREATE TABLE shop.t (id INT PRIMARY KEY)",
-        ])
+    world.create_shop_t().await;
+    let (active_port, standby_port) = (free_port(), free_port());
+    let active_listen = format!("127.0.0.1:{active_port}");
+    let standby_listen = format!("127.0.0.1:{standby_port}");
+    let active = world
+        .running_daemon(&[("BINLOG_KINESIS__HTTP__LISTEN", &active_listen)])
         .await;
-    let active = world.running_daemon(&[]).await;
     let standby = world
         .daemon(
-            world.config(&[]),
+            world.config(&[("BINLOG_KINESIS__HTTP__LISTEN", &standby_listen)]),
             binlog_kinesis::app::StartFrom::Checkpoint,
         )
         .await;
-    insert(&world, 0..20).await;
+    // Both healthy: one replicating, one waiting its turn.
+    let state = async |port: u16| {
+        let (status, body) = http_get(port, "/health").await?;
+        let body: serde_json::Value = serde_json::from_str(&body).ok()?;
+        Some((status, body["status"].as_str()?.to_owned()))
+    };
+    eventually(Duration::from_secs(30), async || {
+        (state(standby_port).await? == (200, "standby".to_owned())).then_some(())
+    })
+    .await;
+    assert_eq!(
+        state(active_port).await,
+        Some((200, "replicating".to_owned()))
+    );
+    world.insert_t(0..20, 1).await;
     assert_eq!(
         ids(&world.shop_events(20).await),
         (0..20).collect::<Vec<_>>()
@@ -96,7 +104,11 @@ async fn of_two_daemons_on_one_stream_exactly_one_replicates_and_the_other_takes
     assert!(!standby.task.is_finished(), "the standby waits");
 
     active.stop().await.unwrap();
-    insert(&world, 20..40).await;
+    eventually(Duration::from_secs(30), async || {
+        (state(standby_port).await? == (200, "replicating".to_owned())).then_some(())
+    })
+    .await;
+    world.insert_t(20..40, 1).await;
     assert_eq!(
         ids(&world.shop_events(40).await),
         (0..40).collect::<Vec<_>>(),
@@ -114,13 +126,7 @@ async fn of_two_daemons_on_one_stream_exactly_one_replicates_and_the_other_takes
 async fn tls_modes_encrypt_verify_and_refuse_as_configured() {
     use binlog_kinesis::source::{connect, SourceError};
     let world = World::with_tls().await;
-    world
-        .db
-        .admin(&[
-            "CREATE DATABASE shop",
-            "CREATE TABLE shop.t (id INT PRIMARY KEY)",
-        ])
-        .await;
+    world.create_shop_t().await;
     let ca = world.db.ca_file().display().to_string();
     let other_ca = world.db.other_ca_file().display().to_string();
     let mysql = |mode: &str, ca: &str| {
@@ -171,7 +177,7 @@ async fn tls_modes_encrypt_verify_and_refuse_as_configured() {
             ("BINLOG_KINESIS__MYSQL__TLS_CA_FILE", &ca),
         ])
         .await;
-    insert(&world, 0..3).await;
+    world.insert_t(0..3, 1).await;
     let events = world.shop_events(3).await;
     assert_eq!(events.len(), 3);
     daemon.stop().await.unwrap();
@@ -180,23 +186,17 @@ async fn tls_modes_encrypt_verify_and_refuse_as_configured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kinesis_outage_pauses_replication_and_it_recovers_without_a_restart() {
     let world = World::new().await;
-    world
-        .db
-        .admin(&[
-            "CREATE DATABASE shop",
-            "CREATE TABLE shop.t (id INT PRIMARY KEY)",
-        ])
-        .await;
+    world.create_shop_t().await;
     let target = world.kinesis.url.trim_start_matches("http://").to_owned();
     let proxy = crate::proxy::CuttableProxy::start(target).await;
     let daemon = world
         .running_daemon(&[("BINLOG_KINESIS__KINESIS__ENDPOINT_URL", &proxy.url)])
         .await;
-    insert(&world, 0..10).await;
+    world.insert_t(0..10, 1).await;
     world.shop_events(10).await;
 
     proxy.cut();
-    insert(&world, 10..30).await;
+    world.insert_t(10..30, 1).await;
     // Nothing gets through while Kinesis is unreachable, and the daemon keeps running.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(world.shop_events(10).await.len(), 10);
@@ -220,17 +220,11 @@ async fn a_kinesis_outage_pauses_replication_and_it_recovers_without_a_restart()
 async fn failover_to_a_gtid_replica_continues_with_every_change_exactly_once() {
     let mut world = World::new().await;
     let replica = crate::harness::MariaDb::start_replica_of(&world.db).await;
-    world
-        .db
-        .admin(&[
-            "CREATE DATABASE shop",
-            "CREATE TABLE shop.t (id INT PRIMARY KEY)",
-        ])
-        .await;
+    world.create_shop_t().await;
     replica.catch_up_with(&world.db).await;
 
     let daemon = world.running_daemon(&[]).await;
-    insert(&world, 0..20).await;
+    world.insert_t(0..20, 1).await;
     world.shop_events(20).await;
     let outcome = daemon.stop().await.unwrap();
     assert!(
@@ -239,7 +233,7 @@ async fn failover_to_a_gtid_replica_continues_with_every_change_exactly_once() {
     );
 
     // More changes on the primary, replicated, then the primary is lost.
-    insert(&world, 20..40).await;
+    world.insert_t(20..40, 1).await;
     replica.catch_up_with(&world.db).await;
     world.db.kill();
 

@@ -37,13 +37,7 @@ impl KinesisClient for Hanging {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_past_its_deadline_keeps_the_acknowledged_checkpoint_and_says_so() {
     let world = World::new().await;
-    world
-        .db
-        .admin(&[
-            "CREATE DATABASE shop",
-            "CREATE TABLE shop.t (id INT PRIMARY KEY)",
-        ])
-        .await;
+    world.create_shop_t().await;
     let client = Arc::new(Hanging {
         inner: world.kinesis.client().await,
         hang: AtomicBool::new(false),

@@ -1,0 +1,694 @@
+//! Metrics: the catalog (every metric the daemon exports, with its unit and meaning), the
+//! shared registry the stages update, and its two outlets: [`cloudwatch`] (PutMetricData on an
+//! interval) and [`http`] (`GET /metrics` in Prometheus text, `GET /health`).
+//!
+//! # Naming
+//!
+//! CloudWatch names are PascalCase with an explicit unit, in the namespace
+//! `[metrics] namespace`, with the dimensions `Stream` and `Source` on every datum (and `Table`
+//! only on the per-table series, when `[metrics] per_table` opts in: each is a billed metric).
+//! Prometheus names are `binlog_kinesis_<snake_case>`, counters ending in `_total` and values
+//! in base units (seconds, bytes).
+//!
+//! # Invariants
+//!
+//! Updating a metric never blocks a stage: counters are atomics, the few compound values sit
+//! behind short, uncontended mutexes that are never held across an await. Counters only grow;
+//! the CloudWatch publisher sends their increase since its last successful call.
+
+pub mod cloudwatch;
+pub mod http;
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering},
+        Mutex,
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use crate::{event::TableName, position::BinlogPosition};
+
+/// The kind of a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only grows; CloudWatch gets the increase per interval (`Sum`).
+    Counter,
+    /// A value at the moment of publishing.
+    Gauge,
+    /// A distribution of samples: CloudWatch gets a statistic set per interval.
+    Distribution,
+}
+
+/// A CloudWatch unit, with its Prometheus scaling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// A count of things.
+    Count,
+    /// Bytes.
+    Bytes,
+    /// Seconds.
+    Seconds,
+    /// Milliseconds (Prometheus gets seconds).
+    Milliseconds,
+}
+
+impl Unit {
+    /// The CloudWatch unit name.
+    pub fn cloudwatch(self) -> &'static str {
+        match self {
+            Unit::Count => "Count",
+            Unit::Bytes => "Bytes",
+            Unit::Seconds => "Seconds",
+            Unit::Milliseconds => "Milliseconds",
+        }
+    }
+}
+
+/// One entry of the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metric {
+    /// The CloudWatch metric name.
+    pub name: &'static str,
+    /// The Prometheus metric name.
+    pub prometheus: &'static str,
+    /// Counter, gauge or distribution.
+    pub kind: Kind,
+    /// The unit.
+    pub unit: Unit,
+    /// What it means, for people and for the Prometheus `# HELP` line.
+    pub help: &'static str,
+}
+
+/// Gauge, seconds: now minus the binlog timestamp of the last event read; 0 after a heartbeat
+/// (the server had nothing newer). Not published until the first event or heartbeat.
+pub const REPLICATION_LAG: Metric = Metric {
+    name: "ReplicationLag",
+    prometheus: "binlog_kinesis_replication_lag_seconds",
+    kind: Kind::Gauge,
+    unit: Unit::Seconds,
+    help: "Now minus the binlog timestamp of the last event read (0 when caught up, as heartbeats show).",
+};
+
+/// Gauge, seconds: how long changes that were read have waited for the checkpoint; 0 while
+/// everything read is checkpointed (an idle database does not look stuck).
+pub const SECONDS_SINCE_CHECKPOINT: Metric = Metric {
+    name: "SecondsSinceCheckpoint",
+    prometheus: "binlog_kinesis_seconds_since_checkpoint",
+    kind: Kind::Gauge,
+    unit: Unit::Seconds,
+    help: "Seconds since the last checkpoint write while read changes wait for one; 0 when everything read is checkpointed.",
+};
+
+/// Gauge, seconds: a lower bound on how long until the server's binlog retention removes the
+/// file the checkpoint points into. Published only when the server expires binlogs.
+pub const BINLOG_RETENTION_HEADROOM: Metric = Metric {
+    name: "BinlogRetentionHeadroom",
+    prometheus: "binlog_kinesis_binlog_retention_headroom_seconds",
+    kind: Kind::Gauge,
+    unit: Unit::Seconds,
+    help: "Seconds until binlog retention could remove the checkpoint's file (retention minus the checkpoint's age); negative means a restart may find it purged.",
+};
+
+/// Gauge, count: 1 while this instance holds the lock and replicates, 0 otherwise (standby,
+/// starting, draining). Alarm on its absence or on a maximum below 1.
+pub const REPLICATING: Metric = Metric {
+    name: "Replicating",
+    prometheus: "binlog_kinesis_replicating",
+    kind: Kind::Gauge,
+    unit: Unit::Count,
+    help: "1 while this instance is the active replicator, 0 while standby, starting or draining.",
+};
+
+/// Counter: row changes read from the binlog for captured tables (one JSON event each).
+pub const ROW_EVENTS_READ: Metric = Metric {
+    name: "RowEventsRead",
+    prometheus: "binlog_kinesis_row_events_read_total",
+    kind: Kind::Counter,
+    unit: Unit::Count,
+    help: "Row changes read from the binlog for captured tables (one JSON event each).",
+};
+
+/// Counter: events Kinesis acknowledged.
+pub const EVENTS_PUT: Metric = Metric {
+    name: "EventsPut",
+    prometheus: "binlog_kinesis_events_put_total",
+    kind: Kind::Counter,
+    unit: Unit::Count,
+    help: "Events acknowledged by Kinesis.",
+};
+
+/// Counter: records Kinesis acknowledged (a record holds one or more events of one table).
+pub const RECORDS_PUT: Metric = Metric {
+    name: "RecordsPut",
+    prometheus: "binlog_kinesis_records_put_total",
+    kind: Kind::Counter,
+    unit: Unit::Count,
+    help: "Records acknowledged by Kinesis (each holds one or more events of one table).",
+};
+
+/// Counter, bytes: record data plus partition keys acknowledged by Kinesis.
+pub const BYTES_PUT: Metric = Metric {
+    name: "BytesPut",
+    prometheus: "binlog_kinesis_put_bytes_total",
+    kind: Kind::Counter,
+    unit: Unit::Bytes,
+    help: "Record data and partition key bytes acknowledged by Kinesis.",
+};
+
+/// Distribution, milliseconds: duration of each PutRecords call, successful or not.
+pub const PUT_LATENCY: Metric = Metric {
+    name: "PutLatency",
+    prometheus: "binlog_kinesis_put_latency_seconds",
+    kind: Kind::Distribution,
+    unit: Unit::Milliseconds,
+    help: "Duration of PutRecords calls.",
+};
+
+/// Counter: records refused with `ProvisionedThroughputExceededException` (then retried).
+pub const THROTTLED_RECORDS: Metric = Metric {
+    name: "ThrottledRecords",
+    prometheus: "binlog_kinesis_throttled_records_total",
+    kind: Kind::Counter,
+    unit: Unit::Count,
+    help: "Records Kinesis throttled (retried before anything after them on their key).",
+};
+
+/// Counter: record attempts that failed for any other reason (a per-record error or a failed
+/// call); retried unless the error is permanent.
+pub const FAILED_RECORDS: Metric = Metric {
+    name: "FailedRecords",
+    prometheus: "binlog_kinesis_failed_records_total",
+    kind: Kind::Counter,
+    unit: Unit::Count,
+    help: "Record attempts that failed other than by throttling (5xx, network, per-record errors).",
+};
+
+/// Counter: record attempts retried after a failure (throttled or failed).
+pub const RETRIES: Metric = Metric {
+    name: "Retries",
+    prometheus: "binlog_kinesis_retries_total",
+    kind: Kind::Counter,
+    unit: Unit::Count,
+    help: "Record attempts retried after throttling or a failure.",
+};
+
+/// Counter: events larger than a record may be, skipped under `kinesis.oversize = "skip"`.
+pub const OVERSIZE_SKIPPED: Metric = Metric {
+    name: "OversizeEventsSkipped",
+    prometheus: "binlog_kinesis_oversize_events_skipped_total",
+    kind: Kind::Counter,
+    unit: Unit::Count,
+    help: "Events larger than the maximum record size, skipped (kinesis.oversize = \"skip\").",
+};
+
+/// Counter: replication connections lost and reopened (one per incident, however many
+/// attempts it took).
+pub const RECONNECTS: Metric = Metric {
+    name: "Reconnects",
+    prometheus: "binlog_kinesis_reconnects_total",
+    kind: Kind::Counter,
+    unit: Unit::Count,
+    help:
+        "Replication connections lost (one per incident, however many attempts the reconnect took).",
+};
+
+/// Counter: checkpoints written.
+pub const CHECKPOINTS_WRITTEN: Metric = Metric {
+    name: "CheckpointsWritten",
+    prometheus: "binlog_kinesis_checkpoints_written_total",
+    kind: Kind::Counter,
+    unit: Unit::Count,
+    help: "Checkpoints written to the store.",
+};
+
+/// Counter: PutMetricData calls that failed (logged, never fatal); visible in Prometheus and
+/// in CloudWatch once publishing works again.
+pub const PUBLISH_FAILURES: Metric = Metric {
+    name: "MetricsPublishFailures",
+    prometheus: "binlog_kinesis_metrics_publish_failures_total",
+    kind: Kind::Counter,
+    unit: Unit::Count,
+    help: "CloudWatch PutMetricData calls that failed.",
+};
+
+/// Counter, per table (only with `[metrics] per_table = true`): events acknowledged.
+pub const TABLE_EVENTS_PUT: Metric = Metric {
+    name: "TableEventsPut",
+    prometheus: "binlog_kinesis_table_events_put_total",
+    kind: Kind::Counter,
+    unit: Unit::Count,
+    help: "Events acknowledged by Kinesis, per table (opt-in).",
+};
+
+/// Every metric, in the order they are exported.
+pub const CATALOG: &[Metric] = &[
+    REPLICATION_LAG,
+    SECONDS_SINCE_CHECKPOINT,
+    BINLOG_RETENTION_HEADROOM,
+    REPLICATING,
+    ROW_EVENTS_READ,
+    EVENTS_PUT,
+    RECORDS_PUT,
+    BYTES_PUT,
+    PUT_LATENCY,
+    THROTTLED_RECORDS,
+    FAILED_RECORDS,
+    RETRIES,
+    OVERSIZE_SKIPPED,
+    RECONNECTS,
+    CHECKPOINTS_WRITTEN,
+    PUBLISH_FAILURES,
+    TABLE_EVENTS_PUT,
+];
+
+/// What the daemon is doing, for `/health` and the `Replicating` gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// Checking the stream, taking the lock, connecting.
+    Starting = 0,
+    /// Waiting for the active instance to let go of the lock.
+    Standby = 1,
+    /// Holding the lock and reading the binlog.
+    Replicating = 2,
+    /// Holding the lock, the replication connection lost: reconnecting with backoff.
+    Reconnecting = 3,
+    /// Stopping: draining what was read.
+    Draining = 4,
+    /// Stopped (cleanly or not).
+    Stopped = 5,
+}
+
+impl State {
+    fn from_u8(value: u8) -> Self {
+        match value {
+            1 => State::Standby,
+            2 => State::Replicating,
+            3 => State::Reconnecting,
+            4 => State::Draining,
+            5 => State::Stopped,
+            _ => State::Starting,
+        }
+    }
+
+    /// The name `/health` reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Standby => "standby",
+            State::Replicating => "replicating",
+            State::Reconnecting => "reconnecting",
+            State::Draining => "draining",
+            State::Stopped => "stopped",
+        }
+    }
+
+    /// Whether an orchestrator should keep this task: replicating, reconnecting on its own,
+    /// draining, or a standby waiting its turn. Starting is not yet healthy (ECS's
+    /// `startPeriod` covers it) and stopped never is.
+    pub fn is_healthy(self) -> bool {
+        matches!(
+            self,
+            State::Standby | State::Replicating | State::Reconnecting | State::Draining
+        )
+    }
+}
+
+/// A monotonic counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The total so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Samples of a distribution: count, sum, min and max, cumulative.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stats {
+    /// Samples.
+    pub count: u64,
+    /// Their sum.
+    pub sum: f64,
+    /// The smallest.
+    pub min: f64,
+    /// The largest.
+    pub max: f64,
+}
+
+impl Stats {
+    fn record(&mut self, value: f64) {
+        if self.count == 0 || value < self.min {
+            self.min = value;
+        }
+        if self.count == 0 || value > self.max {
+            self.max = value;
+        }
+        self.count += 1;
+        self.sum += value;
+    }
+}
+
+/// Checkpoint progress, for the two checkpoint gauges.
+#[derive(Debug, Default)]
+struct Progress {
+    /// The last boundary the source read.
+    read: Option<BinlogPosition>,
+    /// The last boundary written, and its binlog timestamp (seconds).
+    committed: Option<(BinlogPosition, u32)>,
+    /// When read boundaries started waiting for a checkpoint; `None` when none waits.
+    waiting_since: Option<SystemTime>,
+}
+
+/// The registry: every stage holds an `Arc<Metrics>` and updates it as it works.
+#[derive(Debug)]
+pub struct Metrics {
+    /// See [`ROW_EVENTS_READ`].
+    pub row_events_read: Counter,
+    /// See [`EVENTS_PUT`].
+    pub events_put: Counter,
+    /// See [`RECORDS_PUT`].
+    pub records_put: Counter,
+    /// See [`BYTES_PUT`].
+    pub bytes_put: Counter,
+    /// See [`THROTTLED_RECORDS`].
+    pub throttled_records: Counter,
+    /// See [`FAILED_RECORDS`].
+    pub failed_records: Counter,
+    /// See [`RETRIES`].
+    pub retries: Counter,
+    /// See [`OVERSIZE_SKIPPED`].
+    pub oversize_skipped: Counter,
+    /// See [`RECONNECTS`].
+    pub reconnects: Counter,
+    /// See [`CHECKPOINTS_WRITTEN`].
+    pub checkpoints_written: Counter,
+    /// See [`PUBLISH_FAILURES`].
+    pub publish_failures: Counter,
+    put_latency: Mutex<Stats>,
+    /// Put latency samples not yet sent to CloudWatch.
+    put_latency_window: Mutex<Stats>,
+    /// Unix milliseconds the source last knew itself current to (an event's binlog time, or
+    /// the moment of a heartbeat); 0 before the first.
+    read_time_ms: AtomicU64,
+    progress: Mutex<Progress>,
+    /// The server's binlog retention, in seconds; -1 when it never expires binlogs or is
+    /// unknown (RDS with NULL retention hours keeps none: 0).
+    retention_seconds: AtomicI64,
+    state: AtomicU8,
+    per_table: Option<Mutex<BTreeMap<TableName, u64>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new(false)
+    }
+}
+
+/// The values of every metric at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// Counters and their totals, in catalog order.
+    pub counters: Vec<(Metric, u64)>,
+    /// Gauges with a value now (a gauge with nothing to say yet is left out).
+    pub gauges: Vec<(Metric, f64)>,
+    /// Put latency samples so far, in milliseconds.
+    pub put_latency: Stats,
+    /// Per-table event totals, when enabled.
+    pub per_table: Vec<(TableName, u64)>,
+    /// The daemon's state.
+    pub state: State,
+}
+
+impl Metrics {
+    /// An empty registry; `per_table` keeps the per-table series.
+    pub fn new(per_table: bool) -> Self {
+        Self {
+            row_events_read: Counter::default(),
+            events_put: Counter::default(),
+            records_put: Counter::default(),
+            bytes_put: Counter::default(),
+            throttled_records: Counter::default(),
+            failed_records: Counter::default(),
+            retries: Counter::default(),
+            oversize_skipped: Counter::default(),
+            reconnects: Counter::default(),
+            checkpoints_written: Counter::default(),
+            publish_failures: Counter::default(),
+            put_latency: Mutex::new(Stats::default()),
+            put_latency_window: Mutex::new(Stats::default()),
+            read_time_ms: AtomicU64::new(0),
+            progress: Mutex::new(Progress::default()),
+            retention_seconds: AtomicI64::new(-1),
+            state: AtomicU8::new(State::Starting as u8),
+            per_table: per_table.then(|| Mutex::new(BTreeMap::new())),
+        }
+    }
+
+    /// Sets the daemon's state.
+    pub fn set_state(&self, state: State) {
+        self.state.store(state as u8, Ordering::Relaxed);
+    }
+
+    /// The daemon's state.
+    pub fn state(&self) -> State {
+        State::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    /// The server's binlog retention; `None` when binlogs never expire.
+    pub fn set_retention(&self, retention: Option<Duration>) {
+        self.retention_seconds.store(
+            retention.map_or(-1, |r| r.as_secs().min(i64::MAX as u64) as i64),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The source read an event written at `binlog_ts` (Unix seconds; 0 = no timestamp).
+    pub fn event_read(&self, binlog_ts: u32) {
+        if binlog_ts != 0 {
+            self.read_time_ms
+                .store(u64::from(binlog_ts) * 1000, Ordering::Relaxed);
+        }
+    }
+
+    /// The source got a heartbeat: the server had nothing newer, so the reader is current.
+    pub fn heartbeat(&self) {
+        self.read_time_ms
+            .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
+    }
+
+    /// The source read a transaction boundary.
+    pub fn boundary_read(&self, position: &BinlogPosition) {
+        let mut progress = lock(&self.progress);
+        progress.read = Some(position.clone());
+        if progress.waiting_since.is_none() {
+            progress.waiting_since = Some(SystemTime::now());
+        }
+    }
+
+    /// The checkpoint task wrote `position`, whose event has binlog timestamp `binlog_ts`.
+    pub fn checkpoint_written(&self, position: &BinlogPosition, binlog_ts: u32) {
+        self.checkpoints_written.add(1);
+        let mut progress = lock(&self.progress);
+        let caught_up = progress.read.as_ref() == Some(position);
+        progress.waiting_since = (!caught_up).then(SystemTime::now);
+        progress.committed = Some((position.clone(), binlog_ts));
+    }
+
+    /// One PutRecords call took `elapsed`.
+    pub fn put_call(&self, elapsed: Duration) {
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        lock(&self.put_latency).record(ms);
+        lock(&self.put_latency_window).record(ms);
+    }
+
+    /// The put latency samples since the last call (for CloudWatch's statistic set).
+    pub fn take_latency_window(&self) -> Stats {
+        std::mem::take(&mut *lock(&self.put_latency_window))
+    }
+
+    /// Puts samples taken by [`Self::take_latency_window`] back, after a failed publish.
+    pub fn restore_latency_window(&self, taken: Stats) {
+        let mut window = lock(&self.put_latency_window);
+        if taken.count == 0 {
+            return;
+        }
+        if window.count == 0 {
+            *window = taken;
+            return;
+        }
+        window.count += taken.count;
+        window.sum += taken.sum;
+        window.min = window.min.min(taken.min);
+        window.max = window.max.max(taken.max);
+    }
+
+    /// Kinesis acknowledged `events` events of `table`.
+    pub fn table_events_put(&self, table: &TableName, events: u64) {
+        if let Some(per_table) = &self.per_table {
+            *lock(per_table).entry(table.clone()).or_default() += events;
+        }
+    }
+
+    /// Every metric's value at `now`.
+    pub fn snapshot(&self, now: SystemTime) -> Snapshot {
+        let now_ms = unix_ms(now);
+        let state = self.state();
+        let counters = vec![
+            (ROW_EVENTS_READ, self.row_events_read.get()),
+            (EVENTS_PUT, self.events_put.get()),
+            (RECORDS_PUT, self.records_put.get()),
+            (BYTES_PUT, self.bytes_put.get()),
+            (THROTTLED_RECORDS, self.throttled_records.get()),
+            (FAILED_RECORDS, self.failed_records.get()),
+            (RETRIES, self.retries.get()),
+            (OVERSIZE_SKIPPED, self.oversize_skipped.get()),
+            (RECONNECTS, self.reconnects.get()),
+            (CHECKPOINTS_WRITTEN, self.checkpoints_written.get()),
+            (PUBLISH_FAILURES, self.publish_failures.get()),
+        ];
+        let mut gauges = vec![(
+            REPLICATING,
+            if state == State::Replicating || state == State::Reconnecting {
+                1.0
+            } else {
+                0.0
+            },
+        )];
+        // Only the active instance knows these; a standby says nothing rather than zero.
+        let active = matches!(
+            state,
+            State::Replicating | State::Reconnecting | State::Draining
+        );
+        let read_ms = self.read_time_ms.load(Ordering::Relaxed);
+        if active && read_ms != 0 {
+            gauges.push((REPLICATION_LAG, seconds_between(read_ms, now_ms)));
+        }
+        if active {
+            let progress = lock(&self.progress);
+            let waited = progress
+                .waiting_since
+                .map_or(0.0, |since| seconds_between(unix_ms(since), now_ms));
+            gauges.push((SECONDS_SINCE_CHECKPOINT, waited));
+            let retention = self.retention_seconds.load(Ordering::Relaxed);
+            if retention >= 0 {
+                // The checkpoint's file was last written no earlier than the checkpoint's own
+                // event, so retention counted from that event is a lower bound on the time
+                // left. With nothing waiting, the checkpoint is at the live end of the log,
+                // which is never purged.
+                let age = match (&progress.waiting_since, &progress.committed) {
+                    (None, _) => 0.0,
+                    (Some(_), Some((_, ts))) if *ts != 0 => {
+                        seconds_between(u64::from(*ts) * 1000, now_ms)
+                    }
+                    (Some(since), _) => seconds_between(unix_ms(*since), now_ms),
+                };
+                gauges.push((BINLOG_RETENTION_HEADROOM, retention as f64 - age));
+            }
+        }
+        let per_table = self
+            .per_table
+            .as_ref()
+            .map(|m| lock(m).iter().map(|(t, n)| (t.clone(), *n)).collect())
+            .unwrap_or_default();
+        Snapshot {
+            counters,
+            gauges,
+            put_latency: *lock(&self.put_latency),
+            per_table,
+            state,
+        }
+    }
+}
+
+impl Snapshot {
+    /// The Prometheus text exposition (format 0.0.4) of this snapshot, with the common labels.
+    pub fn prometheus(&self, labels: &[(&str, &str)]) -> String {
+        let common: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+            .collect();
+        let with = |extra: Option<String>| {
+            let mut all = common.clone();
+            all.extend(extra);
+            if all.is_empty() {
+                String::new()
+            } else {
+                format!("{{{}}}", all.join(","))
+            }
+        };
+        let mut out = String::new();
+        let header = |out: &mut String, metric: &Metric, kind: &str| {
+            out.push_str(&format!(
+                "# HELP {name} {}\n# TYPE {name} {kind}\n",
+                metric.help,
+                name = metric.prometheus
+            ));
+        };
+        for (metric, value) in &self.gauges {
+            header(&mut out, metric, "gauge");
+            out.push_str(&format!("{}{} {value}\n", metric.prometheus, with(None)));
+        }
+        for (metric, value) in &self.counters {
+            header(&mut out, metric, "counter");
+            out.push_str(&format!("{}{} {value}\n", metric.prometheus, with(None)));
+        }
+        header(&mut out, &PUT_LATENCY, "summary");
+        out.push_str(&format!(
+            "{name}_sum{labels} {}\n{name}_count{labels} {}\n",
+            self.put_latency.sum / 1000.0,
+            self.put_latency.count,
+            name = PUT_LATENCY.prometheus,
+            labels = with(None),
+        ));
+        if !self.per_table.is_empty() {
+            header(&mut out, &TABLE_EVENTS_PUT, "counter");
+            for (table, value) in &self.per_table {
+                let label = format!("table=\"{}\"", escape_label(table.as_str()));
+                out.push_str(&format!(
+                    "{}{} {value}\n",
+                    TABLE_EVENTS_PUT.prometheus,
+                    with(Some(label))
+                ));
+            }
+        }
+        out
+    }
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Locks a metrics mutex; a panic elsewhere while it was held leaves plain numbers behind,
+/// which are still worth reading.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Seconds from `from_ms` to `to_ms`, never negative (clocks of two hosts disagree a little).
+fn seconds_between(from_ms: u64, to_ms: u64) -> f64 {
+    to_ms.saturating_sub(from_ms) as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests;
