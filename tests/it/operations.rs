@@ -166,8 +166,11 @@ async fn the_checkpoint_in_s3_survives_the_task_and_resumes_exactly() {
         ),
     ];
     let start = world.db.position().await.parse().unwrap();
+    // An hour between publishes: whatever reaches CloudWatch comes from the flush at shutdown.
+    let mut first_run = s3_env.to_vec();
+    first_run.push(("BINLOG_KINESIS__METRICS__INTERVAL_MS", "3600000"));
     let daemon = world
-        .daemon(world.config(&s3_env), StartFrom::Position(start))
+        .daemon(world.config(&first_run), StartFrom::Position(start))
         .await;
     world.insert_t(0..10, 2).await;
     world.shop_events(10).await;
@@ -177,6 +180,13 @@ async fn the_checkpoint_in_s3_survives_the_task_and_resumes_exactly() {
         !world.checkpoint_path().exists(),
         "the file store was not used"
     );
+    let flushed: f64 = world
+        .kinesis
+        .metric(&world.stream, "EventsPut", "Sum")
+        .await
+        .iter()
+        .sum();
+    assert_eq!(flushed, 10.0, "the final flush at shutdown");
 
     let object = s3
         .get_object()
