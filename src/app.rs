@@ -325,6 +325,7 @@ async fn replicate(
             resume_by_gtid,
             positional_names: false,
             checksum_crc32: server.checksum_crc32,
+            catalog: !server.row_metadata_full,
         },
         stream,
         start,

@@ -48,8 +48,13 @@ pub async fn check(config: &Config, client: &AwsKinesisClient) -> bool {
                     report(
                         "server settings",
                         Ok(format!(
-                            "{}: log_bin=ON, binlog_format=ROW, binlog_row_metadata=FULL",
-                            info.version
+                            "{}: log_bin=ON, binlog_format=ROW, binlog_row_metadata={}",
+                            info.version,
+                            if info.row_metadata_full {
+                                "FULL"
+                            } else {
+                                "not FULL (column names from information_schema)"
+                            }
                         )),
                     );
                     for warning in info.warnings {

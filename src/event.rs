@@ -36,6 +36,9 @@ pub enum Op {
     Update,
     /// A removed row: `after` is null.
     Delete,
+    /// `TRUNCATE TABLE`: every row of the table removed at once; `before`, `after` and
+    /// `primary_key` are null.
+    Truncate,
 }
 
 impl Op {
@@ -44,6 +47,7 @@ impl Op {
             Op::Insert => "insert",
             Op::Update => "update",
             Op::Delete => "delete",
+            Op::Truncate => "truncate",
         }
     }
 }
@@ -51,7 +55,7 @@ impl Op {
 /// One row change, as consumers read it from the stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChangeEvent {
-    /// `insert`, `update` or `delete`.
+    /// `insert`, `update`, `delete` or `truncate`.
     pub op: Op,
     /// The schema (database) name.
     pub database: String,

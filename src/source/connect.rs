@@ -40,6 +40,8 @@ pub struct ServerInfo {
     pub is_mariadb: bool,
     /// Events carry CRC32 checksums.
     pub checksum_crc32: bool,
+    /// `binlog_row_metadata=FULL`: every TABLE_MAP names its columns.
+    pub row_metadata_full: bool,
     /// How long the server keeps binlog files; `None` when it never removes them.
     pub binlog_retention: Option<std::time::Duration>,
     /// Warnings that do not stop `run` (for `check` and the log).
@@ -164,11 +166,39 @@ pub async fn check_server(conn: &mut Conn) -> Result<ServerInfo, SourceError> {
         "ROW",
         variable(conn, "binlog_format").await?,
     )?;
-    // Column names come from the table-map metadata; without FULL the events have none.
+    // Column names come from the table-map metadata; without FULL the events have none, and
+    // they come from information_schema instead (see `catalog`).
+    let row_metadata = variable(conn, "binlog_row_metadata").await?;
+    let row_metadata_full = row_metadata
+        .as_deref()
+        .is_some_and(|v| v.eq_ignore_ascii_case("FULL"));
+    if !row_metadata_full {
+        warnings.push(format!(
+            "binlog_row_metadata is {}, not FULL: column names, ENUM/SET labels and primary keys come from information_schema, which describes tables as they are now; replaying binlog from before a schema change, or lagging across one, can stop the daemon or name columns as they are named now. Set binlog_row_metadata=FULL to remove this limit",
+            row_metadata.as_deref().unwrap_or("not supported by this server")
+        ));
+    }
+    // MySQL 8 partial JSON updates carry diffs, not values; the daemon refuses them rather
+    // than emit incomplete rows.
+    let value_options = variable(conn, "binlog_row_value_options")
+        .await?
+        .unwrap_or_default();
+    if value_options.to_ascii_uppercase().contains("PARTIAL_JSON") {
+        return Err(SourceError::ServerMisconfigured {
+            setting: "binlog_row_value_options",
+            expected: "'' (empty)",
+            actual: value_options,
+        });
+    }
+    // Compressed transactions are decoded from files (`decode`) but not yet from the stream.
     require(
-        "binlog_row_metadata",
-        "FULL",
-        variable(conn, "binlog_row_metadata").await?,
+        "binlog_transaction_compression",
+        "OFF",
+        Some(
+            variable(conn, "binlog_transaction_compression")
+                .await?
+                .unwrap_or_else(|| "OFF".into()),
+        ),
     )?;
     if is_mariadb {
         // Compressed row events cannot be decoded yet, and skipping them would lose changes.
@@ -192,6 +222,7 @@ pub async fn check_server(conn: &mut Conn) -> Result<ServerInfo, SourceError> {
         version,
         is_mariadb,
         checksum_crc32: checksum.eq_ignore_ascii_case("CRC32"),
+        row_metadata_full,
         binlog_retention,
         warnings,
     })

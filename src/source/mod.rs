@@ -42,6 +42,7 @@
 //! on the server ([`connect::ensure_position_available`]); otherwise the run stops with
 //! [`SourceError::PositionNotOnServer`], never a silent skip.
 
+pub mod catalog;
 pub mod connect;
 pub mod decode;
 pub mod lock;
@@ -59,13 +60,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use self::{
+    catalog::Catalog,
     lock::InstanceLock,
     schema::{SchemaError, TableSchema},
 };
 use crate::{
     checkpoint::Boundary,
     config::{MysqlConfig, TableFilter},
-    event::{ChangeEvent, EncodedEvent, TableName},
+    event::{ChangeEvent, EncodedEvent, Op, TableName},
     metrics::{Metrics, State},
     position::{BinlogPosition, GtidState, MariaGtid, ResumePoint},
     sink::retry::Backoff,
@@ -257,6 +259,9 @@ pub struct SourceConfig {
     pub positional_names: bool,
     /// Whether the server writes CRC32 checksums (for the rotate event that opens a connection).
     pub checksum_crc32: bool,
+    /// Take what TABLE_MAP events lack (names, labels, keys) from `information_schema`: the
+    /// server does not log full row metadata.
+    pub catalog: bool,
 }
 
 /// What the reader did.
@@ -363,6 +368,7 @@ pub async fn decode_files(
             resume_by_gtid: false,
             positional_names: true,
             checksum_crc32: false,
+            catalog: false,
         };
         let mut reader = Reader::new(
             config,
@@ -467,6 +473,8 @@ struct Reader {
     /// The binlog timestamp of the last event read that had one (Unix seconds).
     last_ts: u32,
     metrics: Arc<Metrics>,
+    /// Table definitions from information_schema, when the binlog lacks them.
+    catalog: Option<Catalog>,
 }
 
 impl Reader {
@@ -476,6 +484,7 @@ impl Reader {
         output: mpsc::Sender<SinkInput>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let catalog = config.catalog.then(|| Catalog::new(config.mysql.clone()));
         Self {
             config,
             output,
@@ -496,6 +505,7 @@ impl Reader {
             reconnects: 0,
             last_ts: 0,
             metrics,
+            catalog,
         }
     }
 
@@ -747,9 +757,46 @@ impl Reader {
                     // A statement standing alone (DDL): it is its own transaction. The next
                     // TABLE_MAP of an altered table carries its new columns.
                     tracing::debug!(position = %start, statement = %truncate(statement, 200), "statement");
+                    if let Some(catalog) = &mut self.catalog {
+                        catalog.invalidate();
+                    }
                     if self.transaction.is_none() {
                         let gtid = self.pending_gtid.take();
                         self.begin(gtid, None, false);
+                    }
+                    if let Some(target) = truncate_target(statement, &query.schema()) {
+                        // Every row removed at once, with no row images: a `truncate` event
+                        // keeps the changelog complete, in order with the table's rows.
+                        let Some((database, table)) = target else {
+                            return Err(unsupported(
+                                "QUERY".into(),
+                                &format!("cannot tell which table this TRUNCATE empties ({}); it would be lost from the stream", truncate(statement, 120)),
+                            ));
+                        };
+                        if self.config.filter.matches(&database, &table) {
+                            let gtid = self.transaction.as_ref().and_then(|t| t.gtid.clone());
+                            let event = ChangeEvent {
+                                op: Op::Truncate,
+                                table: table.clone(),
+                                database: database.clone(),
+                                ts_ms: u64::from(header.timestamp()) * 1000,
+                                position: start.clone(),
+                                row: 0,
+                                gtid,
+                                xid: None,
+                                commit: false,
+                                primary_key: None,
+                                before: None,
+                                after: None,
+                            };
+                            let outbound = OutboundEvent {
+                                table: TableName::new(&database, &table),
+                                position: start.clone(),
+                                primary_key: None,
+                                line: Vec::new(),
+                            };
+                            self.hold(outbound, EncodedEvent::encode(&event)).await?;
+                        }
                     }
                     self.commit(None, end).await?;
                 }
@@ -759,7 +806,14 @@ impl Reader {
                 let database = map.database_name();
                 let table = map.table_name();
                 let schema = if self.config.filter.matches(&database, &table) {
-                    Some(Arc::new(TableSchema::from_table_map(&map, self.config.positional_names).map_err(|source| SourceError::Schema {
+                    let mut built = TableSchema::from_table_map(&map, self.config.positional_names);
+                    if let (Err(SchemaError::NoColumnNames { .. }), Some(catalog)) =
+                        (&built, &mut self.catalog)
+                    {
+                        let found = catalog.table(&database, &table).await?;
+                        built = TableSchema::from_table_map_and_catalog(&map, &found);
+                    }
+                    Some(Arc::new(built.map_err(|source| SourceError::Schema {
                         position: start.clone(),
                         source,
                     })?))
@@ -997,12 +1051,54 @@ fn event_kind(data: &EventData<'_>) -> &'static str {
 /// For a row change logged as a statement (INSERT, REPLACE, UPDATE, DELETE, LOAD DATA), the
 /// table it writes as `(database, table)`, or `Some(None)` when the table cannot be told;
 /// `None` for every other statement.
-fn statement_dml_target(statement: &str, default_schema: &str) -> Option<Option<(String, String)>> {
-    // Leading comments (/* ... */) and whitespace are not part of the verb.
+/// The table a `TRUNCATE [TABLE] name` statement empties: `None` for other statements,
+/// `Some(None)` when the name cannot be read.
+fn truncate_target(statement: &str, default_schema: &str) -> Option<Option<(String, String)>> {
+    let rest = skip_comments(statement);
+    let mut words = rest.split_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("TRUNCATE") {
+        return None;
+    }
+    let name = match words.next() {
+        Some(word) if word.eq_ignore_ascii_case("TABLE") => words.next(),
+        other => other,
+    };
+    Some(name.and_then(|name| table_name(name, default_schema)))
+}
+
+/// Leading comments (/* ... */) and whitespace are not part of the verb.
+fn skip_comments(statement: &str) -> &str {
     let mut rest = statement.trim_start();
     while let Some(after) = rest.strip_prefix("/*") {
         rest = after.split_once("*/").map_or("", |(_, r)| r).trim_start();
     }
+    rest
+}
+
+/// `db`.`table`, db.table or table (in `default_schema`), up to the first character that
+/// cannot be in a plain name.
+fn table_name(word: &str, default_schema: &str) -> Option<(String, String)> {
+    let name: String = word
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '$' | '.' | '`'))
+        .collect();
+    let parts: Vec<String> = name
+        .split('.')
+        .map(|p| p.trim_matches('`').to_owned())
+        .collect();
+    match parts.as_slice() {
+        [table] if !table.is_empty() && !default_schema.is_empty() => {
+            Some((default_schema.to_owned(), table.clone()))
+        }
+        [database, table] if !database.is_empty() && !table.is_empty() => {
+            Some((database.clone(), table.clone()))
+        }
+        _ => None,
+    }
+}
+
+fn statement_dml_target(statement: &str, default_schema: &str) -> Option<Option<(String, String)>> {
+    let rest = skip_comments(statement);
     let mut words = rest.split_whitespace().map(|w| w.to_ascii_uppercase());
     let verb = words.next()?;
     let skip: &[&str] = match verb.as_str() {
@@ -1036,27 +1132,11 @@ fn statement_dml_target(statement: &str, default_schema: &str) -> Option<Option<
             .take_while(|w| skip.iter().any(|s| w.eq_ignore_ascii_case(s)))
             .count()
     };
-    let Some(name) = words.get(start) else {
-        return Some(None);
-    };
-    // `db`.`table`, db.table or table, up to the first character that cannot be in a name.
-    let name: String = name
-        .chars()
-        .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '$' | '.' | '`'))
-        .collect();
-    let parts: Vec<String> = name
-        .split('.')
-        .map(|p| p.trim_matches('`').to_owned())
-        .collect();
-    match parts.as_slice() {
-        [table] if !table.is_empty() && !default_schema.is_empty() => {
-            Some(Some((default_schema.to_owned(), table.clone())))
-        }
-        [database, table] if !database.is_empty() && !table.is_empty() => {
-            Some(Some((database.clone(), table.clone())))
-        }
-        _ => Some(None),
-    }
+    Some(
+        words
+            .get(start)
+            .and_then(|name| table_name(name, default_schema)),
+    )
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -1075,7 +1155,23 @@ mod tests;
 
 #[cfg(test)]
 mod statement_tests {
-    use super::statement_dml_target;
+    use super::{statement_dml_target, truncate_target};
+
+    #[test]
+    fn finds_the_table_a_truncate_empties() {
+        let table = |d: &str, t: &str| Some(Some((d.to_owned(), t.to_owned())));
+        assert_eq!(
+            truncate_target("TRUNCATE TABLE t", "shop"),
+            table("shop", "t")
+        );
+        assert_eq!(
+            truncate_target("/* x */ truncate `crm`.`users`", "shop"),
+            table("crm", "users")
+        );
+        assert_eq!(truncate_target("TRUNCATE t", ""), Some(None));
+        assert_eq!(truncate_target("TRUNCATE TABLE", "shop"), Some(None));
+        assert_eq!(truncate_target("ALTER TABLE t ADD c INT", "shop"), None);
+    }
 
     fn target(statement: &str) -> Option<Option<(String, String)>> {
         statement_dml_target(statement, "shop")

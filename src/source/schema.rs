@@ -5,12 +5,17 @@
 //! needs no schema history and no SQL parser: an `ALTER TABLE` mid-stream simply shows up in the
 //! next TABLE_MAP. [`TableSchema::from_table_map`] precomputes, once per TABLE_MAP, everything
 //! the per-row decoder needs.
+//!
+//! Without FULL metadata, the names, signedness, collations, labels and primary key that the
+//! event lacks come from a [`CatalogTable`] (`information_schema`), and the event's own column
+//! types still drive decoding.
 
 use mysql_common::{
     binlog::events::{OptionalMetaExtractor, OptionalMetadataField, TableMapEvent},
     constants::ColumnType,
 };
 
+use super::catalog::CatalogTable;
 use crate::event::TableName;
 
 /// Collation id of the `binary` character set.
@@ -59,6 +64,25 @@ pub enum SchemaError {
         /// The table.
         table: TableName,
     },
+    /// `information_schema` describes the table with a different number of columns than the
+    /// binlog: it changed between the event and now, or was dropped.
+    #[error("table map of {table} has {binlog} columns but information_schema has {catalog} now (the table changed or was dropped since this event); without binlog_row_metadata=FULL the daemon cannot name these columns: set binlog_row_metadata=FULL, or start after the change")]
+    CatalogMismatch {
+        /// The table.
+        table: TableName,
+        /// Columns in the TABLE_MAP.
+        binlog: usize,
+        /// Columns in information_schema.
+        catalog: usize,
+    },
+    /// `information_schema` shows no columns for the table.
+    #[error("table map of {table} has no column names (binlog_row_metadata is not FULL) and information_schema shows no columns for it: grant the replication user SELECT on the captured tables (GRANT SELECT ON {database}.* TO ...) so it can read their definitions, or set binlog_row_metadata=FULL; if the table was dropped since this event, start after the DROP")]
+    NotInCatalog {
+        /// The table.
+        table: TableName,
+        /// Its database.
+        database: String,
+    },
     /// The metadata is malformed or of an unknown type.
     #[error("table map of {table} is malformed: {message}")]
     Malformed {
@@ -77,6 +101,22 @@ impl TableSchema {
         map: &TableMapEvent<'_>,
         positional_names: bool,
     ) -> Result<Self, SchemaError> {
+        Self::build(map, positional_names, None)
+    }
+
+    /// As [`Self::from_table_map`], with what the event lacks taken from `catalog`.
+    pub fn from_table_map_and_catalog(
+        map: &TableMapEvent<'_>,
+        catalog: &CatalogTable,
+    ) -> Result<Self, SchemaError> {
+        Self::build(map, false, Some(catalog))
+    }
+
+    fn build(
+        map: &TableMapEvent<'_>,
+        positional_names: bool,
+        catalog: Option<&CatalogTable>,
+    ) -> Result<Self, SchemaError> {
         let database = map.database_name().into_owned();
         let table = map.table_name().into_owned();
         let name = TableName::new(&database, &table);
@@ -85,6 +125,22 @@ impl TableSchema {
             message,
         };
         let n_columns = map.columns_count() as usize;
+        if let Some(catalog) = catalog {
+            if catalog.columns.is_empty() {
+                return Err(SchemaError::NotInCatalog {
+                    table: name,
+                    database,
+                });
+            }
+            if catalog.columns.len() != n_columns {
+                return Err(SchemaError::CatalogMismatch {
+                    table: name,
+                    binlog: n_columns,
+                    catalog: catalog.columns.len(),
+                });
+            }
+        }
+        let known = |index: usize| catalog.map(|c| &c.columns[index]);
         let extractor = OptionalMetaExtractor::new(map.iter_optional_meta())
             .map_err(|e| malformed(e.to_string()))?;
         let mut names = extractor.iter_column_name();
@@ -107,24 +163,40 @@ impl TableSchema {
                 .to_vec();
             check_meta_len(column_type, &meta)
                 .map_err(|m| malformed(format!("column {index}: {m}")))?;
-            let name = match names.next() {
-                Some(Ok(n)) => n.name().into_owned(),
-                Some(Err(e)) => return Err(malformed(e.to_string())),
-                None if positional_names => format!("@{}", index + 1),
-                None => return Err(SchemaError::NoColumnNames { table: name }),
+            let name = match (names.next(), known(index)) {
+                (Some(Ok(n)), _) => n.name().into_owned(),
+                (Some(Err(e)), _) => return Err(malformed(e.to_string())),
+                (None, Some(column)) => column.name.clone(),
+                (None, None) if positional_names => format!("@{}", index + 1),
+                (None, None) => return Err(SchemaError::NoColumnNames { table: name }),
             };
-            let unsigned = column_type.is_numeric_type() && signedness.next().unwrap_or(false);
-            let collation = if column_type.is_character_type() {
+            let signed_in_event = if column_type.is_numeric_type() {
+                signedness.next()
+            } else {
+                None
+            };
+            let unsigned = column_type.is_numeric_type()
+                && match known(index) {
+                    Some(column) => column.unsigned,
+                    None => signed_in_event.unwrap_or(false),
+                };
+            let from_event = if column_type.is_character_type() {
                 charsets
                     .next()
                     .transpose()
                     .map_err(|e| malformed(e.to_string()))?
-                    .unwrap_or(0)
             } else if column_type.is_enum_or_set_type() {
                 enum_set_charsets
                     .next()
                     .transpose()
                     .map_err(|e| malformed(e.to_string()))?
+            } else {
+                None
+            };
+            let collation = if column_type.is_character_type() || column_type.is_enum_or_set_type()
+            {
+                from_event
+                    .or_else(|| known(index).map(|c| c.collation))
                     .unwrap_or(0)
             } else {
                 0
@@ -133,7 +205,12 @@ impl TableSchema {
                 ColumnType::MYSQL_TYPE_ENUM => enum_labels.next(),
                 ColumnType::MYSQL_TYPE_SET => set_labels.next(),
                 _ => None,
-            };
+            }
+            .or_else(|| {
+                known(index)
+                    .filter(|_| column_type.is_enum_or_set_type())
+                    .and_then(|c| c.labels.clone())
+            });
             columns.push(ColumnSchema {
                 name,
                 column_type,
@@ -152,6 +229,11 @@ impl TableSchema {
                 )));
             }
             primary_key.push(index);
+        }
+        if primary_key.is_empty() {
+            if let Some(catalog) = catalog {
+                primary_key = catalog.primary_key.clone();
+            }
         }
         Ok(Self {
             name,

@@ -60,6 +60,7 @@ async fn replay(path: &Path) -> Replay {
         resume_by_gtid: false,
         positional_names: false,
         checksum_crc32: true,
+        catalog: false,
     };
     let mut reader = Reader::new(
         config,
@@ -246,6 +247,7 @@ async fn run_with_interruption(
         resume_by_gtid: false,
         positional_names: false,
         checksum_crc32: true,
+        catalog: false,
     };
     let mut reader = Reader::new(
         config,
@@ -340,24 +342,29 @@ async fn mysql_json_documents_keep_opaque_scalars_as_strings() {
     assert_eq!(replay.events.iter().filter(|e| e.commit).count(), 1);
 }
 
+/// The lines `binlog-kinesis decode FILE` prints, or the error it ends with.
+async fn decoded(path: &Path) -> (Vec<String>, Result<u64, SourceError>) {
+    let (tx, mut rx) = mpsc::channel(64);
+    let collector = tokio::spawn(async move {
+        let mut lines = Vec::new();
+        while let Some(item) = rx.recv().await {
+            if let SinkInput::Event(event) = item {
+                lines.push(String::from_utf8(event.line).unwrap());
+            }
+        }
+        lines
+    });
+    let result = decode_files(&[path.to_owned()], tx, false).await;
+    (collector.await.unwrap(), result)
+}
+
 /// Offline, a zstd-compressed transaction (MySQL 8.0.32, TRANSACTION_PAYLOAD) decodes into its
 /// row events; they take the payload's position and its XID.
 #[tokio::test]
 async fn decode_reads_compressed_transactions() {
     let Some(dir) = fixtures() else { return };
-    let (tx, mut rx) = mpsc::channel(64);
-    let collector = tokio::spawn(async move {
-        let mut lines = Vec::new();
-        while let Some(SinkInput::Event(event)) = rx.recv().await {
-            lines.push(String::from_utf8(event.line).unwrap());
-        }
-        lines
-    });
-    let n = decode_files(&[dir.join("transaction_compression.000001")], tx, false)
-        .await
-        .unwrap();
-    let lines = collector.await.unwrap();
-    assert_eq!(n, 1);
+    let (lines, result) = decoded(&dir.join("transaction_compression.000001")).await;
+    assert_eq!(result.unwrap(), 1);
     assert_eq!(
         lines,
         [concat!(
@@ -366,5 +373,95 @@ async fn decode_reads_compressed_transactions() {
             r#""commit":true,"primary_key":null,"before":null,"after":{"@1":1}}"#,
             "\n"
         )]
+    );
+}
+
+/// Golden lines for the remaining MySQL 8/9 fixtures, each checked against what the fixture's
+/// SQL and `mariadb-binlog -v` show: BIT as numbers (b'100' = 4, b'00100000' = 32), invisible
+/// columns present in the row image with their names, a hidden generated column absent from
+/// it (@2 of a table whose TABLE_MAP has no names), a negative TIME beyond 24 h, a tagged GTID
+/// (`uuid:tag:gno`) and an anonymous GTID (no GTID).
+#[tokio::test]
+async fn mysql_8_and_9_fixtures_decode_to_golden_lines() {
+    let Some(dir) = fixtures() else { return };
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "mysql_type_bit.000001",
+            &[concat!(
+                r#"{"op":"insert","database":"mysql","table":"foo","ts_ms":1642940552000,"#,
+                r#""position":"mysql_type_bit.000001:927","row":0,"#,
+                r#""gtid":"fbda2ad0-7c46-11ec-ae30-4ef7efc81a2a:3","xid":51,"commit":true,"#,
+                r#""primary_key":null,"before":null,"after":{"a":4,"b":"foo","c":32}}"#
+            )],
+        ),
+        (
+            "binlog-invisible-columns.000001",
+            &[
+                concat!(
+                    r#"{"op":"insert","database":"mysql","table":"t1","ts_ms":1637667166000,"#,
+                    r#""position":"binlog-invisible-columns.000001:1027","row":0,"#,
+                    r#""gtid":"97c7af02-4c50-11ec-acd8-681842034964:3","xid":53,"commit":true,"#,
+                    r#""primary_key":null,"before":null,"#,
+                    r#""after":{"f1":1,"f2":2,"f3":-3,"f4":"4","f5":"BQ==","f6":6000000000}}"#
+                ),
+                concat!(
+                    r#"{"op":"insert","database":"mysql","table":"t1","ts_ms":1637667198000,"#,
+                    r#""position":"binlog-invisible-columns.000001:1360","row":0,"#,
+                    r#""gtid":"97c7af02-4c50-11ec-acd8-681842034964:4","xid":54,"commit":true,"#,
+                    r#""primary_key":null,"before":null,"#,
+                    r#""after":{"f1":null,"f2":null,"f3":-33,"f4":"44","f5":"VQ==","f6":null}}"#
+                ),
+                concat!(
+                    r#"{"op":"update","database":"mysql","table":"t1","ts_ms":1637667258000,"#,
+                    r#""position":"binlog-invisible-columns.000001:1687","row":0,"#,
+                    r#""gtid":"97c7af02-4c50-11ec-acd8-681842034964:5","xid":55,"commit":true,"#,
+                    r#""primary_key":null,"#,
+                    r#""before":{"f1":null,"f2":null,"f3":-33,"f4":"44","f5":"VQ==","f6":null},"#,
+                    r#""after":{"f1":111,"f2":222,"f3":-333,"f4":"444","f5":"VQ==","f6":null}}"#
+                ),
+            ],
+        ),
+        (
+            "rpl_unfiltered_hidden_gcol.000001",
+            &[concat!(
+                r#"{"op":"insert","database":"test","table":"t","ts_ms":1557756800000,"#,
+                r#""position":"master-bin.000001:763","row":0,"gtid":null,"xid":158,"#,
+                r#""commit":true,"primary_key":null,"before":null,"after":{"@1":1,"@3":"1"}}"#
+            )],
+        ),
+        (
+            "time_issue.000001",
+            &[concat!(
+                r#"{"op":"insert","database":"noria","table":"t","ts_ms":1746458055000,"#,
+                r#""position":"time_issue.000001:358","row":0,"gtid":null,"xid":97694,"#,
+                r#""commit":true,"primary_key":null,"before":null,"after":{"@1":"-507:48:27"}}"#
+            )],
+        ),
+        (
+            "binlog_transaction_with_GTID_TAG.000001",
+            &[concat!(
+                r#"{"op":"insert","database":"test","table":"orders","ts_ms":1770368687000,"#,
+                r#""position":"binlog_transaction_with_GTID_TAG.000001:461","row":0,"#,
+                r#""gtid":"55778904-0299-11f1-b1b8-4ef0c4956feb:mytag:3","xid":40,"commit":true,"#,
+                r#""primary_key":null,"before":null,"after":{"@1":3,"@2":100,"@3":"250.00"}}"#
+            )],
+        ),
+    ];
+    for (file, expected) in cases {
+        let (lines, result) = decoded(&dir.join(file)).await;
+        result.unwrap_or_else(|e| panic!("{file}: {e}"));
+        let expected: Vec<String> = expected.iter().map(|l| format!("{l}\n")).collect();
+        assert_eq!(lines, expected, "{file}");
+    }
+
+    // Anonymous GTIDs (MySQL 5.7): the file's row changes were logged as statements, which
+    // must stop decoding with the statement and its position, not pass unseen.
+    let (lines, result) = decoded(&dir.join("binlog_transaction_with_anonymous_GTID.000001")).await;
+    assert!(lines.is_empty());
+    let error = result.unwrap_err().to_string();
+    assert!(
+        error.contains("binlog_transaction_with_anonymous_GTID.000001:460")
+            && error.contains("INSERT INTO t2"),
+        "{error}"
     );
 }

@@ -478,3 +478,153 @@ async fn a_statement_based_change_in_scope_stops_the_daemon_instead_of_passing_u
         "{message}"
     );
 }
+
+/// Without FULL row metadata (MINIMAL, then NO_LOG), names, signedness, collations, labels and
+/// the primary key come from information_schema, refreshed after DDL; a binlog older than the
+/// table's current shape stops the daemon instead of being named wrongly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_full_row_metadata_the_schema_comes_from_information_schema() {
+    let world = World::new().await;
+    world
+        .db
+        .admin(&[
+            "SET GLOBAL binlog_row_metadata = 'MINIMAL'",
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.m (id INT UNSIGNED, k2 VARCHAR(5) CHARACTER SET latin1, \
+             status ENUM('new','it''s paid'), tags SET('a','b'), bin VARBINARY(4), n TINYINT, \
+             PRIMARY KEY (id, k2))",
+        ])
+        .await;
+    // Without it, information_schema hides the table from the replication user.
+    let daemon = world.daemon(world.config(&[]), StartFrom::Checkpoint).await;
+    world.wait_replicating().await;
+    world
+        .db
+        .admin(&["INSERT INTO shop.m VALUES (1, 'a', 'new', '', NULL, 0)"])
+        .await;
+    let error = daemon.task.await.unwrap().unwrap_err();
+    let message = binlog_kinesis::app::error_chain(&error);
+    assert!(message.contains("GRANT SELECT ON shop.*"), "{message}");
+    world
+        .db
+        .admin(&["DELETE FROM shop.m", "GRANT SELECT ON shop.* TO 'cdc'@'%'"])
+        .await;
+    std::fs::remove_file(world.checkpoint_path()).ok();
+    let daemon = world.running_daemon(&[]).await;
+    world
+        .db
+        .admin(&[
+            "SET NAMES utf8mb4",
+            "INSERT INTO shop.m VALUES (4000000000, 'é', 'it''s paid', 'a,b', 0x00ff, -5)",
+            "UPDATE shop.m SET n = 7 WHERE id = 4000000000",
+        ])
+        .await;
+    // The daemon must read those before the table changes: the catalog describes tables as
+    // they are now (the documented limit, shown at the end).
+    world.shop_events(2).await;
+    world
+        .db
+        .admin(&[
+            "ALTER TABLE shop.m ADD COLUMN note VARCHAR(10) AFTER id",
+            "SET GLOBAL binlog_row_metadata = 'NO_LOG'",
+        ])
+        .await;
+    world
+        .db
+        .admin(&["INSERT INTO shop.m VALUES (1, 'hi', 'x', 'new', '', NULL, 0)"])
+        .await;
+    let events = shop(&world.kinesis.wait_for_events(&world.stream, 3).await);
+    let row = json!({"id": 4000000000u64, "k2": "é", "status": "it's paid", "tags": ["a", "b"], "bin": "AP8=", "n": -5});
+    let mut updated = row.clone();
+    updated["n"] = json!(7);
+    assert_eq!(
+        events.iter().map(summary).collect::<Vec<_>>(),
+        vec![
+            (Op::Insert, "m".into(), Value::Null, row.clone()),
+            (Op::Update, "m".into(), row, updated),
+            (
+                Op::Insert,
+                "m".into(),
+                Value::Null,
+                json!({"id": 1, "note": "hi", "k2": "x", "status": "new", "tags": [], "bin": null, "n": 0})
+            ),
+        ]
+    );
+    assert_eq!(
+        events[0].primary_key.clone().map(Value::Object),
+        Some(json!({"id": 4000000000u64, "k2": "é"}))
+    );
+    let stopped_at = daemon.stop().await.unwrap().committed.unwrap();
+
+    // An insert logged with the 8-column table, then a column dropped before the daemon reads
+    // it: the catalog has 7 columns now, and the daemon says so rather than shift names.
+    world
+        .db
+        .admin(&[
+            "INSERT INTO shop.m VALUES (2, 'later', 'y', 'new', 'a', NULL, 1)",
+            "ALTER TABLE shop.m DROP COLUMN note",
+        ])
+        .await;
+    let error = world
+        .daemon(world.config(&[]), StartFrom::Position(stopped_at.position))
+        .await
+        .task
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.exit_code(), 7, "{error}");
+    let message = binlog_kinesis::app::error_chain(&error);
+    assert!(
+        message.contains("shop.m") && message.contains("binlog_row_metadata=FULL"),
+        "{message}"
+    );
+}
+
+/// TRUNCATE TABLE has no row images; it becomes one `truncate` event, in order with the
+/// table's rows, and only for captured tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncate_table_is_a_truncate_event_in_order() {
+    let world = World::new().await;
+    world.create_shop_t().await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE other",
+            "CREATE TABLE other.t (id INT PRIMARY KEY)",
+        ])
+        .await;
+    let daemon = world.running_daemon(&[]).await;
+    world.insert_t(0..2, 1).await;
+    world
+        .db
+        .admin(&[
+            "TRUNCATE TABLE shop.t",
+            "USE shop",
+            "TRUNCATE t",
+            "TRUNCATE TABLE other.t",
+            "INSERT INTO shop.t VALUES (5)",
+        ])
+        .await;
+    let events = shop(&world.kinesis.wait_for_events(&world.stream, 5).await);
+    let ops: Vec<(Op, Option<i64>)> = events
+        .iter()
+        .map(|e| (e.op, e.after.as_ref().map(|a| a["id"].as_i64().unwrap())))
+        .collect();
+    assert_eq!(
+        ops,
+        vec![
+            (Op::Insert, Some(0)),
+            (Op::Insert, Some(1)),
+            (Op::Truncate, None),
+            (Op::Truncate, None),
+            (Op::Insert, Some(5)),
+        ]
+    );
+    let truncate = &events[2];
+    assert_eq!(
+        (truncate.database.as_str(), truncate.table.as_str()),
+        ("shop", "t")
+    );
+    assert!(truncate.commit && truncate.before.is_none() && truncate.primary_key.is_none());
+    daemon.stop().await.unwrap();
+}
