@@ -242,13 +242,31 @@ async fn replicate(
     }
     metrics.set_retention(server.binlog_retention);
     // On MariaDB, GTIDs are tracked from the start point on (BINLOG_GTID_POS gives the state at
-    // a file position), so every checkpoint can resume on another server of the topology.
+    // a file position), so every checkpoint can resume on another server of the topology. On
+    // MySQL the set is known at the end of the binlog (Executed_Gtid_Set) and at the start of
+    // every file (PREVIOUS_GTIDS), and resumes where gtid_mode=ON.
     let gtid_at = async |conn: &mut mysql_async::Conn, position: &BinlogPosition| {
         if server.is_mariadb {
             connect::gtid_state_at(conn, position).await
         } else {
             None
         }
+    };
+    let mysql_gtids = !server.is_mariadb && connect::mysql_gtid_mode_on(&mut conn).await?;
+    let resumable = |gtid: &GtidState| {
+        !gtid.is_empty()
+            && (gtid.is_mysql() != server.is_mariadb)
+            && (server.is_mariadb || mysql_gtids)
+    };
+    // The end of the binlog, with its GTID state.
+    let end_of_binlog = async |conn: &mut mysql_async::Conn| -> Result<ResumePoint, Error> {
+        let (position, executed) = connect::current_status(conn).await?;
+        let gtid = if server.is_mariadb {
+            connect::gtid_state_at(conn, &position).await
+        } else {
+            executed.filter(|_| mysql_gtids)
+        };
+        Ok(ResumePoint { position, gtid })
     };
     let (start, by_gtid) = match (start, checkpoint) {
         (StartFrom::Position(position), _) => {
@@ -258,7 +276,19 @@ async fn replicate(
             (ResumePoint { position, gtid }, false)
         }
         (StartFrom::Gtid(gtid), _) => {
+            if !resumable(&gtid) {
+                return Err(Error::Config(ConfigError::Invalid {
+                    section: "command line",
+                    key: "--start-gtid",
+                    message: format!(
+                        "{gtid} cannot start this server: MariaDB takes domain-server-sequence positions, MySQL (with gtid_mode=ON) GTID sets"
+                    ),
+                }));
+            }
             let position = connect::current_position(&mut conn).await?;
+            if gtid.is_mysql() {
+                connect::ensure_gtids_available(&mut conn, &gtid, &position).await?;
+            }
             tracing::info!(%gtid, "starting after --start-gtid");
             (
                 ResumePoint {
@@ -269,17 +299,19 @@ async fn replicate(
             )
         }
         (StartFrom::End, _) => {
-            let position = connect::current_position(&mut conn).await?;
-            tracing::info!(%position, "starting from the server's current end of binlog (--from-end)");
-            let gtid = gtid_at(&mut conn, &position).await;
-            (ResumePoint { position, gtid }, false)
+            let point = end_of_binlog(&mut conn).await?;
+            tracing::info!(%point, "starting from the server's current end of binlog (--from-end)");
+            (point, false)
         }
-        // Resume by GTID where the checkpoint has one and the server is MariaDB: it works on any
-        // server of the topology, so a failover only needs a new host name.
+        // Resume by GTID where the checkpoint has a GTID state this server understands: it
+        // works on any server of the topology, so a failover only needs a new host name.
         (StartFrom::Checkpoint, Some(checkpoint))
-            if server.is_mariadb && checkpoint.gtid.is_some() =>
+            if checkpoint.gtid.as_ref().is_some_and(resumable) =>
         {
             let point = checkpoint.resume_point();
+            if let Some(gtid) = point.gtid.as_ref().filter(|g| g.is_mysql()) {
+                connect::ensure_gtids_available(&mut conn, gtid, &point.position).await?;
+            }
             tracing::info!(%point, "resuming from the checkpoint by GTID");
             (point, true)
         }
@@ -296,10 +328,9 @@ async fn replicate(
             )
         }
         (StartFrom::Checkpoint, None) => {
-            let position = connect::current_position(&mut conn).await?;
-            tracing::info!(%position, checkpoint = %store.location(), "no checkpoint yet: starting from the server's current end of binlog");
-            let gtid = gtid_at(&mut conn, &position).await;
-            (ResumePoint { position, gtid }, false)
+            let point = end_of_binlog(&mut conn).await?;
+            tracing::info!(%point, checkpoint = %store.location(), "no checkpoint yet: starting from the server's current end of binlog");
+            (point, false)
         }
     };
     let heartbeat = config.mysql.heartbeat;
@@ -310,7 +341,8 @@ async fn replicate(
         }
         _ => connect::open_stream(conn, server_id, &start.position, heartbeat).await?,
     };
-    let resume_by_gtid = server.is_mariadb && start.gtid.is_some();
+    // Reconnects resume by GTID whenever the state is known and this server can use it.
+    let resume_by_gtid = server.is_mariadb || mysql_gtids;
     tracing::info!(server = %server.version, start = %start, stream = %config.kinesis.stream, "replicating");
     metrics.set_state(State::Replicating);
 

@@ -46,7 +46,8 @@ enum Command {
         /// Start at this binlog position instead of the checkpoint.
         #[arg(long, value_name = "FILE:POS", conflicts_with_all = ["from_end", "start_gtid"])]
         start_position: Option<BinlogPosition>,
-        /// Start after this MariaDB GTID state (for example 0-1-57) instead of the checkpoint.
+        /// Start after this GTID state instead of the checkpoint: a MariaDB position (0-1-57) or a
+        /// MySQL GTID set (3e11fa47-71ca-11e1-9e33-c80aa9429562:1-57).
         #[arg(long, value_name = "GTIDS", conflicts_with = "from_end")]
         start_gtid: Option<GtidState>,
         /// Start at the server's current end of binlog instead of the checkpoint.

@@ -5,9 +5,10 @@
 //! command line (`--start-position`) and in the checkpoint file; `Display` and `FromStr` are
 //! inverses of each other (pinned by a property test).
 //!
-//! The GTID state ([`GtidState`], MariaDB's `domain-server-sequence` list) travels next to the
-//! file position in a [`ResumePoint`]: the file position resumes on the same server, the GTID
-//! state on any server of the same replication topology (failover).
+//! The GTID state ([`GtidState`]: MariaDB's `domain-server-sequence` list, or a MySQL GTID set
+//! `uuid:1-57,uuid2:tag:1-9`) travels next to the file position in a [`ResumePoint`]: the file
+//! position resumes on the same server, the GTID state on any server of the same replication
+//! topology (failover).
 //!
 //! # Ordering
 //!
@@ -38,8 +39,9 @@ pub enum ParsePositionError {
     /// The file part is empty or contains characters a binlog file name never has.
     #[error("position {0:?} has an invalid binlog file name")]
     InvalidFile(String),
-    /// Not a MariaDB GTID list (`domain-server-sequence`, comma separated).
-    #[error("{0:?} is not a MariaDB GTID position such as 0-1-57 or 0-1-57,1-2-9")]
+    /// Not a MariaDB GTID list (`domain-server-sequence`, comma separated) nor a MySQL GTID
+    /// set (`uuid:interval[:interval...]`, comma separated).
+    #[error("{0:?} is not a GTID position: MariaDB 0-1-57 or 0-1-57,1-2-9, or a MySQL GTID set such as 3e11fa47-71ca-11e1-9e33-c80aa9429562:1-57")]
     InvalidGtid(String),
     /// The offset is not a number of at least 4.
     #[error("position {0:?} has an invalid offset: it must be a number of at least 4")]
@@ -178,13 +180,71 @@ impl FromStr for MariaGtid {
     }
 }
 
-/// A MariaDB GTID position: the last GTID of each replication domain, as in
-/// `@@gtid_binlog_pos` and `@slave_connect_state`. Text form: `0-1-57,1-2-9` (empty when no
-/// GTID was seen yet).
+/// One MySQL GTID: the source server's UUID, an optional tag (MySQL 8.4+) and the
+/// transaction number.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MysqlGtid {
+    /// The server UUID.
+    pub uuid: [u8; 16],
+    /// The tag, lower case; `None` for untagged GTIDs.
+    pub tag: Option<String>,
+    /// The transaction number, from 1.
+    pub gno: u64,
+}
+
+impl fmt::Display for MysqlGtid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", Uuid(self.uuid))?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
+        }
+        write!(f, ":{}", self.gno)
+    }
+}
+
+/// A server UUID in its text form, `3e11fa47-71ca-11e1-9e33-c80aa9429562`.
+struct Uuid([u8; 16]);
+
+impl fmt::Display for Uuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, byte) in self.0.iter().enumerate() {
+            if matches!(index, 4 | 6 | 8 | 10) {
+                f.write_str("-")?;
+            }
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_uuid(text: &str) -> Option<[u8; 16]> {
+    let hex: Vec<u8> = text.bytes().filter(|b| *b != b'-').collect();
+    if hex.len() != 32 || text.len() != 36 {
+        return None;
+    }
+    let mut uuid = [0u8; 16];
+    for (index, pair) in hex.chunks(2).enumerate() {
+        uuid[index] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(uuid)
+}
+
+/// A MySQL server UUID and a tag (empty for untagged GTIDs).
+type SourceTag = ([u8; 16], String);
+
+/// A range of MySQL transaction numbers.
+type Interval = (u64, u64);
+
+/// Where replication stands in GTID terms: a MariaDB GTID position (the last GTID of each
+/// replication domain, as in `@@gtid_binlog_pos` and `@slave_connect_state`; text `0-1-57,1-2-9`)
+/// or a MySQL GTID set (every GTID executed, as in `@@gtid_executed`; text
+/// `uuid:1-57:60,uuid2:tag:1-9`). Empty when no GTID was seen yet.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
 pub struct GtidState {
-    /// At most one per domain, sorted by domain.
+    /// MariaDB: at most one per domain, sorted by domain.
     last: Vec<MariaGtid>,
+    /// MySQL: per (uuid, tag), sorted disjoint inclusive intervals, merged when adjacent.
+    executed: std::collections::BTreeMap<SourceTag, Vec<Interval>>,
 }
 
 impl GtidState {
@@ -196,9 +256,99 @@ impl GtidState {
         }
     }
 
+    /// Records that a MySQL transaction is done: its GTID joins the set.
+    pub fn apply_mysql(&mut self, gtid: &MysqlGtid) {
+        self.add_interval(gtid.uuid, gtid.tag.clone(), gtid.gno, gtid.gno);
+    }
+
+    /// Adds the MySQL GTIDs `uuid[:tag]:first-last` (inclusive) to the set.
+    pub fn add_interval(&mut self, uuid: [u8; 16], tag: Option<String>, first: u64, last: u64) {
+        if first == 0 || last < first {
+            return;
+        }
+        let intervals = self
+            .executed
+            .entry((uuid, tag.unwrap_or_default()))
+            .or_default();
+        intervals.push((first, last));
+        intervals.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(intervals.len());
+        for &(start, end) in intervals.iter() {
+            match merged.last_mut() {
+                Some(previous) if start <= previous.1.saturating_add(1) => {
+                    previous.1 = previous.1.max(end);
+                }
+                _ => merged.push((start, end)),
+            }
+        }
+        *intervals = merged;
+    }
+
     /// No GTID recorded.
     pub fn is_empty(&self) -> bool {
-        self.last.is_empty()
+        self.last.is_empty() && self.executed.is_empty()
+    }
+
+    /// A MySQL GTID set (rather than a MariaDB position).
+    pub fn is_mysql(&self) -> bool {
+        !self.executed.is_empty()
+    }
+
+    /// The MySQL GTIDs of `other` that this set lacks, as a set (empty when it has them all).
+    pub fn missing_from(&self, other: &GtidState) -> GtidState {
+        let mut missing = GtidState::default();
+        for ((uuid, tag), intervals) in &other.executed {
+            let ours = self
+                .executed
+                .get(&(*uuid, tag.clone()))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            for &(start, end) in intervals {
+                // Walk the parts of [start, end] that no interval of ours covers.
+                let mut next = start;
+                for &(a, b) in ours {
+                    if b < next || a > end {
+                        continue;
+                    }
+                    if a > next {
+                        missing.add_interval(
+                            *uuid,
+                            Some(tag.clone()).filter(|t| !t.is_empty()),
+                            next,
+                            a - 1,
+                        );
+                    }
+                    next = b.saturating_add(1);
+                    if next > end {
+                        break;
+                    }
+                }
+                if next <= end {
+                    missing.add_interval(
+                        *uuid,
+                        Some(tag.clone()).filter(|t| !t.is_empty()),
+                        next,
+                        end,
+                    );
+                }
+            }
+        }
+        missing
+    }
+
+    /// The MySQL set as (uuid, tag, half-open intervals `[start, end)`), for a
+    /// COM_BINLOG_DUMP_GTID request.
+    pub fn mysql_sids(&self) -> Vec<([u8; 16], Option<&str>, Vec<Interval>)> {
+        self.executed
+            .iter()
+            .map(|((uuid, tag), intervals)| {
+                (
+                    *uuid,
+                    Some(tag.as_str()).filter(|t| !t.is_empty()),
+                    intervals.iter().map(|&(a, b)| (a, b + 1)).collect(),
+                )
+            })
+            .collect()
     }
 }
 
@@ -210,6 +360,28 @@ impl fmt::Display for GtidState {
             }
             write!(f, "{gtid}")?;
         }
+        // MySQL's form: one entry per UUID, its untagged intervals first, then each tag with
+        // its intervals (the map's order puts the empty tag first).
+        let mut current: Option<[u8; 16]> = None;
+        for ((uuid, tag), intervals) in &self.executed {
+            if current != Some(*uuid) {
+                if current.is_some() {
+                    f.write_str(",")?;
+                }
+                write!(f, "{}", Uuid(*uuid))?;
+                current = Some(*uuid);
+            }
+            if !tag.is_empty() {
+                write!(f, ":{tag}")?;
+            }
+            for (a, b) in intervals {
+                if a == b {
+                    write!(f, ":{a}")?;
+                } else {
+                    write!(f, ":{a}-{b}")?;
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -219,15 +391,56 @@ impl FromStr for GtidState {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let mut state = Self::default();
+        let invalid = || ParsePositionError::InvalidGtid(text.to_owned());
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let gtid: MariaGtid = part.parse()?;
-            if state.last.iter().any(|g| g.domain == gtid.domain) {
-                return Err(ParsePositionError::InvalidGtid(format!(
-                    "{text} (domain {} twice)",
-                    gtid.domain
-                )));
+            if part.contains(':') {
+                // MySQL: uuid:interval[:interval...][:tag:interval...]
+                let mut fields = part.split(':').map(str::trim);
+                let uuid = fields.next().and_then(parse_uuid).ok_or_else(invalid)?;
+                let mut tag: Option<String> = None;
+                let mut intervals = 0;
+                for field in fields {
+                    if field.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+                        if field.len() > 32
+                            || !field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        {
+                            return Err(invalid());
+                        }
+                        tag = Some(field.to_ascii_lowercase());
+                        continue;
+                    }
+                    let (first, last) = match field.split_once('-') {
+                        Some((a, b)) => (
+                            a.parse().map_err(|_| invalid())?,
+                            b.parse().map_err(|_| invalid())?,
+                        ),
+                        None => {
+                            let n = field.parse().map_err(|_| invalid())?;
+                            (n, n)
+                        }
+                    };
+                    if first == 0 || last < first {
+                        return Err(invalid());
+                    }
+                    state.add_interval(uuid, tag.clone(), first, last);
+                    intervals += 1;
+                }
+                if intervals == 0 {
+                    return Err(invalid());
+                }
+            } else {
+                let gtid: MariaGtid = part.parse()?;
+                if state.last.iter().any(|g| g.domain == gtid.domain) {
+                    return Err(ParsePositionError::InvalidGtid(format!(
+                        "{text} (domain {} twice)",
+                        gtid.domain
+                    )));
+                }
+                state.apply(gtid);
             }
-            state.apply(gtid);
+        }
+        if !state.last.is_empty() && !state.executed.is_empty() {
+            return Err(invalid());
         }
         Ok(state)
     }
@@ -253,8 +466,9 @@ impl<'de> Deserialize<'de> for GtidState {
 pub struct ResumePoint {
     /// The position just after the transaction.
     pub position: BinlogPosition,
-    /// The GTID state including the transaction; `None` when the server assigns no GTIDs
-    /// (or they are not tracked: MySQL GTID sets are not yet).
+    /// The GTID state including the transaction; `None` when the server assigns no GTIDs or
+    /// the state at the start point is unknown (a MySQL position mid-file, until the next
+    /// file's PREVIOUS_GTIDS).
     pub gtid: Option<GtidState>,
 }
 
@@ -341,12 +555,57 @@ mod tests {
         state.apply("5-1-1".parse().unwrap());
         assert_eq!(state.to_string(), "0-3-58,1-2-9,5-1-1");
         assert_eq!("".parse::<GtidState>().unwrap(), GtidState::default());
+        for bad in ["0-1", "a-b-c", "0-1-2-3", "0-1-5,0-2-6"] {
+            assert!(bad.parse::<GtidState>().is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn mysql_gtid_sets_merge_print_and_compare_like_mysql() {
+        let uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let mut set: GtidState = format!("{uuid}:1-5:7, 4e11fa47-71ca-11e1-9e33-c80aa9429562:3")
+            .parse()
+            .unwrap();
+        assert!(set.is_mysql());
+        assert_eq!(
+            set.to_string(),
+            format!("{uuid}:1-5:7,4e11fa47-71ca-11e1-9e33-c80aa9429562:3")
+        );
+        let gtid = |gno, tag: Option<&str>| MysqlGtid {
+            uuid: parse_uuid(uuid).unwrap(),
+            tag: tag.map(str::to_owned),
+            gno,
+        };
+        set.apply_mysql(&gtid(6, None));
+        set.apply_mysql(&gtid(2, Some("batch")));
+        assert_eq!(
+            set.to_string(),
+            format!("{uuid}:1-7:batch:2,4e11fa47-71ca-11e1-9e33-c80aa9429562:3")
+        );
+        assert_eq!(
+            gtid(9, Some("batch")).to_string(),
+            format!("{uuid}:batch:9")
+        );
+        let back: GtidState = set.to_string().parse().unwrap();
+        assert_eq!(back, set);
+
+        // What a purged set has that the checkpoint lacks.
+        let purged: GtidState = format!("{uuid}:1-9").parse().unwrap();
+        assert_eq!(set.missing_from(&purged).to_string(), format!("{uuid}:8-9"));
+        let purged: GtidState = format!("{uuid}:1-3").parse().unwrap();
+        assert!(set.missing_from(&purged).is_empty());
+        assert!(set.missing_from(&GtidState::default()).is_empty());
+
+        assert_eq!(
+            set.mysql_sids()[0],
+            (parse_uuid(uuid).unwrap(), None, vec![(1, 8)])
+        );
         for bad in [
-            "0-1",
-            "a-b-c",
-            "0-1-2-3",
-            "0-1-5,0-2-6",
-            "3e11fa47-71ca-11e1-9e33-c80aa9429562:23",
+            uuid.to_string(),
+            format!("{uuid}:0"),
+            format!("{uuid}:5-3"),
+            format!("{uuid}:1-3,0-1-2"),
+            "3e11fa47:1".to_owned(),
         ] {
             assert!(bad.parse::<GtidState>().is_err(), "{bad:?} was accepted");
         }

@@ -293,6 +293,14 @@ pub async fn missing_privileges(conn: &mut Conn) -> Result<Vec<&'static str>, So
 
 /// The server's current end of binlog.
 pub async fn current_position(conn: &mut Conn) -> Result<BinlogPosition, SourceError> {
+    Ok(current_status(conn).await?.0)
+}
+
+/// The server's current end of binlog and, on MySQL, the GTID set executed up to it
+/// (`Executed_Gtid_Set`, read in the same statement so that the two agree).
+pub async fn current_status(
+    conn: &mut Conn,
+) -> Result<(BinlogPosition, Option<GtidState>), SourceError> {
     // MySQL 8.4 removed SHOW MASTER STATUS; MariaDB and older MySQL lack the new form.
     let mut row: Option<mysql_async::Row> = None;
     for statement in ["SHOW MASTER STATUS", "SHOW BINARY LOG STATUS"] {
@@ -317,16 +325,97 @@ pub async fn current_position(conn: &mut Conn) -> Result<BinlogPosition, SourceE
     })?;
     let file: Option<String> = row.get(0);
     let offset: Option<u64> = row.get(1);
+    // MySQL's fifth column; MariaDB has four. MySQL prints long sets over several lines.
+    let executed: Option<String> = if row.len() > 4 { row.get(4) } else { None };
+    let gtid = match executed {
+        Some(text) => Some(
+            text.replace('\n', "")
+                .parse()
+                .map_err(|e| SourceError::Protocol {
+                    message: format!("the server reported an invalid Executed_Gtid_Set: {e}"),
+                })?,
+        ),
+        None => None,
+    };
     match (file, offset) {
-        (Some(file), Some(offset)) => {
-            BinlogPosition::new(file, offset).map_err(|e| SourceError::Protocol {
+        (Some(file), Some(offset)) => BinlogPosition::new(file, offset)
+            .map(|position| (position, gtid))
+            .map_err(|e| SourceError::Protocol {
                 message: format!("the server reported an invalid position: {e}"),
-            })
-        }
+            }),
         _ => Err(SourceError::Protocol {
             message: "binary log status has no file and position".into(),
         }),
     }
+}
+
+/// Whether a MySQL server assigns GTIDs (`gtid_mode=ON`), so that a GTID set resumes.
+pub async fn mysql_gtid_mode_on(conn: &mut Conn) -> Result<bool, SourceError> {
+    Ok(variable(conn, "gtid_mode")
+        .await?
+        .is_some_and(|mode| mode.eq_ignore_ascii_case("ON")))
+}
+
+/// Fails when the MySQL server purged GTIDs that `state` has not seen: resuming from it would
+/// skip them.
+pub async fn ensure_gtids_available(
+    conn: &mut Conn,
+    state: &GtidState,
+    position: &BinlogPosition,
+) -> Result<(), SourceError> {
+    let purged: GtidState = variable(conn, "gtid_purged")
+        .await?
+        .unwrap_or_default()
+        .replace('\n', "")
+        .parse()
+        .map_err(|e| SourceError::Protocol {
+            message: format!("the server reported an invalid gtid_purged: {e}"),
+        })?;
+    let missing = state.missing_from(&purged);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(SourceError::PositionNotOnServer {
+        position: position.clone(),
+        reason: format!("the server purged GTIDs {missing} that the checkpoint's GTID set {state} does not contain"),
+        available: format!("gtid_purged {purged}"),
+    })
+}
+
+/// Opens a MySQL binlog stream from a GTID set (COM_BINLOG_DUMP_GTID): the server sends every
+/// transaction not in `state`, from whichever file holds the first one.
+async fn open_stream_mysql_gtid(
+    mut conn: Conn,
+    server_id: u32,
+    state: &GtidState,
+    position: &BinlogPosition,
+    heartbeat: Duration,
+) -> Result<BinlogStream, SourceError> {
+    use mysql_common::packets::{GnoInterval, Sid, Tag};
+    set_heartbeat(&mut conn, heartbeat).await;
+    let mut sids = Vec::new();
+    for (uuid, tag, intervals) in state.mysql_sids() {
+        let mut sid = Sid::new(uuid).with_intervals(
+            intervals
+                .into_iter()
+                .map(|(start, end)| GnoInterval::new(start, end))
+                .collect(),
+        );
+        if let Some(tag) = tag {
+            let tag = Tag::new(tag.to_owned()).map_err(|e| SourceError::Protocol {
+                message: format!("GTID tag {tag:?} cannot be sent to the server: {e}"),
+            })?;
+            sid = sid.with_tag(tag);
+        }
+        sids.push(sid);
+    }
+    tracing::info!(gtid = %state, "requesting the binlog by GTID set");
+    let request = BinlogStreamRequest::new(server_id)
+        .with_gtid()
+        .with_gtid_set(sids);
+    conn.get_binlog_stream(request)
+        .await
+        .map_err(|error| stream_error(error, position))
 }
 
 /// The binlog files the server still has, oldest first, with their sizes.
@@ -392,13 +481,8 @@ pub async fn open_stream(
     .map_err(|error| stream_error(error, position))
 }
 
-async fn open(
-    mut conn: Conn,
-    server_id: u32,
-    file: &[u8],
-    offset: u64,
-    heartbeat: Duration,
-) -> Result<BinlogStream, mysql_async::Error> {
+/// Session variables every binlog request needs: heartbeats, and MariaDB's GTID events.
+async fn set_heartbeat(conn: &mut Conn, heartbeat: Duration) {
     // Without the capability, MariaDB rewrites its GTID events into BEGIN queries.
     for statement in [
         "SET @mariadb_slave_capability=4".to_owned(),
@@ -408,15 +492,40 @@ async fn open(
         // Each server knows only some of these names; the ones it lacks are harmless.
         let _ignored: Result<(), _> = conn.query_drop(statement).await;
     }
+}
+
+async fn open(
+    mut conn: Conn,
+    server_id: u32,
+    file: &[u8],
+    offset: u64,
+    heartbeat: Duration,
+) -> Result<BinlogStream, mysql_async::Error> {
+    set_heartbeat(&mut conn, heartbeat).await;
     let request = BinlogStreamRequest::new(server_id)
         .with_filename(file)
         .with_pos(offset);
     conn.get_binlog_stream(request).await
 }
 
-/// Turns `conn` into a binlog stream that starts after the MariaDB GTID state `state`, on any
-/// server of the topology. `position` is only for error messages.
+/// Turns `conn` into a binlog stream that starts after the GTID state `state` (a MariaDB
+/// position or a MySQL set), on any server of the topology. `position` is only for error
+/// messages.
 pub async fn open_stream_gtid(
+    conn: Conn,
+    server_id: u32,
+    state: &GtidState,
+    position: &BinlogPosition,
+    heartbeat: Duration,
+) -> Result<BinlogStream, SourceError> {
+    if state.is_mysql() {
+        open_stream_mysql_gtid(conn, server_id, state, position, heartbeat).await
+    } else {
+        open_stream_mariadb_gtid(conn, server_id, state, position, heartbeat).await
+    }
+}
+
+async fn open_stream_mariadb_gtid(
     mut conn: Conn,
     server_id: u32,
     state: &GtidState,

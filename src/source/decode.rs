@@ -273,7 +273,9 @@ pub fn to_json(column: &ColumnSchema, value: BinlogValue<'_>) -> Result<Json, St
             | MYSQL_TYPE_LONG_BLOB,
             Value::Bytes(bytes),
         ) => {
-            if column.collation == BINARY_COLLATION {
+            // Without a collation (a file written with NO_LOG metadata) the character set is
+            // unknown: the bytes go out as base64, like binary strings, rather than be guessed.
+            if column.collation == BINARY_COLLATION || column.collation == 0 {
                 Json::String(BASE64.encode(bytes))
             } else {
                 Json::String(text(column.collation, bytes)?)
@@ -618,6 +620,23 @@ mod tests {
             ..column(ColumnType::MYSQL_TYPE_BLOB, &[2])
         };
         assert_eq!(convert(&blob, Value::Bytes(vec![0, 0xff])), json!("AP8="));
+    }
+
+    #[test]
+    fn without_metadata_text_is_base64_and_enum_set_are_raw_numbers() {
+        // A file written with NO_LOG row metadata: no collation, no labels. Nothing is guessed.
+        let text = ColumnSchema {
+            collation: 0,
+            ..column(ColumnType::MYSQL_TYPE_VARCHAR, &[100, 0])
+        };
+        assert_eq!(
+            convert(&text, Value::Bytes(vec![b'h', 0xe9])),
+            json!("aOk=")
+        );
+        let enumeration = column(ColumnType::MYSQL_TYPE_ENUM, &[0xf7, 1]);
+        assert_eq!(convert(&enumeration, Value::Int(2)), json!(2));
+        let set = column(ColumnType::MYSQL_TYPE_SET, &[0xf8, 1]);
+        assert_eq!(convert(&set, Value::Bytes(vec![0b101])), json!(5));
     }
 
     #[test]

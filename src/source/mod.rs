@@ -38,9 +38,18 @@
 //!
 //! # Resumption
 //!
-//! The stream is requested from a `file:offset` boundary. The checkpoint's file must still be
-//! on the server ([`connect::ensure_position_available`]); otherwise the run stops with
-//! [`SourceError::PositionNotOnServer`], never a silent skip.
+//! The stream is requested from a `file:offset` boundary, or from a GTID state (MariaDB:
+//! `@slave_connect_state`; MySQL: COM_BINLOG_DUMP_GTID with the executed set). The checkpoint's
+//! file must still be on the server ([`connect::ensure_position_available`]), or no GTID the
+//! checkpoint lacks may have been purged ([`connect::ensure_gtids_available`]); otherwise the
+//! run stops with [`SourceError::PositionNotOnServer`], never a silent skip.
+//!
+//! # GTID state
+//!
+//! Each transaction's GTID joins the state at its boundary, so every checkpoint carries the
+//! state that includes exactly the transactions before it. A reader that starts at a MySQL
+//! file position without a known state learns it from the next PREVIOUS_GTIDS event (the
+//! second event of every file); until then its boundaries carry none.
 
 pub mod catalog;
 pub mod connect;
@@ -69,7 +78,7 @@ use crate::{
     config::{MysqlConfig, TableFilter},
     event::{ChangeEvent, EncodedEvent, Op, TableName},
     metrics::{Metrics, State},
-    position::{BinlogPosition, GtidState, MariaGtid, ResumePoint},
+    position::{BinlogPosition, GtidState, MariaGtid, MysqlGtid, ResumePoint},
     sink::retry::Backoff,
     sink::{OutboundEvent, SinkInput},
 };
@@ -430,10 +439,16 @@ pub async fn decode_files(
     Ok(total)
 }
 
+/// The GTID a transaction adds to the GTID state when it ends.
+enum Applied {
+    Maria(MariaGtid),
+    Mysql(MysqlGtid),
+}
+
 struct Transaction {
     gtid: Option<String>,
     /// The MariaDB GTID, applied to the GTID state when the transaction ends.
-    maria_gtid: Option<MariaGtid>,
+    applied: Option<Applied>,
     /// Opened by BEGIN (ends at XID/COMMIT) rather than standing alone (ends after one
     /// statement).
     explicit: bool,
@@ -454,7 +469,7 @@ struct Reader {
     tables: HashMap<u64, Option<Arc<TableSchema>>>,
     transaction: Option<Transaction>,
     /// A MySQL GTID read before its transaction's BEGIN.
-    pending_gtid: Option<String>,
+    pending_gtid: Option<MysqlGtid>,
     /// The current MariaDB GTID says the transaction is one statement.
     standalone: bool,
     /// Events of the open transaction already sent (spilled past the lookahead cap).
@@ -572,7 +587,8 @@ impl Reader {
         let mysql = &self.config.mysql;
         let conn = connect::connect(mysql).await?;
         match &self.gtid_state {
-            Some(state) if self.config.resume_by_gtid => {
+            // An empty state would ask for every binlog the server has.
+            Some(state) if self.config.resume_by_gtid && !state.is_empty() => {
                 connect::open_stream_gtid(
                     conn,
                     mysql.server_id.get(),
@@ -653,7 +669,7 @@ impl Reader {
                 let domain = u32::from_le_bytes(data[8..12].try_into().expect("4 bytes"));
                 self.standalone = data[12] & mariadb::FL_STANDALONE != 0;
                 let gtid = MariaGtid { domain, server: header.server_id(), sequence };
-                self.begin(Some(gtid.to_string()), Some(gtid), !self.standalone);
+                self.begin(Some(Applied::Maria(gtid)), !self.standalone);
                 return Ok(());
             }
             mariadb::ANNOTATE_ROWS | mariadb::BINLOG_CHECKPOINT | mariadb::GTID_LIST => return Ok(()),
@@ -711,28 +727,39 @@ impl Reader {
             }
             EventData::GtidEvent(gtid) => {
                 let sid = gtid.sid();
-                let uuid = format!(
-                    "{}-{}-{}-{}-{}",
-                    hex(&sid[0..4]),
-                    hex(&sid[4..6]),
-                    hex(&sid[6..8]),
-                    hex(&sid[8..10]),
-                    hex(&sid[10..16])
-                );
-                self.pending_gtid = Some(match gtid.tag() {
-                    Some(tag) => format!("{uuid}:{tag}:{}", gtid.gno()),
-                    None => format!("{uuid}:{}", gtid.gno()),
+                self.pending_gtid = Some(MysqlGtid {
+                    uuid: sid,
+                    tag: gtid.tag().map(|t| t.to_string().to_ascii_lowercase()),
+                    gno: gtid.gno(),
                 });
             }
             EventData::AnonymousGtidEvent(_) => self.pending_gtid = None,
+            // At the start of each file: every GTID of the files before it. A reader that does
+            // not know its GTID state (it started at a position mid-file) learns it here.
+            EventData::PreviousGtidsEvent(previous) if self.gtid_state.is_none() => {
+                let mut state = GtidState::default();
+                for sid in previous.sids() {
+                    let tag = sid.tag().map(|t| t.to_string().to_ascii_lowercase());
+                    for interval in sid.intervals() {
+                        state.add_interval(
+                            sid.uuid(),
+                            tag.clone(),
+                            interval.start(),
+                            interval.end().saturating_sub(1),
+                        );
+                    }
+                }
+                self.gtid_state = Some(state);
+            }
+            EventData::PreviousGtidsEvent(_) => {}
             EventData::QueryEvent(query) => {
                 let text = query.query();
                 let statement = text.trim();
                 if statement.eq_ignore_ascii_case("BEGIN") {
-                    let gtid = self.pending_gtid.take();
+                    let gtid = self.pending_gtid.take().map(Applied::Mysql);
                     match &mut self.transaction {
                         Some(transaction) => transaction.explicit = true,
-                        None => self.begin(gtid, None, true),
+                        None => self.begin(gtid, true),
                     }
                 } else if statement.eq_ignore_ascii_case("COMMIT") || statement.eq_ignore_ascii_case("ROLLBACK") {
                     // ROLLBACK is only logged for non-transactional changes, which did happen.
@@ -761,8 +788,8 @@ impl Reader {
                         catalog.invalidate();
                     }
                     if self.transaction.is_none() {
-                        let gtid = self.pending_gtid.take();
-                        self.begin(gtid, None, false);
+                        let gtid = self.pending_gtid.take().map(Applied::Mysql);
+                        self.begin(gtid, false);
                     }
                     if let Some(target) = truncate_target(statement, &query.schema()) {
                         // Every row removed at once, with no row images: a `truncate` event
@@ -845,8 +872,8 @@ impl Reader {
                 })?;
                 self.metrics.row_events_read.add(decoded.len() as u64);
                 if self.transaction.is_none() {
-                    let gtid = self.pending_gtid.take();
-                    self.begin(gtid, None, true);
+                    let gtid = self.pending_gtid.take().map(Applied::Mysql);
+                    self.begin(gtid, true);
                 }
                 let ts_ms = u64::from(header.timestamp()) * 1000;
                 // Inside a compressed transaction every rows event shares the payload's position,
@@ -900,7 +927,6 @@ impl Reader {
             EventData::FormatDescriptionEvent(_) => self.format_known = true,
             EventData::HeartbeatEvent => self.metrics.heartbeat(),
             EventData::StopEvent
-            | EventData::PreviousGtidsEvent(_)
             | EventData::RowsQueryEvent(_)
             | EventData::IntvarEvent(_)
             | EventData::RandEvent(_)
@@ -949,10 +975,13 @@ impl Reader {
         result
     }
 
-    fn begin(&mut self, gtid: Option<String>, maria_gtid: Option<MariaGtid>, explicit: bool) {
+    fn begin(&mut self, applied: Option<Applied>, explicit: bool) {
         self.transaction = Some(Transaction {
-            gtid,
-            maria_gtid,
+            gtid: applied.as_ref().map(|a| match a {
+                Applied::Maria(gtid) => gtid.to_string(),
+                Applied::Mysql(gtid) => gtid.to_string(),
+            }),
+            applied,
             explicit,
             held: Vec::new(),
             held_bytes: 0,
@@ -999,8 +1028,10 @@ impl Reader {
         // cache never needs to outlive one: clearing it keeps memory flat as table ids grow.
         self.tables.clear();
         if let Some(transaction) = self.transaction.take() {
-            if let (Some(state), Some(gtid)) = (self.gtid_state.as_mut(), transaction.maria_gtid) {
-                state.apply(gtid);
+            match (self.gtid_state.as_mut(), &transaction.applied) {
+                (Some(state), Some(Applied::Maria(gtid))) => state.apply(*gtid),
+                (Some(state), Some(Applied::Mysql(gtid))) => state.apply_mysql(gtid),
+                _ => {}
             }
             let n_events = transaction.held.len();
             for (index, (mut event, encoded)) in transaction.held.into_iter().enumerate() {
@@ -1137,10 +1168,6 @@ fn statement_dml_target(statement: &str, default_schema: &str) -> Option<Option<
             .get(start)
             .and_then(|name| table_name(name, default_schema)),
     )
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn truncate(text: &str, max: usize) -> &str {

@@ -31,23 +31,33 @@ struct Replay {
     result: Result<(), SourceError>,
     events: Vec<ChangeEvent>,
     boundaries: Vec<BinlogPosition>,
+    /// The GTID state at each boundary, as the checkpoint would record it.
+    gtids: Vec<Option<String>>,
 }
 
 /// Feeds every event of `path` to a reader, as the live stream would.
 async fn replay(path: &Path) -> Replay {
+    replay_with(path, false).await
+}
+
+/// As [`replay`]; `positional_names` names columns `@1`, `@2`, ... where the file has none.
+async fn replay_with(path: &Path, positional_names: bool) -> Replay {
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
     let (tx, mut rx) = mpsc::channel(64);
     let collector = tokio::spawn(async move {
-        let (mut events, mut boundaries) = (Vec::new(), Vec::new());
+        let (mut events, mut boundaries, mut gtids) = (Vec::new(), Vec::new(), Vec::new());
         while let Some(item) = rx.recv().await {
             match item {
                 SinkInput::Event(event) => {
                     events.push(serde_json::from_slice(&event.line).unwrap())
                 }
-                SinkInput::Boundary(boundary) => boundaries.push(boundary.point.position),
+                SinkInput::Boundary(boundary) => {
+                    gtids.push(boundary.point.gtid.map(|g| g.to_string()));
+                    boundaries.push(boundary.point.position);
+                }
             }
         }
-        (events, boundaries)
+        (events, boundaries, gtids)
     });
     let mysql = crate::config::FileConfig::default()
         .validate()
@@ -58,7 +68,7 @@ async fn replay(path: &Path) -> Replay {
         filter: TableFilter::default(),
         lookahead_bytes: 1 << 20,
         resume_by_gtid: false,
-        positional_names: false,
+        positional_names,
         checksum_crc32: true,
         catalog: false,
     };
@@ -86,11 +96,12 @@ async fn replay(path: &Path) -> Replay {
     }
     .await;
     drop(reader);
-    let (events, boundaries) = collector.await.unwrap();
+    let (events, boundaries, gtids) = collector.await.unwrap();
     Replay {
         result,
         events,
         boundaries,
+        gtids,
     }
 }
 
@@ -464,4 +475,38 @@ async fn mysql_8_and_9_fixtures_decode_to_golden_lines() {
             && error.contains("INSERT INTO t2"),
         "{error}"
     );
+}
+
+/// MySQL GTID sets from real files: the state starts from the file's PREVIOUS_GTIDS and every
+/// transaction's GTID (tagged ones too) joins it at its boundary, which is what a checkpoint
+/// records and what COM_BINLOG_DUMP_GTID resumes from.
+#[tokio::test]
+async fn mysql_gtid_sets_are_tracked_from_previous_gtids_through_each_transaction() {
+    let Some(dir) = fixtures() else { return };
+    for (file, last_gtid_of_an_event, expected) in [
+        (
+            "mysql_type_bit.000001",
+            "fbda2ad0-7c46-11ec-ae30-4ef7efc81a2a:3",
+            "fbda2ad0-7c46-11ec-ae30-4ef7efc81a2a:1-3",
+        ),
+        (
+            "binlog_transaction_with_GTID_TAG.000001",
+            "55778904-0299-11f1-b1b8-4ef0c4956feb:mytag:3",
+            // PREVIOUS_GTIDS holds :1-13 and :mytag:1-2; the file's one transaction adds
+            // mytag:3, printed as MySQL prints tagged sets.
+            "55778904-0299-11f1-b1b8-4ef0c4956feb:1-13:mytag:1-3",
+        ),
+    ] {
+        let replay = replay_with(&dir.join(file), true).await;
+        replay.result.unwrap();
+        assert_eq!(
+            replay.events.last().unwrap().gtid.as_deref(),
+            Some(last_gtid_of_an_event)
+        );
+        assert_eq!(
+            replay.gtids.last().unwrap().as_deref(),
+            Some(expected),
+            "{file}"
+        );
+    }
 }
