@@ -463,24 +463,38 @@ fn ministack_path() -> PathBuf {
 /// A ministack emulator serving Kinesis, CloudWatch and S3.
 pub struct Ministack {
     pub url: String,
+    port: u16,
     child: Child,
-    _tmp: TempDir,
+    tmp: TempDir,
 }
 
 impl Ministack {
     pub async fn start() -> Self {
         let port = free_port();
         let tmp = TempDir::new().unwrap();
+        let child = Self::spawn(port, tmp.path()).await;
+        Self {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            child,
+            tmp,
+        }
+    }
+
+    /// Starts the emulator on `port`; it saves its state in `dir` when stopped with SIGTERM
+    /// and loads it again when started (PERSIST_STATE), so a restart keeps streams and records.
+    async fn spawn(port: u16, dir: &Path) -> Child {
         let child = Command::new(ministack_path())
             .env("GATEWAY_PORT", port.to_string())
             .env("BIND_HOST", "127.0.0.1")
             .env("SERVICES", "kinesis,cloudwatch,s3")
-            .env("TMPDIR", tmp.path())
+            .env("TMPDIR", dir)
+            .env("PERSIST_STATE", "1")
+            .env("STATE_DIR", dir.join("state"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
         let health = format!("127.0.0.1:{port}");
         eventually(Duration::from_secs(30), async || {
             tokio::net::TcpStream::connect(&health)
@@ -489,11 +503,26 @@ impl Ministack {
                 .map(|_| ())
         })
         .await;
-        Self {
-            url,
-            child,
-            _tmp: tmp,
-        }
+        child
+    }
+
+    /// Stops the emulator gracefully (it saves its state) and waits until it has exited.
+    pub async fn shut_down(&mut self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        eventually(Duration::from_secs(30), async || {
+            self.child.try_wait().unwrap().map(|_| ())
+        })
+        .await;
+    }
+
+    /// Starts the emulator again on the same port, with the state it saved.
+    pub async fn start_again(&mut self) {
+        self.child = Self::spawn(self.port, self.tmp.path()).await;
     }
 
     pub async fn client(&self) -> AwsKinesisClient {
