@@ -26,6 +26,20 @@ use tempfile::TempDir;
 /// Password of the replication user the harness creates.
 pub const CDC_PASSWORD: &str = "cdc-secret";
 
+/// Stops a child gracefully (SIGTERM) and waits until it has exited.
+async fn terminate(child: &mut Child) {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    eventually(Duration::from_secs(60), async || {
+        child.try_wait().unwrap().map(|_| ())
+    })
+    .await;
+}
+
 /// Kills a child started by the harness and reaps it.
 fn stop_child(child: &mut Child) {
     if let Err(error) = child.kill() {
@@ -256,17 +270,8 @@ impl MariaDb {
     /// Stops the server gracefully (SIGTERM, as `mariadb-admin shutdown` does) and starts it
     /// again on the same port and data directory.
     pub async fn restart(&mut self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
         let pid = self.child.id();
-        eventually(Duration::from_secs(60), async || {
-            self.child.try_wait().unwrap().map(|_| ())
-        })
-        .await;
+        terminate(&mut self.child).await;
         eprintln!("harness: mariadbd {pid} stopped; starting it again");
         self.child = Self::spawn(self.dir.path(), self.port, self.tls, self.server_id);
         self.wait_ready().await;
@@ -508,16 +513,7 @@ impl Ministack {
 
     /// Stops the emulator gracefully (it saves its state) and waits until it has exited.
     pub async fn shut_down(&mut self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        eventually(Duration::from_secs(30), async || {
-            self.child.try_wait().unwrap().map(|_| ())
-        })
-        .await;
+        terminate(&mut self.child).await;
     }
 
     /// Starts the emulator again on the same port, with the state it saved.
