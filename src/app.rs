@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     checkpoint::{self, CheckpointError},
-    config::{Config, ConfigError},
+    config::{Config, ConfigError, PartitionBy},
     metrics::{
         cloudwatch::Publisher,
         http::{self, ListenError},
@@ -212,13 +212,25 @@ async fn replicate(
     shutdown: Shutdown,
     metrics: &Arc<Metrics>,
 ) -> Result<RunOutcome, Error> {
-    client
+    let stream_info = client
         .check_stream(&config.kinesis.stream)
         .await
         .map_err(|error| Error::Stream {
             stream: config.kinesis.stream.clone(),
             message: error.to_string(),
         })?;
+    // The smaller of what is configured and what the stream accepts.
+    let max_record_bytes = match stream_info.max_record_bytes {
+        Some(stream_max) if stream_max < config.kinesis.max_record_bytes => {
+            tracing::warn!(
+                configured = config.kinesis.max_record_bytes,
+                stream_max,
+                "kinesis.max_record_bytes is larger than the stream's maximum record size; using the stream's"
+            );
+            stream_max
+        }
+        _ => config.kinesis.max_record_bytes,
+    };
 
     // Only the lock holder replicates; the checkpoint is read once the lock is held, since the
     // previous holder may have written it until the moment it let go.
@@ -358,6 +370,7 @@ async fn replicate(
             positional_names: false,
             checksum_crc32: server.checksum_crc32,
             catalog: !server.row_metadata_full,
+            partition_by_primary_key: config.kinesis.partition_by == PartitionBy::PrimaryKey,
         },
         stream,
         start,
@@ -369,9 +382,10 @@ async fn replicate(
     let mut sink = tokio::spawn(sink::run(
         SinkConfig {
             stream: config.kinesis.stream.clone(),
-            max_record_bytes: config.kinesis.max_record_bytes,
+            max_record_bytes,
             linger: config.kinesis.linger,
             max_buffered_bytes: config.kinesis.max_buffered_bytes,
+            max_events_per_record: config.kinesis.max_events_per_record,
             backoff: DEFAULT_BACKOFF,
             oversize: config.kinesis.oversize,
         },
@@ -453,11 +467,21 @@ async fn replicate(
             Ok(source_summary) => source_summary,
         };
     let summary = summary?;
+    // How full records were: what the record size and linger bought.
+    let per_record = |n: u64| {
+        if summary.records == 0 {
+            0.0
+        } else {
+            n as f64 / summary.records as f64
+        }
+    };
     tracing::info!(
         events = summary.events,
         records = summary.records,
         calls = summary.calls,
         retries = summary.retries,
+        events_per_record = per_record(summary.events),
+        bytes_per_record = per_record(metrics.bytes_put.get()),
         "drained"
     );
     Ok(RunOutcome {

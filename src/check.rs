@@ -88,7 +88,13 @@ pub async fn check(config: &Config, client: &AwsKinesisClient) -> bool {
         client
             .check_stream(&config.kinesis.stream)
             .await
-            .map(|_| format!("{} is ACTIVE", config.kinesis.stream))
+            .map(|info| match info.max_record_bytes {
+                Some(max) => format!(
+                    "{} is ACTIVE, maximum record size {max} bytes",
+                    config.kinesis.stream
+                ),
+                None => format!("{} is ACTIVE", config.kinesis.stream),
+            })
             .map_err(|e| e.to_string()),
     );
     ok

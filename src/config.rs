@@ -96,6 +96,8 @@ pub struct FileConfig {
     pub http: RawHttp,
     /// `[log]`
     pub log: RawLog,
+    /// `[sink]`
+    pub sink: RawSink,
 }
 
 /// `[mysql]`: the source server.
@@ -166,6 +168,10 @@ pub struct RawKinesis {
     pub max_buffered_bytes: i64,
     /// What to do with an event larger than a record may be: `fail` or `skip`.
     pub oversize: String,
+    /// Most events in one record; 0 for no limit but the size.
+    pub max_events_per_record: i64,
+    /// `table` (per-table order) or `primary_key` (per-row order, spread over shards).
+    pub partition_by: String,
 }
 
 impl Default for RawKinesis {
@@ -178,6 +184,8 @@ impl Default for RawKinesis {
             linger_ms: 50,
             max_buffered_bytes: 64 << 20,
             oversize: "fail".into(),
+            max_events_per_record: 0,
+            partition_by: "table".into(),
         }
     }
 }
@@ -274,6 +282,25 @@ impl Default for RawHttp {
     }
 }
 
+/// `[sink]`: where records go.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSink {
+    /// `kinesis`, `stdout` or `file`.
+    pub kind: String,
+    /// The file, for `kind = "file"`.
+    pub path: String,
+}
+
+impl Default for RawSink {
+    fn default() -> Self {
+        Self {
+            kind: "kinesis".into(),
+            path: String::new(),
+        }
+    }
+}
+
 /// `[log]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -349,6 +376,7 @@ impl FileConfig {
             metrics,
             http,
             log,
+            sink,
         } = self;
         let mysql = MysqlConfig {
             port: u16::try_from(mysql.port)
@@ -414,6 +442,27 @@ impl FileConfig {
             max_record_bytes,
             linger: non_negative_ms("kinesis", "linger_ms", kinesis.linger_ms)?,
             max_buffered_bytes,
+            max_events_per_record: match kinesis.max_events_per_record {
+                0 => usize::MAX,
+                n => usize::try_from(n).map_err(|_| {
+                    invalid(
+                        "kinesis",
+                        "max_events_per_record",
+                        "must be 0 (no limit) or a positive number",
+                    )
+                })?,
+            },
+            partition_by: match kinesis.partition_by.trim() {
+                "table" => PartitionBy::Table,
+                "primary_key" => PartitionBy::PrimaryKey,
+                _ => {
+                    return Err(invalid(
+                        "kinesis",
+                        "partition_by",
+                        "must be \"table\" or \"primary_key\"",
+                    ))
+                }
+            },
             oversize: match kinesis.oversize.trim() {
                 "fail" => Oversize::Fail,
                 "skip" => Oversize::Skip,
@@ -485,6 +534,25 @@ impl FileConfig {
                 level
             },
         };
+        let sink = match (sink.kind.trim(), optional(&sink.path)) {
+            ("kinesis", _) => SinkKind::Kinesis,
+            ("stdout", _) => SinkKind::Stdout,
+            ("file", Some(path)) => SinkKind::File(PathBuf::from(path)),
+            ("file", None) => {
+                return Err(invalid(
+                    "sink",
+                    "path",
+                    "must name the file when kind = \"file\"",
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    "sink",
+                    "kind",
+                    "must be \"kinesis\", \"stdout\" or \"file\"",
+                ))
+            }
+        };
         Ok(Config {
             mysql,
             filter,
@@ -494,6 +562,7 @@ impl FileConfig {
             metrics,
             http,
             log,
+            sink,
         })
     }
 }
@@ -662,6 +731,19 @@ pub struct Config {
     pub http: HttpConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Where records go.
+    pub sink: SinkKind,
+}
+
+/// `[sink] kind`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkKind {
+    /// The Kinesis stream of `[kinesis]`.
+    Kinesis,
+    /// Standard output, one event per line (logs stay on standard error).
+    Stdout,
+    /// A file, appended to.
+    File(PathBuf),
 }
 
 /// A string that never prints: `Debug` and `Display` show `<redacted>`.
@@ -778,6 +860,20 @@ pub struct KinesisConfig {
     pub max_buffered_bytes: usize,
     /// What happens to an event larger than a record may be.
     pub oversize: Oversize,
+    /// Most events in one record (`usize::MAX`: no limit but the size).
+    pub max_events_per_record: usize,
+    /// How events map to partition keys.
+    pub partition_by: PartitionBy,
+}
+
+/// `kinesis.partition_by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionBy {
+    /// `database.table`: every table in binlog order.
+    Table,
+    /// `database.table/<primary key values>`: every row in binlog order, a table spread over
+    /// shards (tables without a primary key fall back to the table).
+    PrimaryKey,
 }
 
 /// `kinesis.oversize`: an event larger than the record size limit.
@@ -1067,12 +1163,24 @@ mod tests {
                 "max_record_bytes",
             ),
             ("BINLOG_KINESIS__KINESIS__OVERSIZE", "truncate", "oversize"),
+            (
+                "BINLOG_KINESIS__KINESIS__PARTITION_BY",
+                "column",
+                "partition_by",
+            ),
+            (
+                "BINLOG_KINESIS__KINESIS__MAX_EVENTS_PER_RECORD",
+                "-1",
+                "max_events_per_record",
+            ),
             ("BINLOG_KINESIS__CHECKPOINT__URL", "s3://bucket-only", "url"),
             ("BINLOG_KINESIS__CHECKPOINT__URL", "gs://b/k", "url"),
             ("BINLOG_KINESIS__CHECKPOINT__URL", "file://relative", "url"),
             ("BINLOG_KINESIS__METRICS__NAMESPACE", " ", "namespace"),
             ("BINLOG_KINESIS__METRICS__INTERVAL_MS", "0", "interval_ms"),
             ("BINLOG_KINESIS__LOG__FORMAT", "xml", "format"),
+            ("BINLOG_KINESIS__SINK__KIND", "s3", "kind"),
+            ("BINLOG_KINESIS__SINK__KIND", "file", "path"),
             ("BINLOG_KINESIS__LOG__LEVEL", "loud=[", "level"),
         ] {
             let error = FileConfig::load(None, env(&[(name, value)]))

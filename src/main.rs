@@ -11,11 +11,14 @@ use std::{
 
 use binlog_kinesis::{
     app::{self, Error, StartFrom},
-    config::{Config, ConfigError, FileConfig, LogConfig},
+    config::{Config, ConfigError, FileConfig, LogConfig, SinkKind},
     metrics::http::probe,
     position::{BinlogPosition, GtidState},
     shutdown::Shutdown,
-    sink::client::AwsKinesisClient,
+    sink::{
+        client::{AwsKinesisClient, KinesisClient},
+        local::LocalClient,
+    },
 };
 use clap::{Parser, Subcommand};
 
@@ -183,7 +186,17 @@ async fn run(cli: Cli, config: Option<Config>) -> Result<ExitCode, Error> {
             };
             let shutdown = Shutdown::install()
                 .map_err(|e| Error::Internal(format!("cannot install signal handlers: {e}")))?;
-            let client = Arc::new(AwsKinesisClient::new(&config.kinesis).await);
+            let client: Arc<dyn KinesisClient> = match &config.sink {
+                SinkKind::Kinesis => Arc::new(AwsKinesisClient::new(&config.kinesis).await),
+                SinkKind::Stdout => Arc::new(LocalClient::stdout()),
+                SinkKind::File(path) => Arc::new(LocalClient::file(path).map_err(|error| {
+                    Error::Config(ConfigError::Invalid {
+                        section: "sink",
+                        key: "path",
+                        message: format!("cannot open {}: {error}", path.display()),
+                    })
+                })?),
+            };
             let outcome = app::run(config, start, client, shutdown).await?;
             tracing::info!(events = outcome.events, checkpoint = ?outcome.committed.map(|p| p.to_string()), "stopped cleanly");
             Ok(ExitCode::SUCCESS)

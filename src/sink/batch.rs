@@ -14,16 +14,42 @@ pub const MAX_BYTES_PER_CALL: usize = 5 * 1024 * 1024;
 /// Characters in a partition key (AWS limit).
 pub const MAX_PARTITION_KEY_CHARS: usize = 256;
 
+/// The partition key of an event: its table (`database.table`), or with `by_primary_key` its
+/// table and key values (`database.table/{"id":7}`), so that each row keeps its order while a
+/// hot table spreads over shards. A key longer than Kinesis allows has its values replaced by
+/// their SHA-256 (`database.table/#<64 hex digits>`): stable across restarts and versions,
+/// never truncated into a collision. A table without a primary key keeps the table key.
+pub fn partition_key(
+    table: &TableName,
+    primary_key: Option<&RowImage>,
+    by_primary_key: bool,
+) -> String {
+    let Some(values) = primary_key.filter(|_| by_primary_key) else {
+        return table.as_str().to_owned();
+    };
+    let values = serde_json::to_string(values).expect("JSON values serialize");
+    let key = format!("{table}/{values}");
+    if key.chars().count() <= MAX_PARTITION_KEY_CHARS {
+        return key;
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(values.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{table}/#{hex}")
+}
+
 /// How many leading events of `lines` fit in one record for a key of `key_len` bytes, given
-/// `max_record_bytes`. Returns 0 only when the first event alone is too large.
+/// `max_record_bytes` and at most `max_events`, and their bytes. Returns 0 only when the first
+/// event alone is too large.
 pub fn events_in_record<'a>(
     lines: impl IntoIterator<Item = &'a [u8]>,
     key_len: usize,
     max_record_bytes: usize,
+    max_events: usize,
 ) -> (usize, usize) {
     let mut count = 0;
     let mut bytes = key_len;
-    for line in lines {
+    for line in lines.into_iter().take(max_events) {
         if bytes + line.len() > max_record_bytes {
             break;
         }
@@ -39,6 +65,8 @@ pub fn fits_in_call(n_records: usize, call_bytes: usize, record_bytes: usize) ->
     n_records < MAX_RECORDS_PER_CALL && call_bytes + record_bytes <= MAX_BYTES_PER_CALL
 }
 
+use crate::event::{RowImage, TableName};
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -46,12 +74,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn partition_keys_are_the_table_or_the_row_and_long_ones_are_hashed() {
+        let table = TableName::new("shop", "orders");
+        let pk = serde_json::json!({"id": 7, "region": "eu"});
+        let pk = pk.as_object().unwrap();
+        assert_eq!(partition_key(&table, Some(pk), false), "shop.orders");
+        assert_eq!(partition_key(&table, None, true), "shop.orders");
+        assert_eq!(
+            partition_key(&table, Some(pk), true),
+            r#"shop.orders/{"id":7,"region":"eu"}"#
+        );
+        let long = serde_json::json!({"id": "x".repeat(300)});
+        let key = partition_key(&table, long.as_object(), true);
+        assert_eq!(key.len(), "shop.orders/#".len() + 64);
+        assert!(key.starts_with("shop.orders/#"));
+        assert_eq!(key, partition_key(&table, long.as_object(), true), "stable");
+        let other = serde_json::json!({"id": "y".repeat(300)});
+        assert_ne!(key, partition_key(&table, other.as_object(), true));
+    }
+
+    #[test]
     fn packs_consecutive_events_up_to_the_limit() {
         let lines: Vec<Vec<u8>> = vec![vec![b'a'; 40], vec![b'b'; 40], vec![b'c'; 40]];
-        let (count, bytes) = events_in_record(lines.iter().map(Vec::as_slice), 10, 100);
+        let (count, bytes) = events_in_record(lines.iter().map(Vec::as_slice), 10, 100, usize::MAX);
         assert_eq!((count, bytes), (2, 80));
-        let (count, _) = events_in_record(lines.iter().map(Vec::as_slice), 10, 49);
+        let (count, _) = events_in_record(lines.iter().map(Vec::as_slice), 10, 49, usize::MAX);
         assert_eq!(count, 0, "an event larger than a record must not be packed");
+        let (count, bytes) = events_in_record(lines.iter().map(Vec::as_slice), 10, 1000, 1);
+        assert_eq!((count, bytes), (1, 40), "max_events_per_record");
     }
 
     proptest! {
@@ -62,7 +112,7 @@ mod tests {
             max in 1024usize..10_000,
         ) {
             let lines: Vec<Vec<u8>> = sizes.iter().map(|n| vec![b'x'; *n]).collect();
-            let (count, bytes) = events_in_record(lines.iter().map(Vec::as_slice), key_len, max);
+            let (count, bytes) = events_in_record(lines.iter().map(Vec::as_slice), key_len, max, usize::MAX);
             prop_assert!(bytes + key_len <= max);
             prop_assert_eq!(bytes, sizes[..count].iter().sum::<usize>());
             if count < sizes.len() {

@@ -56,10 +56,19 @@ pub trait KinesisClient: Send + Sync + 'static {
         records: Vec<Record>,
     ) -> Result<Vec<RecordOutcome>, CallError>;
 
-    /// Fails unless `stream` exists and accepts writes; called once at startup.
-    async fn check_stream(&self, _stream: &str) -> Result<(), CallError> {
-        Ok(())
+    /// Fails unless `stream` exists and accepts writes; called once at startup. Returns what
+    /// the stream says about itself.
+    async fn check_stream(&self, _stream: &str) -> Result<StreamInfo, CallError> {
+        Ok(StreamInfo::default())
     }
+}
+
+/// What a stream says about itself at startup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// The stream's largest record (data plus partition key), when it reports one: 1 MiB by
+    /// default, up to 10 MiB where raised with UpdateMaxRecordSize.
+    pub max_record_bytes: Option<usize>,
 }
 
 /// The AWS SDK client, configured from `[kinesis]` and the default credential chain.
@@ -85,8 +94,12 @@ impl AwsKinesisClient {
         &self.sdk
     }
 
-    /// The stream's status (`ACTIVE`, `CREATING`, ...), from DescribeStreamSummary.
-    pub async fn stream_status(&self, stream: &str) -> Result<StreamStatus, CallError> {
+    /// The stream's status (`ACTIVE`, `CREATING`, ...) and, when it reports one, its maximum
+    /// record size in bytes, from DescribeStreamSummary.
+    pub async fn stream_status(
+        &self,
+        stream: &str,
+    ) -> Result<(StreamStatus, Option<usize>), CallError> {
         let output = self
             .sdk
             .describe_stream_summary()
@@ -94,10 +107,17 @@ impl AwsKinesisClient {
             .send()
             .await
             .map_err(call_error)?;
-        Ok(output
-            .stream_description_summary()
-            .map(|s| s.stream_status().clone())
-            .unwrap_or_else(|| StreamStatus::from("UNKNOWN")))
+        let summary = output.stream_description_summary();
+        Ok((
+            summary
+                .map(|s| s.stream_status().clone())
+                .unwrap_or_else(|| StreamStatus::from("UNKNOWN")),
+            summary
+                .and_then(|s| s.max_record_size_in_kib())
+                .and_then(|kib| usize::try_from(kib).ok())
+                .filter(|kib| *kib > 0)
+                .map(|kib| kib * 1024),
+        ))
     }
 }
 
@@ -122,10 +142,12 @@ where
 
 #[async_trait::async_trait]
 impl KinesisClient for AwsKinesisClient {
-    async fn check_stream(&self, stream: &str) -> Result<(), CallError> {
+    async fn check_stream(&self, stream: &str) -> Result<StreamInfo, CallError> {
         match self.stream_status(stream).await? {
-            StreamStatus::Active | StreamStatus::Updating => Ok(()),
-            status => Err(CallError {
+            (StreamStatus::Active | StreamStatus::Updating, max_record_bytes) => {
+                Ok(StreamInfo { max_record_bytes })
+            }
+            (status, _) => Err(CallError {
                 action: RetryAction::Fail,
                 code: None,
                 message: format!("the stream is {status}, not ACTIVE"),

@@ -2,7 +2,8 @@
 //!
 //! # Ordering contract
 //!
-//! For every partition key (`database.table`), records reach Kinesis in binlog order:
+//! For every partition key (`database.table`, or with `kinesis.partition_by = "primary_key"`
+//! `database.table/<key values>`), records reach Kinesis in binlog order:
 //! - at most one record per key is in flight at any time;
 //! - a record that fails, alone (a per-record `ErrorCode` in a partly failed PutRecords) or
 //!   with its whole call, is retried with backoff before anything after it on that key is sent;
@@ -11,7 +12,8 @@
 //!   read: a partly failed call is not a success.
 //!
 //! A record holds consecutive events of one key up to `max_record_bytes` (partition key
-//! included); a partly filled record waits up to `linger` for more events of its key.
+//! included) and `max_events_per_record`; a partly filled record waits up to `linger` for more
+//! events of its key.
 //!
 //! # Acknowledgements
 //!
@@ -32,6 +34,7 @@
 
 pub mod batch;
 pub mod client;
+pub mod local;
 pub mod retry;
 
 use std::{
@@ -77,8 +80,10 @@ pub enum SinkInput {
 /// A change event ready to send.
 #[derive(Debug, Clone)]
 pub struct OutboundEvent {
-    /// Its table, which is its partition key.
+    /// Its table.
     pub table: TableName,
+    /// Its partition key: what orders it (see `kinesis.partition_by`).
+    pub key: String,
     /// Where its rows event starts, for error messages.
     pub position: BinlogPosition,
     /// Its row's primary key, for the message about a skipped oversize event.
@@ -98,6 +103,8 @@ pub struct SinkConfig {
     pub linger: Duration,
     /// Cap on event bytes held.
     pub max_buffered_bytes: usize,
+    /// Most events in one record (`usize::MAX` for no limit but the size).
+    pub max_events_per_record: usize,
     /// Backoff between attempts of a failed record.
     pub backoff: Backoff,
     /// What happens to an event larger than `max_record_bytes`.
@@ -164,8 +171,9 @@ struct Queued {
     arrived: Instant,
 }
 
-#[derive(Default)]
 struct KeyState {
+    /// The table whose events this key orders.
+    table: TableName,
     queue: VecDeque<Queued>,
     queued_bytes: usize,
     /// Events at the front of `queue` that are in flight as one record; 0 when none.
@@ -177,7 +185,7 @@ struct KeyState {
 
 /// A record in flight: which key, how many events from the front of its queue.
 struct Sent {
-    table: TableName,
+    key: String,
     n_events: usize,
 }
 
@@ -186,9 +194,9 @@ type CallResult = (Vec<Sent>, Result<Vec<RecordOutcome>, CallError>);
 struct Producer {
     config: SinkConfig,
     client: Arc<dyn KinesisClient>,
-    keys: HashMap<TableName, KeyState>,
+    keys: HashMap<String, KeyState>,
     /// Keys with queued events and nothing in flight.
-    waiting: BTreeSet<TableName>,
+    waiting: BTreeSet<String>,
     tracker: AckTracker,
     buffered_bytes: usize,
     calls: JoinSet<CallResult>,
@@ -270,7 +278,7 @@ impl Producer {
         match item {
             SinkInput::Boundary(position) => self.tracker.push_boundary(position),
             SinkInput::Event(event) => {
-                let size = event.line.len() + event.table.as_str().len();
+                let size = event.line.len() + event.key.len();
                 if size > self.config.max_record_bytes {
                     if self.config.oversize == Oversize::Fail {
                         return Err(SinkError::EventTooLarge {
@@ -289,7 +297,17 @@ impl Producer {
                 }
                 let seq = self.tracker.push_event();
                 self.buffered_bytes += event.line.len();
-                let state = self.keys.entry(event.table.clone()).or_default();
+                let state = self
+                    .keys
+                    .entry(event.key.clone())
+                    .or_insert_with(|| KeyState {
+                        table: event.table.clone(),
+                        queue: VecDeque::new(),
+                        queued_bytes: 0,
+                        in_flight: 0,
+                        attempts: 0,
+                        not_before: None,
+                    });
                 state.queued_bytes += event.line.len();
                 state.queue.push_back(Queued {
                     seq,
@@ -297,19 +315,20 @@ impl Producer {
                     arrived: Instant::now(),
                 });
                 if state.in_flight == 0 {
-                    self.waiting.insert(event.table);
+                    self.waiting.insert(event.key);
                 }
             }
         }
         Ok(())
     }
 
-    /// Whether `table`'s head record may be sent now.
-    fn sendable(&self, table: &TableName, state: &KeyState, now: Instant, flush: bool) -> bool {
+    /// Whether `key`'s head record may be sent now.
+    fn sendable(&self, key: &str, state: &KeyState, now: Instant, flush: bool) -> bool {
         if state.not_before.is_some_and(|t| t > now) {
             return false;
         }
-        let full = state.queued_bytes + table.as_str().len() >= self.config.max_record_bytes;
+        let full = state.queued_bytes + key.len() >= self.config.max_record_bytes
+            || state.queue.len() >= self.config.max_events_per_record;
         let lingered = state
             .queue
             .front()
@@ -321,8 +340,8 @@ impl Producer {
     fn next_wake(&self, flush: bool) -> Option<Instant> {
         self.waiting
             .iter()
-            .filter_map(|table| {
-                let state = &self.keys[table];
+            .filter_map(|key| {
+                let state = &self.keys[key];
                 let linger_end = if flush {
                     None
                 } else {
@@ -342,19 +361,20 @@ impl Producer {
             let mut records = Vec::new();
             let mut sent = Vec::new();
             let mut call_bytes = 0;
-            let candidates: Vec<TableName> = self
+            let candidates: Vec<String> = self
                 .waiting
                 .iter()
-                .filter(|table| self.sendable(table, &self.keys[*table], now, flush))
+                .filter(|key| self.sendable(key, &self.keys[*key], now, flush))
                 .cloned()
                 .collect();
-            for table in candidates {
-                let state = self.keys.get_mut(&table).expect("waiting keys have state");
-                let key_len = table.as_str().len();
+            for key in candidates {
+                let state = self.keys.get_mut(&key).expect("waiting keys have state");
+                let key_len = key.len();
                 let (n_events, data_len) = events_in_record(
                     state.queue.iter().map(|q| q.line.as_slice()),
                     key_len,
                     self.config.max_record_bytes,
+                    self.config.max_events_per_record,
                 );
                 debug_assert!(n_events > 0, "oversized events are refused on arrival");
                 if !fits_in_call(records.len(), call_bytes, data_len + key_len) {
@@ -366,12 +386,12 @@ impl Producer {
                 }
                 call_bytes += data_len + key_len;
                 state.in_flight = n_events;
-                self.waiting.remove(&table);
+                self.waiting.remove(&key);
                 records.push(Record {
-                    partition_key: table.as_str().to_owned(),
+                    partition_key: key.clone(),
                     data,
                 });
-                sent.push(Sent { table, n_events });
+                sent.push(Sent { key, n_events });
             }
             if records.is_empty() {
                 return Ok(());
@@ -404,7 +424,7 @@ impl Producer {
                             if classify(Some(&code), None) == RetryAction::Fail {
                                 return Err(SinkError::RecordRefused {
                                     stream: self.config.stream.clone(),
-                                    table: sent.table,
+                                    table: self.keys[&sent.key].table.clone(),
                                     code,
                                     message,
                                 });
@@ -442,11 +462,8 @@ impl Producer {
     }
 
     fn written(&mut self, sent: Sent) {
-        let state = self
-            .keys
-            .get_mut(&sent.table)
-            .expect("sent keys have state");
-        let mut bytes = sent.table.as_str().len();
+        let state = self.keys.get_mut(&sent.key).expect("sent keys have state");
+        let mut bytes = sent.key.len();
         for queued in state.queue.drain(..sent.n_events) {
             bytes += queued.line.len();
             state.queued_bytes -= queued.line.len();
@@ -455,7 +472,7 @@ impl Producer {
             debug_assert!(known, "each event is acknowledged once");
         }
         if state.attempts > 0 {
-            tracing::info!(table = %sent.table, attempts = state.attempts, "kinesis accepted the record after retries");
+            tracing::info!(table = %state.table, key = %sent.key, attempts = state.attempts, "kinesis accepted the record after retries");
         }
         state.in_flight = 0;
         state.attempts = 0;
@@ -466,19 +483,16 @@ impl Producer {
         self.metrics.events_put.add(sent.n_events as u64);
         self.metrics.bytes_put.add(bytes as u64);
         self.metrics
-            .table_events_put(&sent.table, sent.n_events as u64);
+            .table_events_put(&state.table, sent.n_events as u64);
         if state.queue.is_empty() {
-            self.keys.remove(&sent.table);
+            self.keys.remove(&sent.key);
         } else {
-            self.waiting.insert(sent.table);
+            self.waiting.insert(sent.key);
         }
     }
 
     fn failed(&mut self, sent: Sent, reason: &str) {
-        let state = self
-            .keys
-            .get_mut(&sent.table)
-            .expect("sent keys have state");
+        let state = self.keys.get_mut(&sent.key).expect("sent keys have state");
         state.in_flight = 0;
         state.attempts += 1;
         let delay = self.config.backoff.delay(state.attempts);
@@ -487,9 +501,9 @@ impl Producer {
         self.metrics.retries.add(1);
         // Once per incident, then sparsely, so a long outage does not flood the log.
         if state.attempts == 1 || state.attempts.is_power_of_two() {
-            tracing::warn!(table = %sent.table, attempts = state.attempts, retry_in_ms = delay.as_millis() as u64, reason, "kinesis did not accept a record; retrying it before anything after it on the same key");
+            tracing::warn!(table = %state.table, key = %sent.key, attempts = state.attempts, retry_in_ms = delay.as_millis() as u64, reason, "kinesis did not accept a record; retrying it before anything after it on the same key");
         }
-        self.waiting.insert(sent.table);
+        self.waiting.insert(sent.key);
     }
 }
 

@@ -111,6 +111,7 @@ fn config(max_record_bytes: usize) -> SinkConfig {
             max: Duration::from_millis(200),
         },
         oversize: Oversize::Fail,
+        max_events_per_record: usize::MAX,
     }
 }
 
@@ -121,6 +122,7 @@ fn workload(n_events: usize, tables: usize, tx_size: usize) -> Vec<SinkInput> {
         let table = format!("db.t{}", n % tables);
         items.push(SinkInput::Event(OutboundEvent {
             table: TableName::new("db", &format!("t{}", n % tables)),
+            key: table.clone(),
             position: BinlogPosition::new("b.000001", 4 + n as u64).unwrap(),
             primary_key: None,
             line: format!("{table}:{n}\n").into_bytes(),
@@ -282,6 +284,7 @@ async fn an_event_larger_than_a_record_is_an_error_naming_table_and_position() {
     let fake = Arc::new(Fake::default());
     let items = vec![SinkInput::Event(OutboundEvent {
         table: TableName::new("db", "big"),
+        key: "db.big".into(),
         position: "b.000001:77".parse().unwrap(),
         primary_key: None,
         line: vec![b'x'; 2000],
@@ -295,10 +298,32 @@ async fn an_event_larger_than_a_record_is_an_error_naming_table_and_position() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn max_events_per_record_caps_what_a_record_holds() {
+    let fake = Arc::new(Fake::default());
+    let config = SinkConfig {
+        max_events_per_record: 2,
+        ..config(1024)
+    };
+    let (result, _) = drive(fake.clone(), workload(9, 1, 9), config).await;
+    assert_eq!(result.unwrap().events, 9);
+    let sizes: Vec<usize> = fake
+        .written
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| lines(r).len())
+        .collect();
+    assert!(sizes.iter().all(|n| *n <= 2), "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), 9);
+    assert_complete_and_ordered(&fake, 9, 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_oversize_event_is_skipped_and_counted_when_asked() {
     let fake = Arc::new(Fake::default());
     let mut items = vec![SinkInput::Event(OutboundEvent {
         table: TableName::new("db", "big"),
+        key: "db.big".into(),
         position: "b.000001:77".parse().unwrap(),
         primary_key: Some(serde_json::json!({"id": 7}).as_object().unwrap().clone()),
         line: vec![b'x'; 2000],

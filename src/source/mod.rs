@@ -80,7 +80,7 @@ use crate::{
     metrics::{Metrics, State},
     position::{BinlogPosition, GtidState, MariaGtid, MysqlGtid, ResumePoint},
     sink::retry::Backoff,
-    sink::{OutboundEvent, SinkInput},
+    sink::{batch::partition_key, OutboundEvent, SinkInput},
 };
 
 /// MariaDB event types `mysql_common` does not know (binlog/log_event.h).
@@ -271,6 +271,8 @@ pub struct SourceConfig {
     /// Take what TABLE_MAP events lack (names, labels, keys) from `information_schema`: the
     /// server does not log full row metadata.
     pub catalog: bool,
+    /// Partition by primary key rather than by table.
+    pub partition_by_primary_key: bool,
 }
 
 /// What the reader did.
@@ -378,6 +380,7 @@ pub async fn decode_files(
             positional_names: true,
             checksum_crc32: false,
             catalog: false,
+            partition_by_primary_key: false,
         };
         let mut reader = Reader::new(
             config,
@@ -412,6 +415,7 @@ pub async fn decode_files(
                 // A comment travels as a line of its own, so it keeps its place among events.
                 let comment = OutboundEvent {
                     table: TableName::new("#", "#"),
+                    key: "#".into(),
                     position: start.with_offset(offset),
                     primary_key: None,
                     line: format!("# {name}:{offset} {kind}\n").into_bytes(),
@@ -816,8 +820,10 @@ impl Reader {
                                 before: None,
                                 after: None,
                             };
+                            let name = TableName::new(&database, &table);
                             let outbound = OutboundEvent {
-                                table: TableName::new(&database, &table),
+                                key: name.as_str().to_owned(),
+                                table: name,
                                 position: start.clone(),
                                 primary_key: None,
                                 line: Vec::new(),
@@ -903,6 +909,11 @@ impl Reader {
                     self.hold(
                         OutboundEvent {
                             table: schema.name.clone(),
+                            key: partition_key(
+                                &schema.name,
+                                event.primary_key.as_ref(),
+                                self.config.partition_by_primary_key,
+                            ),
                             position: start.clone(),
                             primary_key: event.primary_key.take(),
                             line: Vec::new(),

@@ -71,6 +71,7 @@ async fn replay_with(path: &Path, positional_names: bool) -> Replay {
         positional_names,
         checksum_crc32: true,
         catalog: false,
+        partition_by_primary_key: false,
     };
     let mut reader = Reader::new(
         config,
@@ -259,6 +260,7 @@ async fn run_with_interruption(
         positional_names: false,
         checksum_crc32: true,
         catalog: false,
+        partition_by_primary_key: false,
     };
     let mut reader = Reader::new(
         config,

@@ -558,12 +558,30 @@ impl Ministack {
         .await;
     }
 
-    /// Every event line in the stream, shard by shard, in stream order.
+    /// Every event line in the stream, shard by shard, in stream order; each record's partition
+    /// key is its events' table, or their table and primary key.
     pub async fn events(&self, stream: &str) -> Vec<ChangeEvent> {
+        let mut events = Vec::new();
+        for (key, record) in self.records(stream).await {
+            for event in record {
+                let table = format!("{}.{}", event.database, event.table);
+                assert!(
+                    key == table || key.starts_with(&format!("{table}/")),
+                    "record key {key} holds an event of {table}"
+                );
+                events.push(event);
+            }
+        }
+        events
+    }
+
+    /// Every record in the stream, shard by shard, in stream order: its partition key and its
+    /// events.
+    pub async fn records(&self, stream: &str) -> Vec<(String, Vec<ChangeEvent>)> {
         let client = self.client().await;
         let sdk = client.sdk();
         let shards = sdk.list_shards().stream_name(stream).send().await.unwrap();
-        let mut events = Vec::new();
+        let mut records = Vec::new();
         for shard in shards.shards() {
             let mut iterator = sdk
                 .get_shard_iterator()
@@ -586,13 +604,14 @@ impl Ministack {
                 for record in output.records() {
                     let data = std::str::from_utf8(record.data().as_ref()).unwrap();
                     assert!(data.ends_with('\n'), "every record ends with a newline");
-                    let key = record.partition_key().unwrap_or_default();
-                    for line in data.lines() {
-                        let event: ChangeEvent =
-                            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
-                        assert_eq!(key, format!("{}.{}", event.database, event.table));
-                        events.push(event);
-                    }
+                    let key = record.partition_key().unwrap_or_default().to_owned();
+                    let events = data
+                        .lines()
+                        .map(|line| {
+                            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"))
+                        })
+                        .collect();
+                    records.push((key, events));
                 }
                 if output.records().is_empty() {
                     break;
@@ -600,7 +619,7 @@ impl Ministack {
                 iterator = output.next_shard_iterator().map(str::to_owned);
             }
         }
-        events
+        records
     }
 
     /// Waits until the stream holds at least `n` events, then returns them.

@@ -5,6 +5,7 @@ mod binary;
 mod deploy;
 mod harness;
 mod operations;
+mod producer;
 mod proxy;
 mod replication;
 mod resilience;

@@ -1,0 +1,204 @@
+//! Producer behaviour against the real pipeline: partitioning by primary key, the stream's own
+//! maximum record size with oversize events failing or skipped, and the file sink.
+
+use std::sync::Arc;
+
+use binlog_kinesis::{
+    app::StartFrom,
+    event::Op,
+    shutdown::Shutdown,
+    sink::{
+        client::{AwsKinesisClient, CallError, KinesisClient, Record, RecordOutcome, StreamInfo},
+        local::LocalClient,
+    },
+};
+
+use crate::harness::{ids, World};
+
+/// The emulator, reporting a smaller maximum record size than the configuration asks for, as
+/// a stream created with a non-default maximum would.
+struct SmallRecords {
+    inner: AwsKinesisClient,
+    max_record_bytes: usize,
+}
+
+#[async_trait::async_trait]
+impl KinesisClient for SmallRecords {
+    async fn put_records(
+        &self,
+        stream: &str,
+        records: Vec<Record>,
+    ) -> Result<Vec<RecordOutcome>, CallError> {
+        assert!(
+            records
+                .iter()
+                .all(|r| r.data.len() + r.partition_key.len() <= self.max_record_bytes),
+            "a record larger than the stream allows was sent"
+        );
+        self.inner.put_records(stream, records).await
+    }
+
+    async fn check_stream(&self, stream: &str) -> Result<StreamInfo, CallError> {
+        self.inner.check_stream(stream).await?;
+        Ok(StreamInfo {
+            max_record_bytes: Some(self.max_record_bytes),
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_by_primary_key_keeps_each_row_in_order_under_its_own_key() {
+    let world = World::new().await;
+    world.create_shop_t().await;
+    world
+        .db
+        .admin(&["ALTER TABLE shop.t ADD COLUMN n INT NOT NULL DEFAULT 0"])
+        .await;
+    let daemon = world
+        .running_daemon(&[("BINLOG_KINESIS__KINESIS__PARTITION_BY", "primary_key")])
+        .await;
+    world
+        .db
+        .admin(&[
+            "INSERT INTO shop.t (id) VALUES (1), (2), (3)",
+            "UPDATE shop.t SET n = n + 1",
+            "UPDATE shop.t SET n = n + 1 WHERE id = 2",
+            "DELETE FROM shop.t WHERE id = 3",
+        ])
+        .await;
+    world.shop_events(8).await;
+    daemon.stop().await.unwrap();
+
+    let mut by_key: std::collections::BTreeMap<String, Vec<(Op, i64)>> = Default::default();
+    for (key, events) in world.kinesis.records(&world.stream).await {
+        for event in events.into_iter().filter(|e| e.database == "shop") {
+            let id = event.after.as_ref().or(event.before.as_ref()).unwrap()["id"]
+                .as_i64()
+                .unwrap();
+            assert_eq!(key, format!("shop.t/{{\"id\":{id}}}"), "the row's own key");
+            let n = event
+                .after
+                .as_ref()
+                .map_or(-1, |a| a["n"].as_i64().unwrap());
+            by_key.entry(key.clone()).or_default().push((event.op, n));
+        }
+    }
+    assert_eq!(by_key.len(), 3, "{by_key:?}");
+    assert_eq!(
+        by_key[r#"shop.t/{"id":2}"#],
+        vec![(Op::Insert, 0), (Op::Update, 1), (Op::Update, 2)]
+    );
+    assert_eq!(
+        by_key[r#"shop.t/{"id":3}"#],
+        vec![(Op::Insert, 0), (Op::Update, 1), (Op::Delete, -1)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_streams_record_size_bounds_records_and_oversize_events_fail_or_are_skipped() {
+    let world = World::new().await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.t (id INT PRIMARY KEY, body TEXT)",
+        ])
+        .await;
+    let client = async || {
+        let client: Arc<dyn KinesisClient> = Arc::new(SmallRecords {
+            inner: world.kinesis.client().await,
+            max_record_bytes: 2048,
+        });
+        client
+    };
+    let start: binlog_kinesis::position::BinlogPosition =
+        world.db.position().await.parse().unwrap();
+    world
+        .db
+        .admin(&[
+            "INSERT INTO shop.t VALUES (1, 'small')",
+            "INSERT INTO shop.t VALUES (2, REPEAT('x', 3000))",
+            "INSERT INTO shop.t VALUES (3, 'small again')",
+        ])
+        .await;
+
+    // fail: the run stops at the big row, naming it; the checkpoint stays before it.
+    let config = world.config(&[("BINLOG_KINESIS__KINESIS__OVERSIZE", "fail")]);
+    let error = binlog_kinesis::app::run(
+        config,
+        StartFrom::Position(start.clone()),
+        client().await,
+        Shutdown::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.exit_code(), 6, "{error}");
+    let message = binlog_kinesis::app::error_chain(&error);
+    assert!(
+        message.contains("shop.t") && message.contains("(2048)"),
+        "{message}"
+    );
+    // Whatever the checkpoint holds is before the big row: restarting sends it again.
+    let resume = match std::fs::read_to_string(world.checkpoint_path()) {
+        Ok(text) => {
+            let checkpoint: serde_json::Value = serde_json::from_str(&text).unwrap();
+            StartFrom::Position(checkpoint["position"].as_str().unwrap().parse().unwrap())
+        }
+        Err(_) => StartFrom::Position(start),
+    };
+
+    // skip: from there, the big row is left out and the rest goes through.
+    let shutdown = Shutdown::default();
+    let config = world.config(&[("BINLOG_KINESIS__KINESIS__OVERSIZE", "skip")]);
+    let daemon = tokio::spawn(binlog_kinesis::app::run(
+        config,
+        resume,
+        client().await,
+        shutdown.clone(),
+    ));
+    let events = world.shop_events(2).await;
+    let mut seen = std::collections::HashSet::new();
+    let unique: Vec<_> = events
+        .into_iter()
+        .filter(|e| seen.insert(e.position.clone()))
+        .collect();
+    assert_eq!(ids(&unique), vec![1, 3]);
+    shutdown.graceful.cancel();
+    daemon.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_sink_writes_the_event_lines_without_kinesis() {
+    let world = World::new().await;
+    world.create_shop_t().await;
+    let path = world.dir.path().join("events.ndjson");
+    let start = world.db.position().await.parse().unwrap();
+    world.insert_t(0..20, 3).await;
+    let config = world.config(&[
+        ("BINLOG_KINESIS__SINK__KIND", "file"),
+        ("BINLOG_KINESIS__SINK__PATH", path.to_str().unwrap()),
+    ]);
+    let shutdown = Shutdown::default();
+    let daemon = tokio::spawn(binlog_kinesis::app::run(
+        config,
+        StartFrom::Position(start),
+        Arc::new(LocalClient::file(&path).unwrap()),
+        shutdown.clone(),
+    ));
+    let lines = crate::harness::eventually(std::time::Duration::from_secs(60), async || {
+        let text = std::fs::read_to_string(&path).ok()?;
+        (text.lines().count() >= 20).then_some(text)
+    })
+    .await;
+    shutdown.graceful.cancel();
+    daemon.await.unwrap().unwrap();
+    let events: Vec<binlog_kinesis::event::ChangeEvent> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(ids(&events), (0..20).collect::<Vec<_>>());
+    assert!(
+        world.kinesis.events(&world.stream).await.is_empty(),
+        "nothing went to Kinesis"
+    );
+}
