@@ -202,3 +202,101 @@ async fn the_file_sink_writes_the_event_lines_without_kinesis() {
         "nothing went to Kinesis"
     );
 }
+
+/// Through the shard-quota proxy (a 1-shard stream held to 50 records/s), records are throttled
+/// the way Kinesis throttles them, per record inside PutRecords; the daemon retries each before
+/// anything after it on its key, and every change arrives once, in order per table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_shard_quota_throttling_nothing_is_lost_and_each_table_keeps_its_order() {
+    let world = World::new().await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.a (id INT PRIMARY KEY)",
+            "CREATE TABLE shop.b (id INT PRIMARY KEY)",
+            "CREATE TABLE shop.c (id INT PRIMARY KEY)",
+        ])
+        .await;
+    let proxy = crate::proxy::QuotaProxy::start(&world.kinesis.url, 1, 50, 1 << 20).await;
+    let port = crate::harness::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let daemon = world
+        .running_daemon(&[
+            ("BINLOG_KINESIS__KINESIS__ENDPOINT_URL", &proxy.url),
+            // One event per record: enough records to meet the quota quickly.
+            ("BINLOG_KINESIS__KINESIS__MAX_EVENTS_PER_RECORD", "1"),
+            ("BINLOG_KINESIS__HTTP__LISTEN", &listen),
+        ])
+        .await;
+    let mut statements = Vec::new();
+    for id in 0..60 {
+        statements.push(format!(
+            "BEGIN; INSERT INTO shop.a VALUES ({id}); INSERT INTO shop.b VALUES ({id}); \
+             INSERT INTO shop.c VALUES ({id}); COMMIT"
+        ));
+    }
+    let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
+    world.db.admin(&statements).await;
+    let events = world.shop_events(180).await;
+    assert_eq!(events.len(), 180, "a change repeated");
+    for table in ["a", "b", "c"] {
+        let of_table: Vec<_> = events
+            .iter()
+            .filter(|e| e.table == table)
+            .cloned()
+            .collect();
+        assert_eq!(ids(&of_table), (0..60).collect::<Vec<_>>(), "table {table}");
+    }
+    let stats = proxy.stats().await;
+    assert!(stats["throttled_records"].as_u64().unwrap() > 0, "{stats}");
+    let (_, metrics) = crate::harness::http_get(port, "/metrics").await.unwrap();
+    let throttled =
+        crate::harness::prometheus_value(&metrics, "binlog_kinesis_throttled_records_total");
+    assert!(throttled.unwrap() > 0.0, "{metrics}");
+    daemon.stop().await.unwrap();
+}
+
+/// The proxy's other answer: a PutRecord over quota fails as a whole call with the error
+/// Kinesis gives (what the SDK recognises as throttling); the calls within quota pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quota_proxy_throttles_put_record_as_kinesis_does() {
+    let world = World::new().await;
+    let proxy = crate::proxy::QuotaProxy::start(&world.kinesis.url, 1, 5, 1 << 20).await;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&proxy.url)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await;
+    let kinesis = aws_sdk_kinesis::Client::new(&config);
+    let mut throttled = 0;
+    for n in 0..10 {
+        let result = kinesis
+            .put_record()
+            .stream_name(&world.stream)
+            .partition_key("shop.t")
+            .data(aws_sdk_kinesis::primitives::Blob::new(format!("{n}\n")))
+            .send()
+            .await;
+        match result {
+            Ok(_) => {}
+            Err(error) => {
+                let service = error.into_service_error();
+                assert!(
+                    service.is_provisioned_throughput_exceeded_exception(),
+                    "{service:?}"
+                );
+                throttled += 1;
+            }
+        }
+    }
+    assert!(
+        throttled > 0 && throttled < 10,
+        "{throttled} of 10 throttled"
+    );
+    assert_eq!(
+        proxy.stats().await["throttled_calls"].as_u64(),
+        Some(throttled)
+    );
+}

@@ -1,6 +1,9 @@
-//! A loopback TCP proxy that can cut the line: every connection is refused or dropped while
-//! it is down. It stands between the daemon and the Kinesis emulator to make an outage that
-//! ends, which an emulator restart cannot (its streams live in memory).
+//! Proxies between the daemon and the Kinesis emulator:
+//! - [`CuttableProxy`], a loopback TCP proxy that can cut the line: every connection is
+//!   refused or dropped while it is down (a network outage that ends);
+//! - [`QuotaProxy`], `tests/quota_proxy.py`: an HTTP proxy that enforces Kinesis's per-shard
+//!   write quotas and answers over-quota writes exactly as Kinesis does, since no emulator
+//!   throttles.
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -71,5 +74,59 @@ impl Drop for CuttableProxy {
     fn drop(&mut self) {
         self.accept.abort();
         self.connections.lock().unwrap().abort_all();
+    }
+}
+
+/// `tests/quota_proxy.py` in front of the emulator, stopped by PID when dropped.
+pub struct QuotaProxy {
+    pub url: String,
+    child: std::process::Child,
+}
+
+impl QuotaProxy {
+    /// Enforces `records_per_second` and `bytes_per_second` per shard of a `shards`-shard
+    /// stream in front of `target` (an http:// URL).
+    pub async fn start(
+        target: &str,
+        shards: u32,
+        records_per_second: u32,
+        bytes_per_second: u32,
+    ) -> Self {
+        use std::io::BufRead;
+        let port = crate::harness::free_port();
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/quota_proxy.py");
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .args(["--port", &port.to_string(), "--target", target])
+            .args(["--shards", &shards.to_string()])
+            .args(["--records-per-second", &records_per_second.to_string()])
+            .args(["--bytes-per-second", &bytes_per_second.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        assert_eq!(ready.trim(), "ready", "the quota proxy did not start");
+        Self {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+        }
+    }
+
+    /// What the proxy accepted and throttled so far.
+    pub async fn stats(&self) -> serde_json::Value {
+        let port: u16 = self.url.rsplit(':').next().unwrap().parse().unwrap();
+        let (status, body) = crate::harness::http_get(port, "/_quota").await.unwrap();
+        assert_eq!(status, 200);
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+impl Drop for QuotaProxy {
+    fn drop(&mut self) {
+        let _killed: Result<(), _> = self.child.kill();
+        let _reaped: Result<_, _> = self.child.wait();
     }
 }
