@@ -87,14 +87,7 @@ fn checkpoint(world: &World) -> BinlogPosition {
 
 async fn setup() -> World {
     let world = World::new().await;
-    world
-        .db
-        .admin(&[
-            "CREATE DATABASE shop",
-            "CREATE TABLE shop.a (id INT PRIMARY KEY)",
-            "CREATE TABLE shop.b (id INT PRIMARY KEY)",
-        ])
-        .await;
+    world.create_shop_tables(&["a", "b"]).await;
     world
 }
 

@@ -764,11 +764,19 @@ impl World {
 
     /// Creates `shop.t (id INT PRIMARY KEY)`, the table most scenarios write.
     pub async fn create_shop_t(&self) {
+        self.create_shop_tables(&["t"]).await;
+    }
+
+    /// Creates database `shop` with a table `shop.<name> (id INT PRIMARY KEY)` per name.
+    pub async fn create_shop_tables(&self, names: &[&str]) {
+        let mut statements = vec!["CREATE DATABASE shop".to_owned()];
+        statements.extend(
+            names
+                .iter()
+                .map(|name| format!("CREATE TABLE shop.{name} (id INT PRIMARY KEY)")),
+        );
         self.db
-            .admin(&[
-                "CREATE DATABASE shop",
-                "CREATE TABLE shop.t (id INT PRIMARY KEY)",
-            ])
+            .admin(&statements.iter().map(String::as_str).collect::<Vec<_>>())
             .await;
     }
 

@@ -209,15 +209,7 @@ async fn the_file_sink_writes_the_event_lines_without_kinesis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_shard_quota_throttling_nothing_is_lost_and_each_table_keeps_its_order() {
     let world = World::new().await;
-    world
-        .db
-        .admin(&[
-            "CREATE DATABASE shop",
-            "CREATE TABLE shop.a (id INT PRIMARY KEY)",
-            "CREATE TABLE shop.b (id INT PRIMARY KEY)",
-            "CREATE TABLE shop.c (id INT PRIMARY KEY)",
-        ])
-        .await;
+    world.create_shop_tables(&["a", "b", "c"]).await;
     let proxy = crate::proxy::QuotaProxy::start(&world.kinesis.url, 1, 50, 1 << 20).await;
     let port = crate::harness::free_port();
     let listen = format!("127.0.0.1:{port}");
