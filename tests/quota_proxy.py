@@ -50,8 +50,9 @@ class Quotas:
         self.bytes = data_bytes
         self.buckets = {}
         self.lock = threading.Lock()
+        # put_payload_units: what Kinesis bills, one per started 25 KB of each record.
         self.stats = {"accepted_records": 0, "throttled_records": 0, "accepted_bytes": 0,
-                      "throttled_calls": 0}
+                      "throttled_calls": 0, "put_payload_units": 0}
 
     def shard_of(self, partition_key):
         value = int.from_bytes(hashlib.md5(partition_key.encode("utf-8")).digest(), "big")
@@ -73,6 +74,7 @@ class Quotas:
                 data.tokens -= size
                 self.stats["accepted_records"] += 1
                 self.stats["accepted_bytes"] += size
+                self.stats["put_payload_units"] += max(1, -(-size // (25 * 1024)))
                 return True
             self.stats["throttled_records"] += 1
             return False
