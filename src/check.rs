@@ -3,7 +3,7 @@
 
 use crate::{
     checkpoint,
-    config::Config,
+    config::{Config, SinkKind},
     sink::client::{AwsKinesisClient, KinesisClient},
     source::connect,
 };
@@ -83,19 +83,23 @@ pub async fn check(config: &Config, client: &AwsKinesisClient) -> bool {
         }
     }
 
-    report(
-        "kinesis stream",
-        client
-            .check_stream(&config.kinesis.stream)
-            .await
-            .map(|info| match info.max_record_bytes {
-                Some(max) => format!(
-                    "{} is ACTIVE, maximum record size {max} bytes",
-                    config.kinesis.stream
-                ),
-                None => format!("{} is ACTIVE", config.kinesis.stream),
-            })
-            .map_err(|e| e.to_string()),
-    );
+    match &config.sink {
+        SinkKind::Kinesis => report(
+            "kinesis stream",
+            client
+                .check_stream(&config.kinesis.stream)
+                .await
+                .map(|info| match info.max_record_bytes {
+                    Some(max) => format!(
+                        "{} is ACTIVE, maximum record size {max} bytes",
+                        config.kinesis.stream
+                    ),
+                    None => format!("{} is ACTIVE", config.kinesis.stream),
+                })
+                .map_err(|e| e.to_string()),
+        ),
+        SinkKind::Stdout => report("sink", Ok("standard output (no Kinesis)".into())),
+        SinkKind::File(path) => report("sink", Ok(format!("file {} (no Kinesis)", path.display()))),
+    }
     ok
 }

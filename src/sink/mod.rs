@@ -202,7 +202,14 @@ struct Producer {
     calls: JoinSet<CallResult>,
     summary: SinkSummary,
     metrics: Arc<Metrics>,
+    /// When a retry was last logged, and how many retries went unlogged since: under
+    /// throttling with many keys (one per row with `partition_by = "primary_key"`) one line
+    /// per key would flood the log.
+    retry_log: (Option<Instant>, u64),
 }
+
+/// At most one retry warning per this interval; the others are counted into the next one.
+const RETRY_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Runs the producer until `input` closes and everything is acknowledged; sends each new
 /// acknowledged boundary on `acknowledged`.
@@ -223,6 +230,7 @@ pub async fn run(
         calls: JoinSet::new(),
         summary: SinkSummary::default(),
         metrics,
+        retry_log: (None, 0),
     };
     let mut input_open = true;
     loop {
@@ -499,9 +507,15 @@ impl Producer {
         state.not_before = Some(Instant::now() + delay);
         self.summary.retries += 1;
         self.metrics.retries.add(1);
-        // Once per incident, then sparsely, so a long outage does not flood the log.
-        if state.attempts == 1 || state.attempts.is_power_of_two() {
-            tracing::warn!(table = %state.table, key = %sent.key, attempts = state.attempts, retry_in_ms = delay.as_millis() as u64, reason, "kinesis did not accept a record; retrying it before anything after it on the same key");
+        // Once per incident, then at most every RETRY_LOG_INTERVAL with a count of the rest, so
+        // neither a long outage nor throttling across many keys floods the log.
+        let now = Instant::now();
+        let (last, suppressed) = self.retry_log;
+        if last.is_none_or(|at| now.duration_since(at) >= RETRY_LOG_INTERVAL) {
+            tracing::warn!(table = %state.table, key = %sent.key, attempts = state.attempts, retry_in_ms = delay.as_millis() as u64, reason, other_retries_since_last_warning = suppressed, "kinesis did not accept a record; retrying it before anything after it on the same key");
+            self.retry_log = (Some(now), 0);
+        } else {
+            self.retry_log.1 += 1;
         }
         self.waiting.insert(sent.key);
     }
