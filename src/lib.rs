@@ -8,14 +8,16 @@
 //! - [`event`]: the JSON contract of one change event;
 //! - [`sink`]: the Kinesis producer (records, batching, ordering, retries);
 //! - [`checkpoint`]: acknowledgement tracking and the checkpoint store;
-//! - [`config`], [`position`], [`metrics`], [`shutdown`]: what every stage shares;
+//! - [`config`], [`position`], [`metrics`], [`shutdown`]: what every stage shares (metrics
+//!   also owns the CloudWatch publisher and the `/metrics` and `/health` listener);
 //! - [`app`]: wiring only; [`check`] and [`tail`]: the other commands.
 //!
 //! # Guarantees
 //!
 //! Every event carries its binlog position; the checkpoint only advances to a transaction
 //! boundary whose events, and all before them, Kinesis has acknowledged; at most one record
-//! per table is in flight, so a table's changes land in binlog order. After a clean stop and
+//! per partition key (a table, or a row) is in flight, so each key's changes land in binlog
+//! order. After a clean stop and
 //! restart nothing is lost or repeated; after a crash nothing is lost, and only changes after
 //! the last checkpoint repeat.
 
