@@ -13,11 +13,12 @@
 //! # Two-step encoding
 //!
 //! `xid` and `commit` are only known when the transaction's commit event is read, after its row
-//! events. So the source encodes each event once into an [`EncodedEvent`] whose bytes are split
-//! around those two fields, and [`EncodedEvent::finish`] splices them in. Nothing is re-encoded,
-//! and [`ChangeEvent::to_line`] uses the same path so the two can never disagree.
+//! events. So the source encodes each event once into an [`EventLine`] that lacks those two
+//! fields, [`EventLine::finish`] records them, and [`EventLine::write_to`] splices them in as
+//! the line is written into a record. Nothing is re-encoded, and [`ChangeEvent::to_line`] goes
+//! through the same [`EventLine::build`] so the two can never disagree.
 
-use std::fmt;
+use std::{fmt, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
@@ -84,7 +85,36 @@ pub struct ChangeEvent {
 impl ChangeEvent {
     /// The event as one JSON line, ending with `\n`.
     pub fn to_line(&self) -> Vec<u8> {
-        EncodedEvent::encode(self).finish(self.xid, self.commit)
+        self.to_event_line().to_vec()
+    }
+
+    /// The event as the source hands it to the sink: the same bytes as the source's own
+    /// encoder produces from binlog values (both go through [`EventLine::build`]).
+    pub fn to_event_line(&self) -> EventLine {
+        let prefix = line_prefix(
+            self.op,
+            &self.database,
+            &self.table,
+            self.ts_ms,
+            &self.position,
+        );
+        let image = |image: &Option<RowImage>| {
+            image.as_ref().map(|image| {
+                let mut out = Vec::new();
+                write_json(&mut out, image);
+                out
+            })
+        };
+        let mut line = EventLine::build(
+            &prefix,
+            self.row,
+            &gtid_json(self.gtid.as_deref()),
+            image(&self.primary_key).as_deref(),
+            image(&self.before).as_deref(),
+            image(&self.after).as_deref(),
+        );
+        line.finish(self.xid, self.commit);
+        line
     }
 
     /// The fully qualified table name, `database.table`: the default partition key.
@@ -95,12 +125,18 @@ impl ChangeEvent {
 
 /// `database.table`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TableName(String);
+pub struct TableName(Arc<str>);
 
 impl TableName {
     /// Joins a schema and a table name.
     pub fn new(database: &str, table: &str) -> Self {
-        Self(format!("{database}.{table}"))
+        Self(format!("{database}.{table}").into())
+    }
+
+    /// The `database.table` text, shared (cloning it does not allocate): the default
+    /// partition key.
+    pub fn shared(&self) -> Arc<str> {
+        Arc::clone(&self.0)
     }
 
     /// The `database.table` text.
@@ -115,71 +151,193 @@ impl fmt::Display for TableName {
     }
 }
 
-/// An event encoded except for its `xid` and `commit` fields.
+/// An event's JSON line on its way to the sink.
+///
+/// The source encodes each row once, straight from the binlog values, into one buffer that
+/// lacks only the `xid` and `commit` fields (see "Two-step encoding"); [`EventLine::finish`]
+/// records them when the transaction ends and [`EventLine::write_to`] splices them in where
+/// the line is written into a record. Nothing is re-encoded or copied on the way.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncodedEvent {
-    /// `{"op":…,"gtid":…` up to, not including, the `,"xid"` field.
-    head: Vec<u8>,
-    /// `,"primary_key":…}` after the `commit` field, without the newline.
-    tail: Vec<u8>,
+pub struct EventLine {
+    /// Built lines: everything but the `xid` and `commit` fields and the final newline. Raw
+    /// lines: the whole line.
+    bytes: Vec<u8>,
+    /// Where the `xid` and `commit` fields go; `None` for a raw line.
+    splice: Option<Splice>,
+    /// Where the `primary_key` object is in `bytes`, when there is one.
+    primary_key: Option<(usize, usize)>,
 }
 
-impl EncodedEvent {
-    /// Encodes everything but `xid` and `commit`.
-    pub fn encode(event: &ChangeEvent) -> Self {
-        let mut head = Vec::with_capacity(128);
-        head.extend_from_slice(br#"{"op":""#);
-        head.extend_from_slice(event.op.as_str().as_bytes());
-        head.extend_from_slice(br#"","database":"#);
-        write_json(&mut head, &event.database);
-        head.extend_from_slice(br#","table":"#);
-        write_json(&mut head, &event.table);
-        head.extend_from_slice(br#","ts_ms":"#);
-        head.extend_from_slice(event.ts_ms.to_string().as_bytes());
-        head.extend_from_slice(br#","position":"#);
-        write_json(&mut head, &event.position);
-        head.extend_from_slice(br#","row":"#);
-        head.extend_from_slice(event.row.to_string().as_bytes());
-        head.extend_from_slice(br#","gtid":"#);
-        write_json(&mut head, &event.gtid);
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Splice {
+    at: usize,
+    xid: Option<u64>,
+    commit: bool,
+}
 
-        let mut tail = Vec::with_capacity(256);
-        tail.extend_from_slice(br#","primary_key":"#);
-        write_json(&mut tail, &event.primary_key);
-        tail.extend_from_slice(br#","before":"#);
-        write_json(&mut tail, &event.before);
-        tail.extend_from_slice(br#","after":"#);
-        write_json(&mut tail, &event.after);
-        tail.push(b'}');
-        Self { head, tail }
-    }
+/// What every row of one rows event shares at the start of its line: `{"op":…,"row":`.
+pub fn line_prefix(
+    op: Op,
+    database: &str,
+    table: &str,
+    ts_ms: u64,
+    position: &BinlogPosition,
+) -> Vec<u8> {
+    let mut prefix = Vec::with_capacity(96 + database.len() + table.len());
+    prefix.extend_from_slice(br#"{"op":""#);
+    prefix.extend_from_slice(op.as_str().as_bytes());
+    prefix.extend_from_slice(br#"","database":"#);
+    write_json(&mut prefix, database);
+    prefix.extend_from_slice(br#","table":"#);
+    write_json(&mut prefix, table);
+    prefix.extend_from_slice(br#","ts_ms":"#);
+    prefix.extend_from_slice(itoa::Buffer::new().format(ts_ms).as_bytes());
+    prefix.extend_from_slice(br#","position":"#);
+    write_json(&mut prefix, position);
+    prefix.extend_from_slice(br#","row":"#);
+    prefix
+}
 
-    /// The size of the finished line, give or take the digits of the xid.
-    pub fn approximate_len(&self) -> usize {
-        self.head.len() + self.tail.len() + 48
-    }
+/// A GTID as its JSON value: a string, or `null`.
+pub fn gtid_json(gtid: Option<&str>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(gtid.map_or(4, |g| g.len() + 2));
+    write_json(&mut out, &gtid);
+    out
+}
 
-    /// The complete JSON line, ending with `\n`.
-    pub fn finish(self, xid: Option<u64>, commit: bool) -> Vec<u8> {
-        let Self { mut head, tail } = self;
-        head.reserve(tail.len() + 48);
-        head.extend_from_slice(br#","xid":"#);
-        match xid {
-            Some(xid) => head.extend_from_slice(xid.to_string().as_bytes()),
-            None => head.extend_from_slice(b"null"),
+impl EventLine {
+    /// A line from its parts: `prefix` from [`line_prefix`], the row number, the GTID as JSON
+    /// ([`gtid_json`]), and the primary key and row images as JSON objects (`null` when
+    /// absent).
+    pub fn build(
+        prefix: &[u8],
+        row: u32,
+        gtid: &[u8],
+        primary_key: Option<&[u8]>,
+        before: Option<&[u8]>,
+        after: Option<&[u8]>,
+    ) -> Self {
+        let image_len = |image: Option<&[u8]>| image.map_or(4, <[u8]>::len);
+        let mut bytes = Vec::with_capacity(
+            prefix.len()
+                + 10
+                + 8
+                + gtid.len()
+                + 44
+                + image_len(primary_key)
+                + image_len(before)
+                + image_len(after)
+                + 1,
+        );
+        bytes.extend_from_slice(prefix);
+        bytes.extend_from_slice(itoa::Buffer::new().format(row).as_bytes());
+        bytes.extend_from_slice(br#","gtid":"#);
+        bytes.extend_from_slice(gtid);
+        let at = bytes.len();
+        bytes.extend_from_slice(br#","primary_key":"#);
+        let key_start = bytes.len();
+        bytes.extend_from_slice(primary_key.unwrap_or(b"null"));
+        let primary_key = primary_key.map(|_| (key_start, bytes.len()));
+        bytes.extend_from_slice(br#","before":"#);
+        bytes.extend_from_slice(before.unwrap_or(b"null"));
+        bytes.extend_from_slice(br#","after":"#);
+        bytes.extend_from_slice(after.unwrap_or(b"null"));
+        bytes.push(b'}');
+        Self {
+            bytes,
+            splice: Some(Splice {
+                at,
+                xid: None,
+                commit: false,
+            }),
+            primary_key,
         }
-        head.extend_from_slice(if commit {
-            br#","commit":true"#.as_slice()
-        } else {
-            br#","commit":false"#.as_slice()
-        });
-        head.extend_from_slice(&tail);
-        head.push(b'\n');
-        head
+    }
+
+    /// A line that is complete as it is (it ends with `\n`): comments, tests.
+    pub fn raw(line: Vec<u8>) -> Self {
+        Self {
+            bytes: line,
+            splice: None,
+            primary_key: None,
+        }
+    }
+
+    /// Sets the fields only the transaction's end tells: its XID, and whether this is its
+    /// last event. Until then a line says `"xid":null,"commit":false`.
+    pub fn finish(&mut self, xid: Option<u64>, commit: bool) {
+        if let Some(splice) = self.splice.as_mut() {
+            splice.xid = xid;
+            splice.commit = commit;
+        }
+    }
+
+    /// The length of the line as written, newline included.
+    pub fn len(&self) -> usize {
+        match self.splice {
+            None => self.bytes.len(),
+            Some(splice) => {
+                let xid = splice
+                    .xid
+                    .map_or(4, |xid| itoa::Buffer::new().format(xid).len());
+                self.bytes.len() + XID_FIELD.len() + xid + commit_field(splice.commit).len() + 1
+            }
+        }
+    }
+
+    /// The heap bytes the line holds (its capacity), for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes.capacity()
+    }
+
+    /// Whether the line is empty (never, for a built line).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends the line, ending with `\n`, to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let Some(splice) = self.splice else {
+            out.extend_from_slice(&self.bytes);
+            return;
+        };
+        out.extend_from_slice(&self.bytes[..splice.at]);
+        out.extend_from_slice(XID_FIELD);
+        match splice.xid {
+            Some(xid) => out.extend_from_slice(itoa::Buffer::new().format(xid).as_bytes()),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(commit_field(splice.commit));
+        out.extend_from_slice(&self.bytes[splice.at..]);
+        out.push(b'\n');
+    }
+
+    /// The line as bytes, ending with `\n`.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len());
+        self.write_to(&mut out);
+        out
+    }
+
+    /// The event's `primary_key` object as JSON text, when it has one.
+    pub fn primary_key(&self) -> Option<&str> {
+        let (start, end) = self.primary_key?;
+        std::str::from_utf8(&self.bytes[start..end]).ok()
     }
 }
 
-fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+const XID_FIELD: &[u8] = br#","xid":"#;
+
+fn commit_field(commit: bool) -> &'static [u8] {
+    if commit {
+        br#","commit":true"#
+    } else {
+        br#","commit":false"#
+    }
+}
+
+/// Appends `value` as JSON.
+pub fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     // Serializing strings, positions, integers and JSON maps into a Vec cannot fail: the only
     // error sources are I/O (none for a Vec) and non-string map keys (RowImage keys are strings).
     serde_json::to_writer(out, value).expect("serializing a JSON value into memory cannot fail");

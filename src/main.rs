@@ -206,10 +206,13 @@ async fn run(cli: Cli, config: Option<Config>) -> Result<ExitCode, Error> {
             let printer = tokio::spawn(async move {
                 use std::io::Write;
                 let mut out = std::io::BufWriter::new(std::io::stdout());
+                let mut line = Vec::new();
                 while let Some(item) = rx.recv().await {
                     if let binlog_kinesis::sink::SinkInput::Event(event) = item {
+                        line.clear();
+                        event.line.write_to(&mut line);
                         // A closed pipe (| head) ends the output quietly.
-                        if out.write_all(&event.line).is_err() {
+                        if out.write_all(&line).is_err() {
                             return;
                         }
                     }

@@ -16,7 +16,7 @@
 //! compare by sequence number, then offset. Positions from different base names (a server whose
 //! `log_bin_basename` changed) are incomparable, so comparison is fallible: [`BinlogPosition::try_cmp`].
 
-use std::{cmp::Ordering, fmt, str::FromStr};
+use std::{cmp::Ordering, fmt, str::FromStr, sync::Arc};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -26,7 +26,8 @@ pub const FIRST_EVENT_OFFSET: u64 = 4;
 /// A position in the source server's binary log: a file name and a byte offset in it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BinlogPosition {
-    file: String,
+    /// Shared: every event carries a position, and cloning one must not allocate.
+    file: Arc<str>,
     offset: u64,
 }
 
@@ -64,7 +65,10 @@ impl BinlogPosition {
                 "{file}:{offset}"
             )));
         }
-        Ok(Self { file, offset })
+        Ok(Self {
+            file: file.into(),
+            offset,
+        })
     }
 
     /// The start of a binlog file.

@@ -16,33 +16,34 @@ pub const MAX_PARTITION_KEY_CHARS: usize = 256;
 
 /// The partition key of an event: its table (`database.table`), or with `by_primary_key` its
 /// table and key values (`database.table/{"id":7}`), so that each row keeps its order while a
-/// hot table spreads over shards. A key longer than Kinesis allows has its values replaced by
-/// their SHA-256 (`database.table/#<64 hex digits>`): stable across restarts and versions,
-/// never truncated into a collision. A table without a primary key keeps the table key.
+/// hot table spreads over shards. `primary_key` is the row's key as a JSON object. A key longer
+/// than Kinesis allows has its values replaced by their SHA-256
+/// (`database.table/#<64 hex digits>`): stable across restarts and versions, never truncated
+/// into a collision. A table without a primary key keeps the table key.
 pub fn partition_key(
     table: &TableName,
-    primary_key: Option<&RowImage>,
+    primary_key: Option<&[u8]>,
     by_primary_key: bool,
-) -> String {
+) -> Arc<str> {
     let Some(values) = primary_key.filter(|_| by_primary_key) else {
-        return table.as_str().to_owned();
+        return table.shared();
     };
-    let values = serde_json::to_string(values).expect("JSON values serialize");
+    let values = String::from_utf8_lossy(values);
     let key = format!("{table}/{values}");
     if key.chars().count() <= MAX_PARTITION_KEY_CHARS {
-        return key;
+        return key.into();
     }
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(values.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{table}/#{hex}")
+    format!("{table}/#{hex}").into()
 }
 
-/// How many leading events of `lines` fit in one record for a key of `key_len` bytes, given
-/// `max_record_bytes` and at most `max_events`, and their bytes. Returns 0 only when the first
-/// event alone is too large.
-pub fn events_in_record<'a>(
-    lines: impl IntoIterator<Item = &'a [u8]>,
+/// How many leading events (of the line lengths `lines`) fit in one record for a key of
+/// `key_len` bytes, given `max_record_bytes` and at most `max_events`, and their bytes. Returns
+/// 0 only when the first event alone is too large.
+pub fn events_in_record(
+    lines: impl IntoIterator<Item = usize>,
     key_len: usize,
     max_record_bytes: usize,
     max_events: usize,
@@ -50,10 +51,10 @@ pub fn events_in_record<'a>(
     let mut count = 0;
     let mut bytes = key_len;
     for line in lines.into_iter().take(max_events) {
-        if bytes + line.len() > max_record_bytes {
+        if bytes + line > max_record_bytes {
             break;
         }
-        bytes += line.len();
+        bytes += line;
         count += 1;
     }
     (count, bytes - key_len)
@@ -65,7 +66,9 @@ pub fn fits_in_call(n_records: usize, call_bytes: usize, record_bytes: usize) ->
     n_records < MAX_RECORDS_PER_CALL && call_bytes + record_bytes <= MAX_BYTES_PER_CALL
 }
 
-use crate::event::{RowImage, TableName};
+use std::sync::Arc;
+
+use crate::event::TableName;
 
 #[cfg(test)]
 mod tests {
@@ -76,31 +79,41 @@ mod tests {
     #[test]
     fn partition_keys_are_the_table_or_the_row_and_long_ones_are_hashed() {
         let table = TableName::new("shop", "orders");
-        let pk = serde_json::json!({"id": 7, "region": "eu"});
-        let pk = pk.as_object().unwrap();
-        assert_eq!(partition_key(&table, Some(pk), false), "shop.orders");
-        assert_eq!(partition_key(&table, None, true), "shop.orders");
+        let pk = br#"{"id":7,"region":"eu"}"#.as_slice();
+        assert_eq!(&*partition_key(&table, Some(pk), false), "shop.orders");
+        assert_eq!(&*partition_key(&table, None, true), "shop.orders");
         assert_eq!(
-            partition_key(&table, Some(pk), true),
+            &*partition_key(&table, Some(pk), true),
             r#"shop.orders/{"id":7,"region":"eu"}"#
         );
-        let long = serde_json::json!({"id": "x".repeat(300)});
-        let key = partition_key(&table, long.as_object(), true);
+        let long = serde_json::to_vec(&serde_json::json!({"id": "x".repeat(300)})).unwrap();
+        let key = partition_key(&table, Some(&long), true);
         assert_eq!(key.len(), "shop.orders/#".len() + 64);
         assert!(key.starts_with("shop.orders/#"));
-        assert_eq!(key, partition_key(&table, long.as_object(), true), "stable");
-        let other = serde_json::json!({"id": "y".repeat(300)});
-        assert_ne!(key, partition_key(&table, other.as_object(), true));
+        assert_eq!(key, partition_key(&table, Some(&long), true), "stable");
+        // Golden: the hash is part of the stream's contract (keys must not move between
+        // versions).
+        let expected = {
+            use sha2::{Digest, Sha256};
+            let hex: String = Sha256::digest(&long)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!("shop.orders/#{hex}")
+        };
+        assert_eq!(&*key, expected);
+        let other = serde_json::to_vec(&serde_json::json!({"id": "y".repeat(300)})).unwrap();
+        assert_ne!(key, partition_key(&table, Some(&other), true));
     }
 
     #[test]
     fn packs_consecutive_events_up_to_the_limit() {
-        let lines: Vec<Vec<u8>> = vec![vec![b'a'; 40], vec![b'b'; 40], vec![b'c'; 40]];
-        let (count, bytes) = events_in_record(lines.iter().map(Vec::as_slice), 10, 100, usize::MAX);
+        let lines = [40, 40, 40];
+        let (count, bytes) = events_in_record(lines, 10, 100, usize::MAX);
         assert_eq!((count, bytes), (2, 80));
-        let (count, _) = events_in_record(lines.iter().map(Vec::as_slice), 10, 49, usize::MAX);
+        let (count, _) = events_in_record(lines, 10, 49, usize::MAX);
         assert_eq!(count, 0, "an event larger than a record must not be packed");
-        let (count, bytes) = events_in_record(lines.iter().map(Vec::as_slice), 10, 1000, 1);
+        let (count, bytes) = events_in_record(lines, 10, 1000, 1);
         assert_eq!((count, bytes), (1, 40), "max_events_per_record");
     }
 
@@ -111,8 +124,7 @@ mod tests {
             key_len in 1usize..256,
             max in 1024usize..10_000,
         ) {
-            let lines: Vec<Vec<u8>> = sizes.iter().map(|n| vec![b'x'; *n]).collect();
-            let (count, bytes) = events_in_record(lines.iter().map(Vec::as_slice), key_len, max, usize::MAX);
+            let (count, bytes) = events_in_record(sizes.iter().copied(), key_len, max, usize::MAX);
             prop_assert!(bytes + key_len <= max);
             prop_assert_eq!(bytes, sizes[..count].iter().sum::<usize>());
             if count < sizes.len() {

@@ -24,8 +24,10 @@
 //!
 //! # Memory
 //!
-//! Event bytes held here (queued or in flight) are capped by `max_buffered_bytes`: at the cap
-//! the sink stops reading its input channel, which in turn pauses the binlog reader.
+//! Memory held here is capped by `max_buffered_bytes`: each queued event counts its line's heap
+//! bytes plus its bookkeeping, and each record in flight its data (a copy of its events' lines)
+//! until the call returns. At the cap the sink stops reading its input channel, which in turn
+//! pauses the binlog reader.
 //!
 //! # Shutdown
 //!
@@ -48,7 +50,7 @@ use tokio::{sync::mpsc, task::JoinSet, time::Instant};
 use self::{
     batch::{events_in_record, fits_in_call},
     client::{CallError, KinesisClient, Record, RecordOutcome},
-    retry::{classify, Backoff, RetryAction},
+    retry::{classify, quota_time, Backoff, RetryAction},
 };
 use crate::{
     checkpoint::{
@@ -56,7 +58,7 @@ use crate::{
         Boundary,
     },
     config::Oversize,
-    event::{RowImage, TableName},
+    event::{EventLine, TableName},
     metrics::Metrics,
     position::BinlogPosition,
 };
@@ -83,13 +85,11 @@ pub struct OutboundEvent {
     /// Its table.
     pub table: TableName,
     /// Its partition key: what orders it (see `kinesis.partition_by`).
-    pub key: String,
+    pub key: Arc<str>,
     /// Where its rows event starts, for error messages.
     pub position: BinlogPosition,
-    /// Its row's primary key, for the message about a skipped oversize event.
-    pub primary_key: Option<RowImage>,
-    /// The JSON line, ending with `\n`.
-    pub line: Vec<u8>,
+    /// The JSON line.
+    pub line: EventLine,
 }
 
 /// The sink's settings.
@@ -167,7 +167,11 @@ pub struct SinkSummary {
 
 struct Queued {
     seq: EventSeq,
-    line: Vec<u8>,
+    line: EventLine,
+    /// `line.len()`, worked out once.
+    len: usize,
+    /// What holding it costs against `max_buffered_bytes`: its heap bytes and this struct.
+    cost: usize,
     arrived: Instant,
 }
 
@@ -181,12 +185,24 @@ struct KeyState {
     /// Failed attempts of the record at the front, since its last success.
     attempts: u32,
     not_before: Option<Instant>,
+    /// When the key's last accepted record was sent.
+    last_sent: Option<Instant>,
+    /// When Kinesis last throttled the key: from then on (for [`PACE_AFTER_THROTTLE`]) its
+    /// records are paced to its shard's quota instead of being sent to be throttled.
+    throttled_at: Option<Instant>,
 }
+
+/// How long a throttled key stays paced.
+const PACE_AFTER_THROTTLE: Duration = Duration::from_secs(30);
 
 /// A record in flight: which key, how many events from the front of its queue.
 struct Sent {
-    key: String,
+    key: Arc<str>,
     n_events: usize,
+    /// The record's data and key: a copy of its events, held until the call returns.
+    bytes: usize,
+    /// When its call started.
+    sent_at: Instant,
 }
 
 type CallResult = (Vec<Sent>, Result<Vec<RecordOutcome>, CallError>);
@@ -194,9 +210,9 @@ type CallResult = (Vec<Sent>, Result<Vec<RecordOutcome>, CallError>);
 struct Producer {
     config: SinkConfig,
     client: Arc<dyn KinesisClient>,
-    keys: HashMap<String, KeyState>,
+    keys: HashMap<Arc<str>, KeyState>,
     /// Keys with queued events and nothing in flight.
-    waiting: BTreeSet<String>,
+    waiting: BTreeSet<Arc<str>>,
     tracker: AckTracker,
     buffered_bytes: usize,
     calls: JoinSet<CallResult>,
@@ -286,7 +302,8 @@ impl Producer {
         match item {
             SinkInput::Boundary(position) => self.tracker.push_boundary(position),
             SinkInput::Event(event) => {
-                let size = event.line.len() + event.key.len();
+                let len = event.line.len();
+                let size = len + event.key.len();
                 if size > self.config.max_record_bytes {
                     if self.config.oversize == Oversize::Fail {
                         return Err(SinkError::EventTooLarge {
@@ -299,12 +316,13 @@ impl Producer {
                     // Skipped: it takes no sequence number, so the boundaries around it
                     // commit as if it had been delivered.
                     self.metrics.oversize_skipped.add(1);
-                    let primary_key = serde_json::to_string(&event.primary_key).unwrap_or_default();
-                    tracing::warn!(table = %event.table, position = %event.position, primary_key = %primary_key, size, limit = self.config.max_record_bytes, "skipping an event larger than a record may be (kinesis.oversize = \"skip\")");
+                    let primary_key = event.line.primary_key().unwrap_or("null");
+                    tracing::warn!(table = %event.table, position = %event.position, primary_key, size, limit = self.config.max_record_bytes, "skipping an event larger than a record may be (kinesis.oversize = \"skip\")");
                     return Ok(());
                 }
                 let seq = self.tracker.push_event();
-                self.buffered_bytes += event.line.len();
+                let cost = event.line.heap_bytes() + std::mem::size_of::<Queued>();
+                self.buffered_bytes += cost;
                 let state = self
                     .keys
                     .entry(event.key.clone())
@@ -315,11 +333,15 @@ impl Producer {
                         in_flight: 0,
                         attempts: 0,
                         not_before: None,
+                        last_sent: None,
+                        throttled_at: None,
                     });
-                state.queued_bytes += event.line.len();
+                state.queued_bytes += len;
                 state.queue.push_back(Queued {
                     seq,
                     line: event.line,
+                    len,
+                    cost,
                     arrived: Instant::now(),
                 });
                 if state.in_flight == 0 {
@@ -369,7 +391,7 @@ impl Producer {
             let mut records = Vec::new();
             let mut sent = Vec::new();
             let mut call_bytes = 0;
-            let candidates: Vec<String> = self
+            let candidates: Vec<Arc<str>> = self
                 .waiting
                 .iter()
                 .filter(|key| self.sendable(key, &self.keys[*key], now, flush))
@@ -379,7 +401,7 @@ impl Producer {
                 let state = self.keys.get_mut(&key).expect("waiting keys have state");
                 let key_len = key.len();
                 let (n_events, data_len) = events_in_record(
-                    state.queue.iter().map(|q| q.line.as_slice()),
+                    state.queue.iter().map(|q| q.len),
                     key_len,
                     self.config.max_record_bytes,
                     self.config.max_events_per_record,
@@ -390,16 +412,24 @@ impl Producer {
                 }
                 let mut data = Vec::with_capacity(data_len);
                 for queued in state.queue.iter().take(n_events) {
-                    data.extend_from_slice(&queued.line);
+                    queued.line.write_to(&mut data);
                 }
+                debug_assert_eq!(data.len(), data_len);
                 call_bytes += data_len + key_len;
                 state.in_flight = n_events;
                 self.waiting.remove(&key);
+                let bytes = data.capacity() + key_len;
+                self.buffered_bytes += bytes;
                 records.push(Record {
-                    partition_key: key.clone(),
+                    partition_key: key.to_string(),
                     data,
                 });
-                sent.push(Sent { key, n_events });
+                sent.push(Sent {
+                    key,
+                    n_events,
+                    bytes,
+                    sent_at: now,
+                });
             }
             if records.is_empty() {
                 return Ok(());
@@ -423,6 +453,8 @@ impl Producer {
         sent: Vec<Sent>,
         result: Result<Vec<RecordOutcome>, CallError>,
     ) -> Result<(), SinkError> {
+        // The records' copies of their events are gone with the call, whatever its outcome.
+        self.buffered_bytes -= sent.iter().map(|s| s.bytes).sum::<usize>();
         match result {
             Ok(outcomes) => {
                 for (sent, outcome) in sent.into_iter().zip(outcomes) {
@@ -437,12 +469,13 @@ impl Producer {
                                     message,
                                 });
                             }
-                            if code == "ProvisionedThroughputExceededException" {
+                            let throttled = code == "ProvisionedThroughputExceededException";
+                            if throttled {
                                 self.metrics.throttled_records.add(1);
                             } else {
                                 self.metrics.failed_records.add(1);
                             }
-                            self.failed(sent, &format!("{code}: {message}"));
+                            self.failed(sent, &format!("{code}: {message}"), throttled);
                         }
                     }
                 }
@@ -462,7 +495,7 @@ impl Producer {
                     } else {
                         self.metrics.failed_records.add(1);
                     }
-                    self.failed(sent, &error.to_string());
+                    self.failed(sent, &error.to_string(), throttled);
                 }
             }
         }
@@ -473,9 +506,9 @@ impl Producer {
         let state = self.keys.get_mut(&sent.key).expect("sent keys have state");
         let mut bytes = sent.key.len();
         for queued in state.queue.drain(..sent.n_events) {
-            bytes += queued.line.len();
-            state.queued_bytes -= queued.line.len();
-            self.buffered_bytes -= queued.line.len();
+            bytes += queued.len;
+            state.queued_bytes -= queued.len;
+            self.buffered_bytes -= queued.cost;
             let known = self.tracker.ack(queued.seq);
             debug_assert!(known, "each event is acknowledged once");
         }
@@ -484,7 +517,13 @@ impl Producer {
         }
         state.in_flight = 0;
         state.attempts = 0;
-        state.not_before = None;
+        // A key Kinesis throttled lately is paced: its next record waits for the quota this
+        // one used, so a hot key runs at its shard's rate instead of bouncing off it.
+        state.not_before = state
+            .throttled_at
+            .filter(|at| at.elapsed() < PACE_AFTER_THROTTLE)
+            .map(|_| sent.sent_at + quota_time(sent.bytes));
+        state.last_sent = Some(sent.sent_at);
         self.summary.records += 1;
         self.summary.events += sent.n_events as u64;
         self.metrics.records_put.add(1);
@@ -499,12 +538,30 @@ impl Producer {
         }
     }
 
-    fn failed(&mut self, sent: Sent, reason: &str) {
+    fn failed(&mut self, sent: Sent, reason: &str, throttled: bool) {
         let state = self.keys.get_mut(&sent.key).expect("sent keys have state");
         state.in_flight = 0;
         state.attempts += 1;
-        let delay = self.config.backoff.delay(state.attempts);
-        state.not_before = Some(Instant::now() + delay);
+        let now = Instant::now();
+        let mut delay = self.config.backoff.delay(state.attempts);
+        if throttled {
+            // The shard's quota refills at a known rate: the record fits again once its own
+            // size has refilled since the key's last accepted record. Waiting for that rather
+            // than a blind backoff is what lets one hot key use its whole shard. Repeated
+            // throttling (other keys share the shard) still backs off exponentially.
+            state.throttled_at = Some(now);
+            let refilled = state
+                .last_sent
+                .map(|at| (at + quota_time(sent.bytes)).saturating_duration_since(now));
+            if let Some(refilled) = refilled {
+                delay = if state.attempts == 1 {
+                    refilled
+                } else {
+                    delay.max(refilled)
+                };
+            }
+        }
+        state.not_before = Some(now + delay);
         self.summary.retries += 1;
         self.metrics.retries.add(1);
         // Once per incident, then at most every RETRY_LOG_INTERVAL with a count of the rest, so

@@ -87,6 +87,21 @@ impl Backoff {
     }
 }
 
+/// Kinesis's write quota per shard: bytes per second (data and partition keys).
+pub const SHARD_BYTES_PER_SECOND: u64 = 1 << 20;
+
+/// Kinesis's write quota per shard: records per second.
+pub const SHARD_RECORDS_PER_SECOND: u64 = 1000;
+
+/// How much of a shard's write quota a record of `bytes` (data and key) takes, as time: the
+/// time the shard needs to refill it, with a small margin for clock skew between here and
+/// Kinesis.
+pub fn quota_time(bytes: usize) -> Duration {
+    let by_bytes = Duration::from_secs_f64(bytes as f64 / SHARD_BYTES_PER_SECOND as f64);
+    let by_records = Duration::from_secs(1) / SHARD_RECORDS_PER_SECOND as u32;
+    by_bytes.max(by_records).mul_f64(1.02)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +141,16 @@ mod tests {
             assert_eq!(classify(Some(code), Some(400)), RetryAction::Fail, "{code}");
         }
         assert_eq!(classify(Some("SomethingNew"), Some(403)), RetryAction::Fail);
+    }
+
+    #[test]
+    fn quota_time_is_the_shard_refill_time() {
+        assert!(quota_time(1 << 20) >= Duration::from_secs(1));
+        assert!(quota_time(1 << 20) < Duration::from_millis(1050));
+        assert!(quota_time(512 << 10) >= Duration::from_millis(500));
+        // A small record takes a record's share: 1 ms.
+        assert!(quota_time(100) >= Duration::from_millis(1));
+        assert!(quota_time(100) < Duration::from_millis(2));
     }
 
     #[test]

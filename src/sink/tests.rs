@@ -29,6 +29,40 @@ struct Fake {
     written: Mutex<Vec<Record>>,
     in_flight: Mutex<HashSet<String>>,
     max_records_per_call: Mutex<usize>,
+    /// When set, Kinesis's per-shard byte quota, one shard per partition key: a bucket of
+    /// 1 MiB refilled at 1 MiB/s (virtual time); a record it cannot pay for is throttled.
+    quota: Mutex<Option<HashMap<String, (f64, tokio::time::Instant)>>>,
+    /// Records throttled by `quota`.
+    throttled: Mutex<usize>,
+}
+
+impl Fake {
+    fn with_quota() -> Self {
+        Self {
+            quota: Mutex::new(Some(HashMap::new())),
+            ..Self::default()
+        }
+    }
+
+    /// Whether the key's shard can take `bytes` now (and takes them).
+    fn pay(&self, key: &str, bytes: usize) -> bool {
+        let mut quota = self.quota.lock().unwrap();
+        let Some(buckets) = quota.as_mut() else {
+            return true;
+        };
+        let rate = retry::SHARD_BYTES_PER_SECOND as f64;
+        let now = tokio::time::Instant::now();
+        let (tokens, at) = buckets.entry(key.to_owned()).or_insert((rate, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(rate);
+        *at = now;
+        if *tokens >= bytes as f64 {
+            *tokens -= bytes as f64;
+            true
+        } else {
+            *self.throttled.lock().unwrap() += 1;
+            false
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -89,6 +123,14 @@ impl KinesisClient for Fake {
                                 code: code.into(),
                                 message: "scripted".into(),
                             }
+                        } else if !self.pay(
+                            &record.partition_key,
+                            record.data.len() + record.partition_key.len(),
+                        ) {
+                            RecordOutcome::Failed {
+                                code: "ProvisionedThroughputExceededException".into(),
+                                message: "Rate exceeded for shard".into(),
+                            }
                         } else {
                             written.push(record);
                             RecordOutcome::Written
@@ -122,10 +164,9 @@ fn workload(n_events: usize, tables: usize, tx_size: usize) -> Vec<SinkInput> {
         let table = format!("db.t{}", n % tables);
         items.push(SinkInput::Event(OutboundEvent {
             table: TableName::new("db", &format!("t{}", n % tables)),
-            key: table.clone(),
+            key: table.as_str().into(),
             position: BinlogPosition::new("b.000001", 4 + n as u64).unwrap(),
-            primary_key: None,
-            line: format!("{table}:{n}\n").into_bytes(),
+            line: EventLine::raw(format!("{table}:{n}\n").into_bytes()),
         }));
         if (n + 1) % tx_size == 0 {
             items.push(SinkInput::Boundary(
@@ -286,8 +327,7 @@ async fn an_event_larger_than_a_record_is_an_error_naming_table_and_position() {
         table: TableName::new("db", "big"),
         key: "db.big".into(),
         position: "b.000001:77".parse().unwrap(),
-        primary_key: None,
-        line: vec![b'x'; 2000],
+        line: EventLine::raw(vec![b'x'; 2000]),
     })];
     let (result, _) = drive(fake, items, config(1024)).await;
     let error = result.unwrap_err().to_string();
@@ -325,8 +365,19 @@ async fn an_oversize_event_is_skipped_and_counted_when_asked() {
         table: TableName::new("db", "big"),
         key: "db.big".into(),
         position: "b.000001:77".parse().unwrap(),
-        primary_key: Some(serde_json::json!({"id": 7}).as_object().unwrap().clone()),
-        line: vec![b'x'; 2000],
+        line: {
+            let mut after = br#"{"id":7,"blob":""#.to_vec();
+            after.extend_from_slice(&[b'x'; 2000]);
+            after.extend_from_slice(br#""}"#);
+            EventLine::build(
+                br#"{"row":"#,
+                0,
+                b"null",
+                Some(br#"{"id":7}"#),
+                None,
+                Some(&after),
+            )
+        },
     })];
     items.extend(workload(4, 2, 2));
     let metrics = Arc::new(Metrics::default());
@@ -422,3 +473,67 @@ proptest! {
         });
     }
 }
+
+/// One hot key against the shard quota: the producer paces the key to the quota after the
+/// first throttle, so it uses nearly all of its shard (not a blind backoff's fraction), is
+/// throttled only a few times, and keeps every event in order.
+#[tokio::test(start_paused = true)]
+async fn a_hot_key_is_paced_to_its_shard_quota() {
+    let fake = Arc::new(Fake::with_quota());
+    let n_events = 1200;
+    let pad = "x".repeat(10_000);
+    let mut items = Vec::new();
+    for n in 0..n_events {
+        items.push(SinkInput::Event(OutboundEvent {
+            table: TableName::new("db", "hot"),
+            key: "db.hot".into(),
+            position: BinlogPosition::new("b.000001", 4 + n as u64).unwrap(),
+            line: EventLine::raw(format!("{n:08}{pad}\n").into_bytes()),
+        }));
+    }
+    let config = SinkConfig {
+        max_buffered_bytes: 8 << 20,
+        backoff: DEFAULT_BACKOFF_FOR_TEST,
+        ..config(1_024_000)
+    };
+    let started = tokio::time::Instant::now();
+    let (result, _) = drive(fake.clone(), items, config).await;
+    let summary = result.unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(summary.events, n_events as u64);
+
+    let written = fake.written.lock().unwrap();
+    let order: Vec<usize> = written
+        .iter()
+        .flat_map(|r| {
+            String::from_utf8(r.data.clone())
+                .unwrap()
+                .lines()
+                .map(|line| line[..8].parse().unwrap())
+                .collect::<Vec<usize>>()
+        })
+        .collect();
+    assert_eq!(
+        order,
+        (0..n_events).collect::<Vec<_>>(),
+        "every event, in order"
+    );
+    let bytes: usize = written
+        .iter()
+        .map(|r| r.data.len() + r.partition_key.len())
+        .sum();
+    // The first 1 MiB is the bucket's burst; after it the shard gives 1 MiB per second.
+    let quota = (bytes as f64 - (1 << 20) as f64) / elapsed / retry::SHARD_BYTES_PER_SECOND as f64;
+    assert!(
+        quota >= 0.9,
+        "used {:.0} % of the shard's byte quota",
+        quota * 100.0
+    );
+    let throttled = *fake.throttled.lock().unwrap();
+    assert!(
+        throttled <= 3,
+        "throttled {throttled} times: pacing should prevent it"
+    );
+}
+
+const DEFAULT_BACKOFF_FOR_TEST: Backoff = retry::DEFAULT_BACKOFF;

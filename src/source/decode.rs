@@ -22,34 +22,7 @@ use mysql_common::{
 use serde_json::{json, Value as Json};
 
 use super::schema::{ColumnSchema, TableSchema, BINARY_COLLATION};
-use crate::event::{Op, RowImage};
-
-/// One decoded row change.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RowChange {
-    /// Insert, update or delete.
-    pub op: Op,
-    /// The before image (updates and deletes).
-    pub before: Option<RowImage>,
-    /// The after image (inserts and updates).
-    pub after: Option<RowImage>,
-}
-
-impl RowChange {
-    /// The primary-key columns of the row's latest image; `None` without a primary key.
-    pub fn primary_key(&self, schema: &TableSchema) -> Option<RowImage> {
-        if schema.primary_key.is_empty() {
-            return None;
-        }
-        let image = self.after.as_ref().or(self.before.as_ref())?;
-        let mut key = RowImage::new();
-        for &index in &schema.primary_key {
-            let name = &schema.columns[index].name;
-            key.insert(name.clone(), image.get(name).cloned().unwrap_or(Json::Null));
-        }
-        Some(key)
-    }
-}
+use crate::event::Op;
 
 /// A rows event that cannot be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,11 +38,158 @@ fn error(message: impl Into<String>) -> DecodeError {
     }
 }
 
-/// Decodes every row of a rows event.
-pub fn decode_rows(
+/// How one column's values become JSON, worked out once per TABLE_MAP: the column's
+/// `"name":` already escaped, and a fast path for the common types that writes the value
+/// straight from the event bytes. Every other type goes through `mysql_common`'s parser and
+/// [`to_json`]; the tests hold the fast paths to exactly what [`to_json`] writes.
+#[derive(Debug, Clone)]
+pub struct ColumnCodec {
+    /// `"name":`.
+    key: Vec<u8>,
+    kind: Kind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// TINYINT to BIGINT: `width` bytes, little-endian.
+    Integer { width: u8, unsigned: bool },
+    /// VARCHAR and the BLOB/TEXT family: a `len_bytes` length, then the bytes.
+    Bytes { len_bytes: u8, text: Text },
+    /// DATETIME(fsp).
+    DateTime2 { fsp: u8 },
+    /// Everything else.
+    General,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Text {
+    /// Text in a UTF-8 character set (or ASCII): written as is once checked.
+    Utf8,
+    /// Binary strings, and text whose character set is unknown: base64.
+    Base64,
+}
+
+impl ColumnCodec {
+    /// The codec of `column`.
+    pub fn new(column: &ColumnSchema) -> Self {
+        use ColumnType::*;
+        let mut key = Vec::with_capacity(column.name.len() + 3);
+        crate::event::write_json(&mut key, &column.name);
+        key.push(b':');
+        let integer = |width| Kind::Integer {
+            width,
+            unsigned: column.unsigned,
+        };
+        let text = if column.collation == BINARY_COLLATION || column.collation == 0 {
+            Some(Text::Base64)
+        } else if is_utf8(column.collation) {
+            Some(Text::Utf8)
+        } else {
+            None
+        };
+        let kind = match (column.column_type, text) {
+            (MYSQL_TYPE_TINY, _) => integer(1),
+            (MYSQL_TYPE_SHORT, _) => integer(2),
+            (MYSQL_TYPE_INT24, _) => integer(3),
+            (MYSQL_TYPE_LONG, _) => integer(4),
+            (MYSQL_TYPE_LONGLONG, _) => integer(8),
+            (MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING, Some(text)) => {
+                let max_len = u16::from_le_bytes([column.meta[0], column.meta[1]]);
+                Kind::Bytes {
+                    len_bytes: if max_len < 256 { 1 } else { 2 },
+                    text,
+                }
+            }
+            (MYSQL_TYPE_BLOB, Some(text)) if (1..=4).contains(&column.meta[0]) => Kind::Bytes {
+                len_bytes: column.meta[0],
+                text,
+            },
+            (MYSQL_TYPE_DATETIME2, _) => Kind::DateTime2 {
+                fsp: column.meta[0].min(6),
+            },
+            _ => Kind::General,
+        };
+        Self { key, kind }
+    }
+}
+
+/// Whether text in `collation` is UTF-8 as stored (see [`text`]).
+fn is_utf8(collation: u16) -> bool {
+    if LATIN1_COLLATIONS.contains(&collation) {
+        return false;
+    }
+    let info = mysql_common::collations::Collation::from(
+        mysql_common::collations::CollationId::from(collation),
+    );
+    matches!(
+        info.charset(),
+        "" | "utf8mb4" | "utf8mb3" | "utf8" | "ascii"
+    )
+}
+
+/// The rows of one rows event as JSON objects, back to back in one buffer that is reused
+/// from event to event.
+#[derive(Debug, Default)]
+pub struct EncodedRows {
+    op: Option<Op>,
+    buf: Vec<u8>,
+    rows: Vec<EncodedRow>,
+    /// Where each column's value is in `buf`, for the image written last.
+    spans: Vec<Option<(usize, usize)>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct EncodedRow {
+    primary_key: Option<(usize, usize)>,
+    before: Option<(usize, usize)>,
+    after: Option<(usize, usize)>,
+}
+
+/// One row change as JSON objects; `None` where the event has no such image (or the table
+/// no primary key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowJson<'a> {
+    /// The primary-key columns of the row's latest image.
+    pub primary_key: Option<&'a [u8]>,
+    /// The before image (updates and deletes).
+    pub before: Option<&'a [u8]>,
+    /// The after image (inserts and updates).
+    pub after: Option<&'a [u8]>,
+}
+
+impl EncodedRows {
+    /// Insert, update or delete: the same for every row of an event.
+    pub fn op(&self) -> Op {
+        self.op.unwrap_or(Op::Insert)
+    }
+
+    /// How many rows the event has.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether the event has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The rows, in event order.
+    pub fn iter(&self) -> impl Iterator<Item = RowJson<'_>> {
+        let fragment = |span: Option<(usize, usize)>| span.map(|(a, b)| &self.buf[a..b]);
+        self.rows.iter().map(move |row| RowJson {
+            primary_key: fragment(row.primary_key),
+            before: fragment(row.before),
+            after: fragment(row.after),
+        })
+    }
+}
+
+/// Encodes every row of a rows event into `out`, replacing what it held.
+pub fn encode_rows(
     schema: &TableSchema,
     rows: &RowsEventData<'_>,
-) -> Result<Vec<RowChange>, DecodeError> {
+    out: &mut EncodedRows,
+) -> Result<(), DecodeError> {
     let op = match rows {
         RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_) => Op::Insert,
         RowsEventData::UpdateRowsEvent(_) | RowsEventData::UpdateRowsEventV1(_) => Op::Update,
@@ -87,62 +207,214 @@ pub fn decode_rows(
             schema.columns.len()
         )));
     }
-    let before_columns = rows.columns_before_image();
-    let after_columns = rows.columns_after_image();
+    out.op = Some(op);
+    out.buf.clear();
+    out.rows.clear();
+    // A large event leaves a large buffer behind; do not keep it for the next thousand small
+    // ones.
+    if out.buf.capacity() > KEEP_BUFFER_BYTES {
+        out.buf = Vec::new();
+    }
+    let before_present = rows
+        .columns_before_image()
+        .map(|present| move |i: usize| present.get(i).is_some_and(|b| *b));
+    let after_present = rows
+        .columns_after_image()
+        .map(|present| move |i: usize| present.get(i).is_some_and(|b| *b));
     let mut buf = ParseBuf(rows.rows_data());
-    let mut changes = Vec::new();
     while !buf.is_empty() {
         // The before image, when the event has one, precedes the after image.
-        let before = before_columns
-            .map(|present| read_image(schema, |i| present.get(i).is_some_and(|b| *b), &mut buf))
+        let before = before_present
+            .as_ref()
+            .map(|present| write_image(schema, present, &mut buf, out))
             .transpose()?;
-        let after = after_columns
-            .map(|present| read_image(schema, |i| present.get(i).is_some_and(|b| *b), &mut buf))
+        let after = after_present
+            .as_ref()
+            .map(|present| write_image(schema, present, &mut buf, out))
             .transpose()?;
-        changes.push(RowChange { op, before, after });
+        // `spans` describes the image written last: the row's latest.
+        let primary_key = (!schema.primary_key.is_empty() && (before.is_some() || after.is_some()))
+            .then(|| {
+                let start = out.buf.len();
+                out.buf.push(b'{');
+                for (n, &index) in schema.primary_key.iter().enumerate() {
+                    if n > 0 {
+                        out.buf.push(b',');
+                    }
+                    out.buf.extend_from_slice(&schema.codecs[index].key);
+                    match out.spans[index] {
+                        Some((a, b)) => out.buf.extend_from_within(a..b),
+                        None => out.buf.extend_from_slice(b"null"),
+                    }
+                }
+                out.buf.push(b'}');
+                (start, out.buf.len())
+            });
+        out.rows.push(EncodedRow {
+            primary_key,
+            before,
+            after,
+        });
     }
-    Ok(changes)
+    Ok(())
 }
 
-/// Reads one row image: a null bitmap over the present columns, then their values.
-fn read_image<'a>(
+/// Above this, the row buffer is released after use rather than kept for the next event.
+const KEEP_BUFFER_BYTES: usize = 4 << 20;
+
+/// Writes one row image as a JSON object: a null bitmap over the present columns, then their
+/// values. Records each column's value span in `out.spans`.
+fn write_image<'a>(
     schema: &'a TableSchema,
     present: impl Fn(usize) -> bool,
     buf: &mut ParseBuf<'a>,
-) -> Result<RowImage, DecodeError> {
+    out: &mut EncodedRows,
+) -> Result<(usize, usize), DecodeError> {
     let n_present = (0..schema.columns.len()).filter(|i| present(*i)).count();
     let null_bitmap: &[u8] = buf
         .parse(n_present.div_ceil(8))
         .map_err(|e| error(format!("row image is truncated: {e}")))?;
-    let mut image = RowImage::with_capacity(n_present);
+    out.spans.clear();
+    out.spans.resize(schema.columns.len(), None);
+    let start = out.buf.len();
+    out.buf.push(b'{');
     let mut image_index = 0;
-    for (index, column) in schema.columns.iter().enumerate() {
+    for (index, (column, codec)) in schema.columns.iter().zip(&schema.codecs).enumerate() {
         if !present(index) {
             continue;
         }
+        if image_index > 0 {
+            out.buf.push(b',');
+        }
+        out.buf.extend_from_slice(&codec.key);
+        let value_start = out.buf.len();
         let is_null = null_bitmap[image_index / 8] & (1 << (image_index % 8)) != 0;
         image_index += 1;
-        let value = if is_null {
-            Json::Null
+        if is_null {
+            out.buf.extend_from_slice(b"null");
         } else {
-            let raw: BinlogValue<'_> = buf
-                .parse((
-                    column.column_type,
-                    column.meta.as_slice(),
-                    column.unsigned,
-                    false,
+            write_value(column, codec, buf, &mut out.buf).map_err(|m| {
+                error(format!(
+                    "column {:?} ({:?}): {m}",
+                    column.name, column.column_type
                 ))
-                .map_err(|e| {
-                    error(format!(
-                        "column {:?} ({:?}): {e}",
-                        column.name, column.column_type
-                    ))
-                })?;
-            to_json(column, raw).map_err(|m| error(format!("column {:?}: {m}", column.name)))?
-        };
-        image.insert(column.name.clone(), value);
+            })?;
+        }
+        out.spans[index] = Some((value_start, out.buf.len()));
     }
-    Ok(image)
+    out.buf.push(b'}');
+    Ok((start, out.buf.len()))
+}
+
+/// Reads one non-null value from `buf` and writes it as JSON.
+fn write_value<'a>(
+    column: &'a ColumnSchema,
+    codec: &ColumnCodec,
+    buf: &mut ParseBuf<'a>,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let short = |e: std::io::Error| e.to_string();
+    match codec.kind {
+        Kind::Integer { width, unsigned } => {
+            let bytes: &[u8] = buf.parse(usize::from(width)).map_err(short)?;
+            let mut raw = [0u8; 8];
+            raw[..bytes.len()].copy_from_slice(bytes);
+            let value = u64::from_le_bytes(raw);
+            let mut digits = itoa::Buffer::new();
+            let text = if unsigned {
+                digits.format(value)
+            } else {
+                // Sign-extend from the column's width.
+                let shift = 64 - 8 * u32::from(width);
+                digits.format(((value << shift) as i64) >> shift)
+            };
+            out.extend_from_slice(text.as_bytes());
+        }
+        Kind::Bytes { len_bytes, text } => {
+            let prefix: &[u8] = buf.parse(usize::from(len_bytes)).map_err(short)?;
+            let mut raw = [0u8; 4];
+            raw[..prefix.len()].copy_from_slice(prefix);
+            let len = u32::from_le_bytes(raw) as usize;
+            let bytes: &[u8] = buf.parse(len).map_err(short)?;
+            match text {
+                Text::Base64 => write_base64(out, bytes),
+                Text::Utf8 => match std::str::from_utf8(bytes) {
+                    Ok(text) => crate::event::write_json(out, text),
+                    // The general path names the character set in its error.
+                    Err(_) => {
+                        let value =
+                            to_json(column, BinlogValue::Value(Value::Bytes(bytes.into())))?;
+                        crate::event::write_json(out, &value);
+                    }
+                },
+            }
+        }
+        Kind::DateTime2 { fsp } => {
+            let raw = parse_value(column, buf).map_err(short)?;
+            match raw {
+                BinlogValue::Value(Value::Date(y, mo, d, h, mi, s, us)) => {
+                    out.push(b'"');
+                    write_digits(out, u32::from(y), 4);
+                    for (separator, value) in
+                        [(b'-', mo), (b'-', d), (b' ', h), (b':', mi), (b':', s)]
+                    {
+                        out.push(separator);
+                        write_digits(out, u32::from(value), 2);
+                    }
+                    if fsp > 0 {
+                        out.push(b'.');
+                        let micros = us.min(999_999) / 10u32.pow(6 - u32::from(fsp));
+                        write_digits(out, micros, usize::from(fsp));
+                    }
+                    out.push(b'"');
+                }
+                other => crate::event::write_json(out, &to_json(column, other)?),
+            }
+        }
+        Kind::General => {
+            let raw = parse_value(column, buf).map_err(short)?;
+            crate::event::write_json(out, &to_json(column, raw)?);
+        }
+    }
+    Ok(())
+}
+
+/// One value, by `mysql_common`'s parser.
+fn parse_value<'a>(
+    column: &'a ColumnSchema,
+    buf: &mut ParseBuf<'a>,
+) -> std::io::Result<BinlogValue<'a>> {
+    buf.parse((
+        column.column_type,
+        column.meta.as_slice(),
+        column.unsigned,
+        false,
+    ))
+}
+
+/// `value` in exactly `width` decimal digits (zero-padded; wider values are written whole).
+fn write_digits(out: &mut Vec<u8>, value: u32, width: usize) {
+    let mut digits = itoa::Buffer::new();
+    let text = digits.format(value);
+    for _ in text.len()..width {
+        out.push(b'0');
+    }
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// `bytes` as a JSON string of base64 (which needs no escaping).
+fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    let start = out.len();
+    out.resize(
+        start + base64::encoded_len(bytes.len(), true).unwrap_or(0),
+        0,
+    );
+    let written = BASE64
+        .encode_slice(bytes, &mut out[start..])
+        .expect("the buffer has the encoded length");
+    out.truncate(start + written);
+    out.push(b'"');
 }
 
 /// Converts one decoded binlog value to its JSON form (see the README's value table).
@@ -501,6 +773,130 @@ mod tests {
 
     fn convert(column: &ColumnSchema, value: Value) -> Json {
         to_json(column, BinlogValue::Value(value)).unwrap()
+    }
+
+    /// What the general path (`mysql_common`'s parser, then [`to_json`]) makes of `bytes`:
+    /// the JSON text and how many bytes it read.
+    fn reference(column: &ColumnSchema, bytes: &[u8]) -> Option<(Vec<u8>, usize)> {
+        let mut buf = ParseBuf(bytes);
+        let raw = parse_value(column, &mut buf).ok()?;
+        let json = to_json(column, raw).ok()?;
+        Some((serde_json::to_vec(&json).unwrap(), bytes.len() - buf.len()))
+    }
+
+    /// What the column's fast path writes for `bytes`.
+    fn fast(column: &ColumnSchema, bytes: &[u8]) -> Option<(Vec<u8>, usize)> {
+        let codec = ColumnCodec::new(column);
+        assert_ne!(codec.kind, Kind::General, "{column:?} has a fast path");
+        let mut buf = ParseBuf(bytes);
+        let mut out = Vec::new();
+        write_value(column, &codec, &mut buf, &mut out).ok()?;
+        Some((out, bytes.len() - buf.len()))
+    }
+
+    fn fast_path_columns() -> Vec<ColumnSchema> {
+        use ColumnType::*;
+        let mut columns = Vec::new();
+        for column_type in [
+            MYSQL_TYPE_TINY,
+            MYSQL_TYPE_SHORT,
+            MYSQL_TYPE_INT24,
+            MYSQL_TYPE_LONG,
+            MYSQL_TYPE_LONGLONG,
+        ] {
+            for unsigned in [false, true] {
+                columns.push(ColumnSchema {
+                    unsigned,
+                    ..column(column_type, &[])
+                });
+            }
+        }
+        for collation in [45, 33, 11, BINARY_COLLATION, 0] {
+            for meta in [[10u8, 0], [0x2c, 0x01]] {
+                columns.push(ColumnSchema {
+                    collation,
+                    ..column(MYSQL_TYPE_VARCHAR, &meta)
+                });
+            }
+            for len_bytes in 1..=4u8 {
+                columns.push(ColumnSchema {
+                    collation,
+                    ..column(MYSQL_TYPE_BLOB, &[len_bytes])
+                });
+            }
+        }
+        for fsp in 0..=6u8 {
+            columns.push(column(MYSQL_TYPE_DATETIME2, &[fsp]));
+        }
+        columns
+    }
+
+    proptest::proptest! {
+        /// The fast paths write exactly what the general path writes, byte for byte, read the
+        /// same number of bytes, and fail on the same input.
+        #[test]
+        fn fast_paths_agree_with_the_general_path(
+            index in 0usize..47,
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..24),
+            text in "\\PC{0,12}",
+        ) {
+            let columns = fast_path_columns();
+            let column = &columns[index % columns.len()];
+            proptest::prop_assert_eq!(fast(column, &bytes), reference(column, &bytes));
+            // Text, length-prefixed as the column stores it.
+            let len_bytes = match ColumnCodec::new(column).kind {
+                Kind::Bytes { len_bytes, .. } => usize::from(len_bytes),
+                _ => return Ok(()),
+            };
+            let mut stored = (text.len() as u32).to_le_bytes()[..len_bytes].to_vec();
+            stored.extend_from_slice(text.as_bytes());
+            proptest::prop_assert_eq!(fast(column, &stored), reference(column, &stored));
+        }
+    }
+
+    #[test]
+    fn fast_paths_cover_the_common_types() {
+        let columns = fast_path_columns();
+        assert_eq!(columns.len(), 47);
+        let max = [0xff; 8];
+        let min = [0, 0, 0, 0, 0, 0, 0, 0x80];
+        for column in &columns[..10] {
+            assert_eq!(fast(column, &max), reference(column, &max), "{column:?}");
+            assert_eq!(fast(column, &min), reference(column, &min), "{column:?}");
+        }
+        assert_eq!(
+            fast(&columns[0], &[0xff]).unwrap().0,
+            b"-1",
+            "signed TINYINT"
+        );
+        assert_eq!(
+            fast(&columns[5], &[0xff, 0xff, 0xff]).unwrap().0,
+            b"16777215",
+            "unsigned MEDIUMINT"
+        );
+        assert_eq!(
+            fast(&columns[4], &[0xff, 0xff, 0xff]).unwrap().0,
+            b"-1",
+            "signed MEDIUMINT"
+        );
+        // A latin1 column is not UTF-8: no fast path.
+        let latin1 = ColumnSchema {
+            collation: 8,
+            ..column(ColumnType::MYSQL_TYPE_VARCHAR, &[10, 0])
+        };
+        assert_eq!(ColumnCodec::new(&latin1).kind, Kind::General);
+        // DATETIME(6): 2024-03-01 12:34:56.000123 as the server packs it.
+        let datetime = column(ColumnType::MYSQL_TYPE_DATETIME2, &[6]);
+        let ymd = (2024u64 * 13 + 3) << 5 | 1;
+        let hms = 12u64 << 12 | 34 << 6 | 56;
+        let packed = (1u64 << 39) | (ymd << 17) | hms;
+        let mut bytes = packed.to_be_bytes()[3..].to_vec();
+        bytes.extend_from_slice(&123u32.to_be_bytes()[1..]);
+        assert_eq!(
+            fast(&datetime, &bytes).unwrap().0,
+            br#""2024-03-01 12:34:56.000123""#
+        );
+        assert_eq!(fast(&datetime, &bytes), reference(&datetime, &bytes));
     }
 
     #[test]

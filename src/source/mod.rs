@@ -76,7 +76,7 @@ use self::{
 use crate::{
     checkpoint::Boundary,
     config::{MysqlConfig, TableFilter},
-    event::{ChangeEvent, EncodedEvent, Op, TableName},
+    event::{gtid_json, line_prefix, EventLine, Op, TableName},
     metrics::{Metrics, State},
     position::{BinlogPosition, GtidState, MariaGtid, MysqlGtid, ResumePoint},
     sink::retry::Backoff,
@@ -417,8 +417,7 @@ pub async fn decode_files(
                     table: TableName::new("#", "#"),
                     key: "#".into(),
                     position: start.with_offset(offset),
-                    primary_key: None,
-                    line: format!("# {name}:{offset} {kind}\n").into_bytes(),
+                    line: EventLine::raw(format!("# {name}:{offset} {kind}\n").into_bytes()),
                 };
                 reader.send(SinkInput::Event(comment)).await?;
                 reader.events -= 1;
@@ -450,13 +449,14 @@ enum Applied {
 }
 
 struct Transaction {
-    gtid: Option<String>,
+    /// The transaction's GTID as its JSON value (a string or `null`), as every line has it.
+    gtid_json: Vec<u8>,
     /// The MariaDB GTID, applied to the GTID state when the transaction ends.
     applied: Option<Applied>,
     /// Opened by BEGIN (ends at XID/COMMIT) rather than standing alone (ends after one
     /// statement).
     explicit: bool,
-    held: Vec<(OutboundEvent, EncodedEvent)>,
+    held: Vec<OutboundEvent>,
     held_bytes: usize,
 }
 
@@ -494,6 +494,8 @@ struct Reader {
     metrics: Arc<Metrics>,
     /// Table definitions from information_schema, when the binlog lacks them.
     catalog: Option<Catalog>,
+    /// The rows of the event being read, reused from event to event.
+    rows: decode::EncodedRows,
 }
 
 impl Reader {
@@ -525,6 +527,7 @@ impl Reader {
             last_ts: 0,
             metrics,
             catalog,
+            rows: decode::EncodedRows::default(),
         }
     }
 
@@ -805,30 +808,25 @@ impl Reader {
                             ));
                         };
                         if self.config.filter.matches(&database, &table) {
-                            let gtid = self.transaction.as_ref().and_then(|t| t.gtid.clone());
-                            let event = ChangeEvent {
-                                op: Op::Truncate,
-                                table: table.clone(),
-                                database: database.clone(),
-                                ts_ms: u64::from(header.timestamp()) * 1000,
-                                position: start.clone(),
-                                row: 0,
-                                gtid,
-                                xid: None,
-                                commit: false,
-                                primary_key: None,
-                                before: None,
-                                after: None,
+                            let prefix = line_prefix(
+                                Op::Truncate,
+                                &database,
+                                &table,
+                                u64::from(header.timestamp()) * 1000,
+                                &start,
+                            );
+                            let gtid = match &self.transaction {
+                                Some(transaction) => transaction.gtid_json.clone(),
+                                None => gtid_json(None),
                             };
                             let name = TableName::new(&database, &table);
-                            let outbound = OutboundEvent {
-                                key: name.as_str().to_owned(),
+                            let event = OutboundEvent {
+                                key: name.shared(),
                                 table: name,
                                 position: start.clone(),
-                                primary_key: None,
-                                line: Vec::new(),
+                                line: EventLine::build(&prefix, 0, &gtid, None, None, None),
                             };
-                            self.hold(outbound, EncodedEvent::encode(&event)).await?;
+                            self.hold(event).await?;
                         }
                     }
                     self.commit(None, end).await?;
@@ -867,8 +865,9 @@ impl Reader {
                     }
                 };
                 // Decoding protocol input must never take the daemon down with a panic.
-                let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    decode::decode_rows(&schema, &rows)
+                let mut encoded = std::mem::take(&mut self.rows);
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    decode::encode_rows(&schema, &rows, &mut encoded)
                 }))
                 .unwrap_or_else(|_| Err(decode::DecodeError { message: "malformed rows event".into() }))
                 .map_err(|error| SourceError::Decode {
@@ -876,7 +875,7 @@ impl Reader {
                     position: start.clone(),
                     message: error.message,
                 })?;
-                self.metrics.row_events_read.add(decoded.len() as u64);
+                self.metrics.row_events_read.add(encoded.len() as u64);
                 if self.transaction.is_none() {
                     let gtid = self.pending_gtid.take().map(Applied::Mysql);
                     self.begin(gtid, true);
@@ -886,42 +885,37 @@ impl Reader {
                 // so rows are numbered across the whole payload to keep position + row unique.
                 let row_base = self.payload_rows;
                 if self.payload.is_some() {
-                    self.payload_rows += decoded.len() as u32;
+                    self.payload_rows += encoded.len() as u32;
                 }
-                for (row, change) in decoded.into_iter().enumerate() {
-                    let primary_key = change.primary_key(&schema);
-                    let gtid = self.transaction.as_ref().and_then(|t| t.gtid.clone());
-                    let mut event = ChangeEvent {
-                        op: change.op,
-                        database: schema.database.clone(),
-                        table: schema.table.clone(),
-                        ts_ms,
-                        position: start.clone(),
-                        row: row_base + row as u32,
-                        gtid,
-                        xid: None,
-                        commit: false,
-                        primary_key,
-                        before: change.before,
-                        after: change.after,
-                    };
-                    let encoded = EncodedEvent::encode(&event);
-                    self.hold(
-                        OutboundEvent {
+                let prefix = line_prefix(encoded.op(), &schema.database, &schema.table, ts_ms, &start);
+                let gtid = match &self.transaction {
+                    Some(transaction) => transaction.gtid_json.clone(),
+                    None => gtid_json(None),
+                };
+                let by_primary_key = self.config.partition_by_primary_key;
+                let result = async {
+                    for (row, json) in encoded.iter().enumerate() {
+                        let line = EventLine::build(
+                            &prefix,
+                            row_base + row as u32,
+                            &gtid,
+                            json.primary_key,
+                            json.before,
+                            json.after,
+                        );
+                        let event = OutboundEvent {
                             table: schema.name.clone(),
-                            key: partition_key(
-                                &schema.name,
-                                event.primary_key.as_ref(),
-                                self.config.partition_by_primary_key,
-                            ),
+                            key: partition_key(&schema.name, json.primary_key, by_primary_key),
                             position: start.clone(),
-                            primary_key: event.primary_key.take(),
-                            line: Vec::new(),
-                        },
-                        encoded,
-                    )
-                    .await?;
+                            line,
+                        };
+                        self.hold(event).await?;
+                    }
+                    Ok(())
                 }
+                .await;
+                self.rows = encoded;
+                result?;
             }
             EventData::TransactionPayloadEvent(_) => {
                 return Err(unsupported(
@@ -987,11 +981,12 @@ impl Reader {
     }
 
     fn begin(&mut self, applied: Option<Applied>, explicit: bool) {
+        let gtid = applied.as_ref().map(|a| match a {
+            Applied::Maria(gtid) => gtid.to_string(),
+            Applied::Mysql(gtid) => gtid.to_string(),
+        });
         self.transaction = Some(Transaction {
-            gtid: applied.as_ref().map(|a| match a {
-                Applied::Maria(gtid) => gtid.to_string(),
-                Applied::Mysql(gtid) => gtid.to_string(),
-            }),
+            gtid_json: gtid_json(gtid.as_deref()),
             applied,
             explicit,
             held: Vec::new(),
@@ -1001,11 +996,7 @@ impl Reader {
 
     /// Holds an event in the lookahead buffer, spilling the oldest ones (without xid) past the
     /// cap.
-    async fn hold(
-        &mut self,
-        event: OutboundEvent,
-        encoded: EncodedEvent,
-    ) -> Result<(), SourceError> {
+    async fn hold(&mut self, event: OutboundEvent) -> Result<(), SourceError> {
         if self.skip > 0 {
             // Sent before the connection was lost; see `forget_open_transaction`.
             self.skip -= 1;
@@ -1014,14 +1005,14 @@ impl Reader {
         }
         let cap = self.config.lookahead_bytes;
         let transaction = self.transaction.as_mut().expect("a transaction is open");
-        transaction.held_bytes += encoded.approximate_len();
-        transaction.held.push((event, encoded));
+        transaction.held_bytes += event.line.len();
+        transaction.held.push(event);
         if transaction.held_bytes > cap && transaction.held.len() > 1 {
             let keep = transaction.held.pop().expect("two or more held");
             let spilled = std::mem::replace(&mut transaction.held, vec![keep]);
-            transaction.held_bytes = transaction.held[0].1.approximate_len();
-            for (mut event, encoded) in spilled {
-                event.line = encoded.finish(None, false);
+            transaction.held_bytes = transaction.held[0].line.len();
+            // Sent as they are: `"xid":null,"commit":false`.
+            for event in spilled {
                 self.send(SinkInput::Event(event)).await?;
                 self.sent_in_transaction += 1;
             }
@@ -1045,8 +1036,8 @@ impl Reader {
                 _ => {}
             }
             let n_events = transaction.held.len();
-            for (index, (mut event, encoded)) in transaction.held.into_iter().enumerate() {
-                event.line = encoded.finish(xid, index + 1 == n_events);
+            for (index, mut event) in transaction.held.into_iter().enumerate() {
+                event.line.finish(xid, index + 1 == n_events);
                 self.send(SinkInput::Event(event)).await?;
             }
             self.transactions += 1;

@@ -15,7 +15,7 @@ use mysql_common::{
     constants::ColumnType,
 };
 
-use super::catalog::CatalogTable;
+use super::{catalog::CatalogTable, decode::ColumnCodec};
 use crate::event::TableName;
 
 /// Collation id of the `binary` character set.
@@ -51,6 +51,8 @@ pub struct TableSchema {
     pub columns: Vec<ColumnSchema>,
     /// Indexes into `columns` of the primary key, in key order; empty without a key.
     pub primary_key: Vec<usize>,
+    /// How each column's values are written as JSON, in column order.
+    pub codecs: Vec<ColumnCodec>,
 }
 
 /// A TABLE_MAP the daemon cannot use.
@@ -239,6 +241,7 @@ impl TableSchema {
             name,
             database,
             table,
+            codecs: columns.iter().map(ColumnCodec::new).collect(),
             columns,
             primary_key,
         })

@@ -10,6 +10,7 @@ use std::{
 use mysql_common::binlog::{consts::BinlogVersion, BinlogFile};
 
 use super::*;
+use crate::event::ChangeEvent;
 
 fn fixtures() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mysql-binlogs");
@@ -49,7 +50,7 @@ async fn replay_with(path: &Path, positional_names: bool) -> Replay {
         while let Some(item) = rx.recv().await {
             match item {
                 SinkInput::Event(event) => {
-                    events.push(serde_json::from_slice(&event.line).unwrap())
+                    events.push(serde_json::from_slice(&event.line.to_vec()).unwrap())
                 }
                 SinkInput::Boundary(boundary) => {
                     gtids.push(boundary.point.gtid.map(|g| g.to_string()));
@@ -244,7 +245,7 @@ async fn run_with_interruption(
         let mut lines = Vec::new();
         while let Some(item) = rx.recv().await {
             if let SinkInput::Event(event) = item {
-                lines.push(event.line);
+                lines.push(event.line.to_vec());
             }
         }
         lines
@@ -362,7 +363,7 @@ async fn decoded(path: &Path) -> (Vec<String>, Result<u64, SourceError>) {
         let mut lines = Vec::new();
         while let Some(item) = rx.recv().await {
             if let SinkInput::Event(event) = item {
-                lines.push(String::from_utf8(event.line).unwrap());
+                lines.push(String::from_utf8(event.line.to_vec()).unwrap());
             }
         }
         lines

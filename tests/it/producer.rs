@@ -213,14 +213,11 @@ async fn under_shard_quota_throttling_nothing_is_lost_and_each_table_keeps_its_o
     let proxy = crate::proxy::QuotaProxy::start(&world.kinesis.url, 1, 50, 1 << 20).await;
     let port = crate::harness::free_port();
     let listen = format!("127.0.0.1:{port}");
-    let daemon = world
-        .running_daemon(&[
-            ("BINLOG_KINESIS__KINESIS__ENDPOINT_URL", &proxy.url),
-            // One event per record: enough records to meet the quota quickly.
-            ("BINLOG_KINESIS__KINESIS__MAX_EVENTS_PER_RECORD", "1"),
-            ("BINLOG_KINESIS__HTTP__LISTEN", &listen),
-        ])
-        .await;
+    // The changes are all in the binlog before the daemon starts from before them, so it has
+    // far more than the shard's 50 records/s to send at once, however slowly the server
+    // commits them.
+    let start: binlog_kinesis::position::BinlogPosition =
+        world.db.position().await.parse().unwrap();
     let mut statements = Vec::new();
     for id in 0..60 {
         statements.push(format!(
@@ -230,6 +227,13 @@ async fn under_shard_quota_throttling_nothing_is_lost_and_each_table_keeps_its_o
     }
     let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
     world.db.admin(&statements).await;
+    let config = world.config(&[
+        ("BINLOG_KINESIS__KINESIS__ENDPOINT_URL", &proxy.url),
+        // One event per record: enough records to meet the quota quickly.
+        ("BINLOG_KINESIS__KINESIS__MAX_EVENTS_PER_RECORD", "1"),
+        ("BINLOG_KINESIS__HTTP__LISTEN", &listen),
+    ]);
+    let daemon = world.daemon(config, StartFrom::Position(start)).await;
     let events = world.shop_events(180).await;
     assert_eq!(events.len(), 180, "a change repeated");
     for table in ["a", "b", "c"] {
