@@ -310,7 +310,7 @@ def quota(world, work):
                 "BINLOG_KINESIS__KINESIS__ENDPOINT_URL": f"http://127.0.0.1:{port}",
                 "BINLOG_KINESIS__KINESIS__PARTITION_BY": partition_by})
             after = proxy_stats(port)
-            delta = {k: after[k] - before.get(k, 0) for k in after}
+            delta = {k: after[k] - before.get(k, 0) for k in after if k != "streams"}
             events = 200_000
             results[partition_by] = {
                 "seconds": seconds, "rss": rss,
@@ -322,10 +322,32 @@ def quota(world, work):
                 "throttled": delta["throttled_records"],
             }
             print(f"quota proxy, partition_by={partition_by}: {results[partition_by]}", flush=True)
+        results["hot"] = hot_table(world, work, port)
         return results
     finally:
         proxy.kill()
         proxy.wait()
+
+
+def hot_table(world, work, port):
+    """One hot table on a 1-shard stream through the quota proxy: how much of the shard's byte
+    quota one partition key gets, one record in flight at a time."""
+    world.sql("CREATE TABLE bench.hot (id INT PRIMARY KEY, a INT, b VARCHAR(32))")
+    start = world.position()
+    world.sql(";".join(f"INSERT INTO bench.hot SELECT seq, seq % 97, MD5(seq) FROM seq_{lo}_to_{lo + 999}"
+                       for lo in range(1, 60_001, 1000)))
+    end = world.position()
+    stream = world.stream("hot", 1)
+    seconds, rss = replay(world, work, start, end, "bench.hot", stream, {
+        "BINLOG_KINESIS__KINESIS__ENDPOINT_URL": f"http://127.0.0.1:{port}"})
+    window = proxy_stats(port)["streams"][stream]
+    # The shard's bucket starts full (1 MiB of burst); the rate after it is the shard's.
+    burst = 1024 * 1024
+    active = window["last"] - window["first"]
+    result = {"seconds": seconds, "active_s": active, "mb": window["bytes"] / 1e6,
+              "quota_fraction": (window["bytes"] - burst) / active / (1024 * 1024)}
+    print(f"quota proxy, one hot table: {result}", flush=True)
+    return result
 
 
 def latency(world, work, seconds=20, rate=1000):

@@ -371,6 +371,7 @@ async fn replicate(
             checksum_crc32: server.checksum_crc32,
             catalog: !server.row_metadata_full,
             partition_by_primary_key: config.kinesis.partition_by == PartitionBy::PrimaryKey,
+            max_event_bytes: max_record_bytes,
         },
         stream,
         start,

@@ -182,7 +182,7 @@ impl Default for RawKinesis {
             endpoint_url: String::new(),
             max_record_bytes: FIREHOSE_MAX_RECORD_BYTES as i64,
             linger_ms: 50,
-            max_buffered_bytes: 64 << 20,
+            max_buffered_bytes: 32 << 20,
             oversize: "fail".into(),
             max_events_per_record: 0,
             partition_by: "table".into(),

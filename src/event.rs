@@ -166,6 +166,9 @@ pub struct EventLine {
     splice: Option<Splice>,
     /// Where the `primary_key` object is in `bytes`, when there is one.
     primary_key: Option<(usize, usize)>,
+    /// For an event too large to send, which was never encoded: its size (at least), while
+    /// `bytes` holds only its primary key, for the message about it.
+    too_large: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +254,20 @@ impl EventLine {
                 commit: false,
             }),
             primary_key,
+            too_large: None,
+        }
+    }
+
+    /// An event that was not encoded because it is larger than any record may be: `len` is
+    /// its size, at least. The sink refuses it by that size (`kinesis.oversize`); it is never
+    /// written.
+    pub fn too_large(len: usize, primary_key: Option<&[u8]>) -> Self {
+        let bytes = primary_key.map(<[u8]>::to_vec).unwrap_or_default();
+        Self {
+            primary_key: primary_key.map(|_| (0, bytes.len())),
+            bytes,
+            splice: None,
+            too_large: Some(len),
         }
     }
 
@@ -260,6 +277,7 @@ impl EventLine {
             bytes: line,
             splice: None,
             primary_key: None,
+            too_large: None,
         }
     }
 
@@ -274,6 +292,9 @@ impl EventLine {
 
     /// The length of the line as written, newline included.
     pub fn len(&self) -> usize {
+        if let Some(len) = self.too_large {
+            return len;
+        }
         match self.splice {
             None => self.bytes.len(),
             Some(splice) => {
@@ -297,6 +318,10 @@ impl EventLine {
 
     /// Appends the line, ending with `\n`, to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
+        debug_assert!(
+            self.too_large.is_none(),
+            "an event too large to send is never written"
+        );
         let Some(splice) = self.splice else {
             out.extend_from_slice(&self.bytes);
             return;

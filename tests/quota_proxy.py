@@ -52,7 +52,7 @@ class Quotas:
         self.lock = threading.Lock()
         # put_payload_units: what Kinesis bills, one per started 25 KB of each record.
         self.stats = {"accepted_records": 0, "throttled_records": 0, "accepted_bytes": 0,
-                      "throttled_calls": 0, "put_payload_units": 0}
+                      "throttled_calls": 0, "put_payload_units": 0, "streams": {}}
 
     def shard_of(self, partition_key):
         value = int.from_bytes(hashlib.md5(partition_key.encode("utf-8")).digest(), "big")
@@ -75,6 +75,11 @@ class Quotas:
                 self.stats["accepted_records"] += 1
                 self.stats["accepted_bytes"] += size
                 self.stats["put_payload_units"] += max(1, -(-size // (25 * 1024)))
+                # Per stream: when its first and last records were accepted, and its bytes,
+                # to measure a rate over the time it was actually written to.
+                window = self.stats["streams"].setdefault(stream, {"first": now, "bytes": 0})
+                window["last"] = now
+                window["bytes"] += size
                 return True
             self.stats["throttled_records"] += 1
             return False

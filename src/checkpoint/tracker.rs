@@ -20,7 +20,9 @@ pub type EventSeq = u64;
 enum Slot {
     Pending,
     Acked,
-    Boundary(Boundary),
+    /// Boxed: one slot per event, and most slots are events; a boundary inline would make
+    /// every slot its size.
+    Boundary(Box<Boundary>),
 }
 
 /// Tracks acknowledgements and yields committable boundaries. See the module docs.
@@ -36,6 +38,9 @@ pub struct AckTracker {
     /// How many slots were popped from the front, to translate absolute indices.
     popped: usize,
 }
+
+/// What the tracker holds per unresolved event, for memory accounting.
+pub const BYTES_PER_EVENT: usize = std::mem::size_of::<Slot>() + std::mem::size_of::<usize>();
 
 impl AckTracker {
     /// An empty tracker.
@@ -54,7 +59,8 @@ impl AckTracker {
 
     /// Registers a transaction boundary after every event pushed so far.
     pub fn push_boundary(&mut self, boundary: impl Into<Boundary>) {
-        self.slots.push_back(Slot::Boundary(boundary.into()));
+        self.slots
+            .push_back(Slot::Boundary(Box::new(boundary.into())));
     }
 
     /// Marks an event acknowledged. Acknowledging an unknown or already resolved event is an
@@ -89,7 +95,7 @@ impl AckTracker {
                 }
                 Some(Slot::Boundary(_)) => {
                     if let Some(Slot::Boundary(position)) = self.slots.pop_front() {
-                        committable = Some(position);
+                        committable = Some(*position);
                     }
                     self.popped += 1;
                 }

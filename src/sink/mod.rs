@@ -54,7 +54,7 @@ use self::{
 };
 use crate::{
     checkpoint::{
-        tracker::{AckTracker, EventSeq},
+        tracker::{self, AckTracker, EventSeq},
         Boundary,
     },
     config::Oversize,
@@ -321,7 +321,9 @@ impl Producer {
                     return Ok(());
                 }
                 let seq = self.tracker.push_event();
-                let cost = event.line.heap_bytes() + std::mem::size_of::<Queued>();
+                let cost = event.line.heap_bytes()
+                    + std::mem::size_of::<Queued>()
+                    + tracker::BYTES_PER_EVENT;
                 self.buffered_bytes += cost;
                 let state = self
                     .keys

@@ -136,6 +136,10 @@ pub struct EncodedRows {
     rows: Vec<EncodedRow>,
     /// Where each column's value is in `buf`, for the image written last.
     spans: Vec<Option<(usize, usize)>>,
+    /// While writing a row: where it starts in `buf`, and the bytes of values left out
+    /// because the row is already too large to send.
+    row_start: usize,
+    skipped: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -143,6 +147,7 @@ struct EncodedRow {
     primary_key: Option<(usize, usize)>,
     before: Option<(usize, usize)>,
     after: Option<(usize, usize)>,
+    oversize: Option<usize>,
 }
 
 /// One row change as JSON objects; `None` where the event has no such image (or the table
@@ -155,6 +160,10 @@ pub struct RowJson<'a> {
     pub before: Option<&'a [u8]>,
     /// The after image (inserts and updates).
     pub after: Option<&'a [u8]>,
+    /// Set when the row's images alone are larger than the limit given to [`encode_rows`]:
+    /// at least this many bytes. Its large values were then never encoded (they are `null`
+    /// in the images), so it must not be sent, only reported.
+    pub oversize: Option<usize>,
 }
 
 impl EncodedRows {
@@ -180,15 +189,20 @@ impl EncodedRows {
             primary_key: fragment(row.primary_key),
             before: fragment(row.before),
             after: fragment(row.after),
+            oversize: row.oversize,
         })
     }
 }
 
-/// Encodes every row of a rows event into `out`, replacing what it held.
+/// Encodes every row of a rows event into `out`, replacing what it held. A row whose images
+/// exceed `max_row_bytes` is marked [`RowJson::oversize`], and values that would take it past
+/// the limit are not encoded at all: a huge BLOB that can never be sent costs no encoding
+/// memory.
 pub fn encode_rows(
     schema: &TableSchema,
     rows: &RowsEventData<'_>,
     out: &mut EncodedRows,
+    max_row_bytes: usize,
 ) -> Result<(), DecodeError> {
     let op = match rows {
         RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_) => Op::Insert,
@@ -223,15 +237,19 @@ pub fn encode_rows(
         .map(|present| move |i: usize| present.get(i).is_some_and(|b| *b));
     let mut buf = ParseBuf(rows.rows_data());
     while !buf.is_empty() {
+        out.row_start = out.buf.len();
+        out.skipped = 0;
         // The before image, when the event has one, precedes the after image.
         let before = before_present
             .as_ref()
-            .map(|present| write_image(schema, present, &mut buf, out))
+            .map(|present| write_image(schema, present, &mut buf, out, max_row_bytes))
             .transpose()?;
         let after = after_present
             .as_ref()
-            .map(|present| write_image(schema, present, &mut buf, out))
+            .map(|present| write_image(schema, present, &mut buf, out, max_row_bytes))
             .transpose()?;
+        let row_bytes = out.buf.len() - out.row_start + out.skipped;
+        let oversize = (out.skipped > 0 || row_bytes > max_row_bytes).then_some(row_bytes);
         // `spans` describes the image written last: the row's latest.
         let primary_key = (!schema.primary_key.is_empty() && (before.is_some() || after.is_some()))
             .then(|| {
@@ -254,6 +272,7 @@ pub fn encode_rows(
             primary_key,
             before,
             after,
+            oversize,
         });
     }
     Ok(())
@@ -269,6 +288,7 @@ fn write_image<'a>(
     present: impl Fn(usize) -> bool,
     buf: &mut ParseBuf<'a>,
     out: &mut EncodedRows,
+    max_row_bytes: usize,
 ) -> Result<(usize, usize), DecodeError> {
     let n_present = (0..schema.columns.len()).filter(|i| present(*i)).count();
     let null_bitmap: &[u8] = buf
@@ -293,12 +313,17 @@ fn write_image<'a>(
         if is_null {
             out.buf.extend_from_slice(b"null");
         } else {
-            write_value(column, codec, buf, &mut out.buf).map_err(|m| {
+            let room = max_row_bytes.saturating_sub(out.buf.len() - out.row_start + out.skipped);
+            let written = write_value(column, codec, buf, &mut out.buf, room).map_err(|m| {
                 error(format!(
                     "column {:?} ({:?}): {m}",
                     column.name, column.column_type
                 ))
             })?;
+            if let Written::Skipped(bytes) = written {
+                out.skipped += bytes;
+                out.buf.extend_from_slice(b"null");
+            }
         }
         out.spans[index] = Some((value_start, out.buf.len()));
     }
@@ -306,13 +331,25 @@ fn write_image<'a>(
     Ok((start, out.buf.len()))
 }
 
-/// Reads one non-null value from `buf` and writes it as JSON.
+/// What [`write_value`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    /// The value is in the output.
+    Value,
+    /// The value was read but not written: it needs at least this many bytes, more than the
+    /// room left.
+    Skipped(usize),
+}
+
+/// Reads one non-null value from `buf` and writes it as JSON, unless it is a string that
+/// needs more than `room` bytes.
 fn write_value<'a>(
     column: &'a ColumnSchema,
     codec: &ColumnCodec,
     buf: &mut ParseBuf<'a>,
     out: &mut Vec<u8>,
-) -> Result<(), String> {
+    room: usize,
+) -> Result<Written, String> {
     let short = |e: std::io::Error| e.to_string();
     match codec.kind {
         Kind::Integer { width, unsigned } => {
@@ -336,6 +373,14 @@ fn write_value<'a>(
             raw[..prefix.len()].copy_from_slice(prefix);
             let len = u32::from_le_bytes(raw) as usize;
             let bytes: &[u8] = buf.parse(len).map_err(short)?;
+            // At least this much JSON: escaping only adds.
+            let needed = match text {
+                Text::Base64 => len.div_ceil(3) * 4 + 2,
+                Text::Utf8 => len + 2,
+            };
+            if needed > room {
+                return Ok(Written::Skipped(needed));
+            }
             match text {
                 Text::Base64 => write_base64(out, bytes),
                 Text::Utf8 => match std::str::from_utf8(bytes) {
@@ -376,7 +421,7 @@ fn write_value<'a>(
             crate::event::write_json(out, &to_json(column, raw)?);
         }
     }
-    Ok(())
+    Ok(Written::Value)
 }
 
 /// One value, by `mysql_common`'s parser.
@@ -790,7 +835,8 @@ mod tests {
         assert_ne!(codec.kind, Kind::General, "{column:?} has a fast path");
         let mut buf = ParseBuf(bytes);
         let mut out = Vec::new();
-        write_value(column, &codec, &mut buf, &mut out).ok()?;
+        let written = write_value(column, &codec, &mut buf, &mut out, usize::MAX).ok()?;
+        assert_eq!(written, Written::Value);
         Some((out, bytes.len() - buf.len()))
     }
 
@@ -852,6 +898,31 @@ mod tests {
             stored.extend_from_slice(text.as_bytes());
             proptest::prop_assert_eq!(fast(column, &stored), reference(column, &stored));
         }
+    }
+
+    #[test]
+    fn a_string_larger_than_the_room_left_is_read_but_not_encoded() {
+        let blob = ColumnSchema {
+            collation: BINARY_COLLATION,
+            ..column(ColumnType::MYSQL_TYPE_BLOB, &[2])
+        };
+        let mut bytes = 300u16.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[7; 300]);
+        bytes.push(42);
+        let codec = ColumnCodec::new(&blob);
+        let mut buf = ParseBuf(&bytes);
+        let mut out = Vec::new();
+        let written = write_value(&blob, &codec, &mut buf, &mut out, 100).unwrap();
+        assert_eq!(
+            written,
+            Written::Skipped(402),
+            "base64 of 300 bytes, quoted"
+        );
+        assert!(out.is_empty(), "nothing encoded");
+        assert_eq!(buf.0, &[42], "the value was read past");
+        let written = write_value(&blob, &codec, &mut ParseBuf(&bytes), &mut out, 402).unwrap();
+        assert_eq!(written, Written::Value, "it fits exactly");
+        assert_eq!(out.len(), 402);
     }
 
     #[test]

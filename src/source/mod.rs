@@ -273,6 +273,10 @@ pub struct SourceConfig {
     pub catalog: bool,
     /// Partition by primary key rather than by table.
     pub partition_by_primary_key: bool,
+    /// The largest event worth encoding: a row whose images alone are larger can never be
+    /// sent (the sink refuses it by size, see `kinesis.oversize`), so its large values are not
+    /// encoded at all. `usize::MAX` where nothing is sent (`decode`).
+    pub max_event_bytes: usize,
 }
 
 /// What the reader did.
@@ -381,6 +385,7 @@ pub async fn decode_files(
             checksum_crc32: false,
             catalog: false,
             partition_by_primary_key: false,
+            max_event_bytes: usize::MAX,
         };
         let mut reader = Reader::new(
             config,
@@ -867,7 +872,7 @@ impl Reader {
                 // Decoding protocol input must never take the daemon down with a panic.
                 let mut encoded = std::mem::take(&mut self.rows);
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    decode::encode_rows(&schema, &rows, &mut encoded)
+                    decode::encode_rows(&schema, &rows, &mut encoded, self.config.max_event_bytes)
                 }))
                 .unwrap_or_else(|_| Err(decode::DecodeError { message: "malformed rows event".into() }))
                 .map_err(|error| SourceError::Decode {
@@ -895,14 +900,17 @@ impl Reader {
                 let by_primary_key = self.config.partition_by_primary_key;
                 let result = async {
                     for (row, json) in encoded.iter().enumerate() {
-                        let line = EventLine::build(
-                            &prefix,
-                            row_base + row as u32,
-                            &gtid,
-                            json.primary_key,
-                            json.before,
-                            json.after,
-                        );
+                        let line = match json.oversize {
+                            Some(size) => EventLine::too_large(prefix.len() + size, json.primary_key),
+                            None => EventLine::build(
+                                &prefix,
+                                row_base + row as u32,
+                                &gtid,
+                                json.primary_key,
+                                json.before,
+                                json.after,
+                            ),
+                        };
                         let event = OutboundEvent {
                             table: schema.name.clone(),
                             key: partition_key(&schema.name, json.primary_key, by_primary_key),

@@ -73,6 +73,7 @@ async fn replay_with(path: &Path, positional_names: bool) -> Replay {
         checksum_crc32: true,
         catalog: false,
         partition_by_primary_key: false,
+        max_event_bytes: usize::MAX,
     };
     let mut reader = Reader::new(
         config,
@@ -262,6 +263,7 @@ async fn run_with_interruption(
         checksum_crc32: true,
         catalog: false,
         partition_by_primary_key: false,
+        max_event_bytes: usize::MAX,
     };
     let mut reader = Reader::new(
         config,

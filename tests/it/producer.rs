@@ -203,23 +203,23 @@ async fn the_file_sink_writes_the_event_lines_without_kinesis() {
     );
 }
 
-/// Through the shard-quota proxy (a 1-shard stream held to 50 records/s), records are throttled
+/// Through the shard-quota proxy (a 1-shard stream held to 5 records/s), records are throttled
 /// the way Kinesis throttles them, per record inside PutRecords; the daemon retries each before
 /// anything after it on its key, and every change arrives once, in order per table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_shard_quota_throttling_nothing_is_lost_and_each_table_keeps_its_order() {
     let world = World::new().await;
     world.create_shop_tables(&["a", "b", "c"]).await;
-    let proxy = crate::proxy::QuotaProxy::start(&world.kinesis.url, 1, 50, 1 << 20).await;
+    let proxy = crate::proxy::QuotaProxy::start(&world.kinesis.url, 1, 5, 1 << 20).await;
     let port = crate::harness::free_port();
     let listen = format!("127.0.0.1:{port}");
     // The changes are all in the binlog before the daemon starts from before them, so it has
-    // far more than the shard's 50 records/s to send at once, however slowly the server
+    // far more than the shard's 5 records/s to send at once, however slowly the server
     // commits them.
     let start: binlog_kinesis::position::BinlogPosition =
         world.db.position().await.parse().unwrap();
     let mut statements = Vec::new();
-    for id in 0..60 {
+    for id in 0..20 {
         statements.push(format!(
             "BEGIN; INSERT INTO shop.a VALUES ({id}); INSERT INTO shop.b VALUES ({id}); \
              INSERT INTO shop.c VALUES ({id}); COMMIT"
@@ -234,15 +234,15 @@ async fn under_shard_quota_throttling_nothing_is_lost_and_each_table_keeps_its_o
         ("BINLOG_KINESIS__HTTP__LISTEN", &listen),
     ]);
     let daemon = world.daemon(config, StartFrom::Position(start)).await;
-    let events = world.shop_events(180).await;
-    assert_eq!(events.len(), 180, "a change repeated");
+    let events = world.shop_events(60).await;
+    assert_eq!(events.len(), 60, "a change repeated");
     for table in ["a", "b", "c"] {
         let of_table: Vec<_> = events
             .iter()
             .filter(|e| e.table == table)
             .cloned()
             .collect();
-        assert_eq!(ids(&of_table), (0..60).collect::<Vec<_>>(), "table {table}");
+        assert_eq!(ids(&of_table), (0..20).collect::<Vec<_>>(), "table {table}");
     }
     let stats = proxy.stats().await;
     assert!(stats["throttled_records"].as_u64().unwrap() > 0, "{stats}");
