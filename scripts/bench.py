@@ -202,7 +202,8 @@ def env_for(world, stream, tables, work, extra):
         "BINLOG_KINESIS__FILTER__INCLUDE": tables,
         "BINLOG_KINESIS__CHECKPOINT__PATH": os.path.join(work, f"checkpoint-{stream}.json"),
         "BINLOG_KINESIS__CHECKPOINT__INTERVAL_MS": "200",
-        "RUST_LOG": "warn",
+        # The app's "replicating" line marks the end of startup (see `replay`).
+        "RUST_LOG": "warn,binlog_kinesis::app=info",
     }
     env.update(extra)
     return env
@@ -218,14 +219,24 @@ def vm_hwm_kib(pid):
 
 def replay(world, work, start, end, tables, stream, extra=None):
     """Runs the daemon from `start` until its checkpoint reaches `end`; returns (seconds,
-    peak RSS in MiB)."""
+    peak RSS in MiB, seconds of startup: until the daemon logs that it is replicating)."""
     env = env_for(world, stream, tables, work, extra or {})
     checkpoint = env["BINLOG_KINESIS__CHECKPOINT__PATH"]
     if os.path.exists(checkpoint):
         os.remove(checkpoint)
     began = time.monotonic()
     daemon = subprocess.Popen([BIN, "run", "--start-position", start], env=env,
-                              stdout=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    started = []
+
+    def watch():
+        for line in daemon.stderr:
+            if not started and "replicating" in line and "starting" not in line:
+                started.append(time.monotonic() - began)
+            if "WARN" in line or "ERROR" in line or '"level":"WARN"' in line:
+                sys.stderr.write(line)
+
+    threading.Thread(target=watch, daemon=True).start()
     target = offset(end)
     peak = 0
     while True:
@@ -243,7 +254,7 @@ def replay(world, work, start, end, tables, stream, extra=None):
     peak = max(peak, vm_hwm_kib(daemon.pid))
     daemon.send_signal(signal.SIGTERM)
     daemon.wait()
-    return elapsed, peak / 1024
+    return elapsed, peak / 1024, (started or [float("nan")])[0]
 
 
 def binlog_bytes(world, start, end):
@@ -266,16 +277,18 @@ def throughput(world, work, rows):
         size = binlog_bytes(world, start, end)
         stream = world.stream(f"s{len(rows)}", 4)
         skip = {"BINLOG_KINESIS__KINESIS__OVERSIZE": "skip"}
-        kinesis_s, kinesis_rss = replay(world, work, start, end, tables, stream, skip)
-        file_s, file_rss = replay(world, work, start, end, tables, f"f{len(rows)}",
+        kinesis_s, kinesis_rss, _ = replay(world, work, start, end, tables, stream, skip)
+        file_s, file_rss, file_startup = replay(world, work, start, end, tables, f"f{len(rows)}",
                                   {**skip, "BINLOG_KINESIS__SINK__KIND": "file",
                                    "BINLOG_KINESIS__SINK__PATH": "/dev/null"})
         rows.append({"workload": name, "rows": n, "binlog_mb": size / 1e6,
                      "kinesis": (n / kinesis_s, size / 1e6 / kinesis_s, kinesis_rss),
                      "file": (n / file_s, size / 1e6 / file_s, file_rss),
-                     "start": start, "end": end, "tables": tables, "file_s": file_s})
+                     "start": start, "end": end, "tables": tables, "file_s": file_s,
+                     "file_startup": file_startup})
         print(f"{name}: kinesis {n / kinesis_s:,.0f} rows/s, {kinesis_rss:.0f} MiB; "
-              f"file sink {n / file_s:,.0f} rows/s, {file_rss:.0f} MiB", flush=True)
+              f"file sink {n / file_s:,.0f} rows/s ({n / (file_s - file_startup):,.0f} after "
+              f"{file_startup:.2f} s of startup), {file_rss:.0f} MiB", flush=True)
         if comparison is None:
             # While the binlog holds only this workload (and the setup before it).
             comparison = compare(world, work, rows[0])
@@ -306,7 +319,7 @@ def quota(world, work):
         results = {}
         for partition_by in ["table", "primary_key"]:
             before = proxy_stats(port)
-            seconds, rss = replay(world, work, start, end, "bench.q*", stream, {
+            seconds, rss, _ = replay(world, work, start, end, "bench.q*", stream, {
                 "BINLOG_KINESIS__KINESIS__ENDPOINT_URL": f"http://127.0.0.1:{port}",
                 "BINLOG_KINESIS__KINESIS__PARTITION_BY": partition_by})
             after = proxy_stats(port)
@@ -338,7 +351,7 @@ def hot_table(world, work, port):
                        for lo in range(1, 60_001, 1000)))
     end = world.position()
     stream = world.stream("hot", 1)
-    seconds, rss = replay(world, work, start, end, "bench.hot", stream, {
+    seconds, rss, _ = replay(world, work, start, end, "bench.hot", stream, {
         "BINLOG_KINESIS__KINESIS__ENDPOINT_URL": f"http://127.0.0.1:{port}"})
     window = proxy_stats(port)["streams"][stream]
     # The shard's bucket starts full (1 MiB of burst); the rate after it is the shard's.
@@ -421,7 +434,8 @@ def compare(world, work, row):
                         f"--stop-position={row['end'].rsplit(':', 1)[1]}", raw + first],
                        check=True, stdout=null)
     decode = time.monotonic() - began
-    result = {"transfer_s": transfer, "decode_s": decode, "daemon_file_s": row["file_s"]}
+    result = {"transfer_s": transfer, "decode_s": decode, "daemon_file_s": row["file_s"],
+              "daemon_startup_s": row["file_startup"]}
     print(f"mariadb-binlog: {result}", flush=True)
     return result
 
@@ -443,14 +457,15 @@ def report(rows, quota_results, latency_result, comparison, path):
         "",
         "## Throughput and memory",
         "",
-        "| workload | binlog MB | Kinesis (ministack): seconds | rows/s | MB/s | peak RSS MiB | file sink: seconds | rows/s | MB/s | peak RSS MiB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| workload | binlog MB | Kinesis (ministack): seconds | rows/s | MB/s | peak RSS MiB | file sink: seconds | rows/s | rows/s after startup | MB/s | peak RSS MiB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         k, f = r["kinesis"], r["file"]
         rate = lambda x: f"{x:,.0f}" if r["rows"] >= 1000 else "-"
         lines.append(f"| {r['workload']} | {r['binlog_mb']:.0f} | {r['rows'] / k[0]:.2f} | {rate(k[0])} | {k[1]:.1f} | {k[2]:.0f} "
-                     f"| {r['rows'] / f[0]:.2f} | {rate(f[0])} | {f[1]:.1f} | {f[2]:.0f} |")
+                     f"| {r['rows'] / f[0]:.2f} | {rate(f[0])} | {rate(r['rows'] / (r['file_s'] - r['file_startup']))} "
+                     f"| {f[1]:.1f} | {f[2]:.0f} |")
     lines += [
         "",
         "The file sink (`[sink] kind = \"file\"`, to /dev/null) goes through the same producer, "
@@ -458,12 +473,19 @@ def report(rows, quota_results, latency_result, comparison, path):
         "emulator's own speed is part of the figure.",
         "",
         "Memory is bounded by configuration, not by transaction size: the producer holds at "
-        "most `kinesis.max_buffered_bytes` (64 MiB) of events, a transaction's lookahead at "
-        "most `mysql.transaction_lookahead_bytes` (8 MiB), and the channel between them 128 "
-        "events. The one-million-row transaction stays within those bounds. One row is the "
-        "unit the reader decodes, so a single huge row is held while it is decoded and "
-        "encoded (the 64 MiB row line shows what that costs) and then skipped "
-        "(`kinesis.oversize = \"skip\"`) or stops the daemon (`\"fail\"`).",
+        "most `kinesis.max_buffered_bytes` (32 MiB by default), counting each queued event's "
+        "line, its bookkeeping and the copies of records in flight; a transaction's lookahead "
+        "holds at most `mysql.transaction_lookahead_bytes` (8 MiB); the channel between them "
+        "128 events. The one-million-row transaction stays within those bounds. The AWS SDK's "
+        "request bodies (base64 JSON of up to four 5 MiB PutRecords calls) come on top.",
+        "",
+        "One row event is the unit the MySQL driver reads: `mysql_async` holds the whole event "
+        "packet (its read buffer grows to the next power of two) and `mysql_common` a copy of "
+        "the event, so a single huge row costs about three times its size there, bounded by "
+        "the largest row event the server writes (`max_allowed_packet`). The daemon's own part "
+        "does not grow with it: a row whose values are larger than a record is read past "
+        "without encoding those values, then skipped (`kinesis.oversize = \"skip\"`, the "
+        "64 MiB row line) or stops the daemon (`\"fail\"`).",
         "",
         "## Against Kinesis's shard quotas",
         "",
@@ -473,7 +495,8 @@ def report(rows, quota_results, latency_result, comparison, path):
         "| partition_by | seconds | records/s | of the record quota | MB/s | of the byte quota | records per 1,000 events | 25 KB PUT payload units per 1,000 events | throttled record attempts |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for by, q in quota_results.items():
+    for by in ["table", "primary_key"]:
+        q = quota_results[by]
         lines.append(f"| {by} | {q['seconds']:.1f} | {q['records_per_s']:,.0f} | {q['records_per_s'] / 4000:.0%} "
                      f"| {q['mb_per_s']:.2f} | {q['quota_fraction']:.0%} "
                      f"| {q['records_per_1000']:.1f} | {q['units_per_1000']:.1f} | {q['throttled']:,} |")
@@ -484,6 +507,18 @@ def report(rows, quota_results, latency_result, comparison, path):
         "with `\"primary_key\"` every row is its own key, so each event is its own record and "
         "the binding quota is records. Throttled attempts are retried in order per key.",
     ]
+    hot = quota_results.get("hot")
+    if hot:
+        lines += [
+            "",
+            f"One hot table (60,000 rows, {hot['mb']:.1f} MB of records) on a 1-shard stream, "
+            "`partition_by = \"table\"`: one partition key, one record in flight at a time. "
+            f"It was written in {hot['active_s']:.1f} s at **{hot['quota_fraction']:.0%} of the "
+            "shard's 1 MiB/s byte quota** (the bucket's initial 1 MiB burst left out). After "
+            "the first throttle the producer paces the key to its shard's refill rate (the "
+            "next record waits for the quota the last one used) instead of backing off "
+            "blindly.",
+        ]
     lines += [
         "",
         "## Latency",
@@ -501,19 +536,53 @@ def report(rows, quota_results, latency_result, comparison, path):
         "| --- | --- | --- |",
         f"| `mariadb-binlog --read-from-remote-server --raw` (transfer only, the floor) | {comparison['transfer_s']:.2f} | {comparison['daemon_file_s'] / comparison['transfer_s']:.1f}x |",
         f"| `mariadb-binlog -v --base64-output=DECODE-ROWS` (MariaDB's C++ decoder, to /dev/null) | {comparison['decode_s']:.2f} | {comparison['daemon_file_s'] / comparison['decode_s']:.1f}x |",
-        f"| binlog-kinesis, file sink (decode, JSON, producer, checkpoints) | {comparison['daemon_file_s']:.2f} | 1.0x |",
+        f"| binlog-kinesis, file sink (decode, JSON, producer, checkpoints; startup included) | {comparison['daemon_file_s']:.2f} | 1.0x |",
+        f"| binlog-kinesis, file sink, from the moment it is replicating | {comparison['daemon_file_s'] - comparison['daemon_startup_s']:.2f} | {(comparison['daemon_file_s'] - comparison['daemon_startup_s']) / comparison['decode_s']:.1f}x of `-v` |",
         "",
         PARAGRAPH,
         "",
     ]
+    lines += targets(rows, quota_results, latency_result, comparison)
     with open(path, "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))
 
 
+def targets(rows, quota_results, latency_result, comparison):
+    """The issue's targets, each with this run's figure and whether it was met."""
+    big = [r for r in rows if r["rows"] >= 1000]
+    file_rates = [r["rows"] / r["file_s"] for r in big]
+    after_startup = [r["rows"] / (r["file_s"] - r["file_startup"]) for r in big]
+    peak = max(max(r["kinesis"][2], r["file"][2]) for r in big)
+    ratio = comparison["decode_s"] / (comparison["daemon_file_s"] - comparison["daemon_startup_s"])
+    hot = quota_results["hot"]["quota_fraction"]
+    p99 = latency_result["p99_ms"]
+    met = lambda ok: "met" if ok else "**missed**"
+    return [
+        "## Targets",
+        "",
+        "| target | this run | |",
+        "| --- | --- | --- |",
+        f"| file sink at least 1,000,000 row events/s | {min(file_rates):,.0f}-{max(file_rates):,.0f} rows/s "
+        f"with startup, {min(after_startup):,.0f}-{max(after_startup):,.0f} after it | "
+        f"{met(min(after_startup) >= 1e6)} |",
+        f"| at least 1.5x faster than `mariadb-binlog -v` on the same binlog | {ratio:.2f}x its speed (after startup) | {met(ratio >= 1.5)} |",
+        f"| at least 90% of the shard byte quota for one hot table | {hot:.0%} | {met(hot >= 0.9)} |",
+        f"| commit-to-visible p99 under 250 ms at 1,000 transactions/s | {p99:.0f} ms | {met(p99 < 250)} |",
+        f"| peak RSS under 128 MiB for every workload (the 1M-row ones, Kinesis and file sink) | {peak:.0f} MiB at most | {met(peak < 128)} |",
+        "",
+        "Where a target is missed, \"What bounds the daemon\" above says why, from the profile.",
+        "",
+    ]
+
+
 world_version = ""
 
-PARAGRAPH = "Reading the comparison: the transfer is the floor; MariaDB's decoder prints rows as text and does nothing else. The daemon already decodes rows with per-table precomputed columns (`../shared/docs/mariadb-binlog.md`, section 8); the rest of its time goes to building each row's JSON, encoding it, and moving each event through the producer, ack tracker and checkpoint. That split has not been profiled yet. For scale: the published single-reader figures for MySQL CDC into a stream are about 20-25k rows/s (`../shared/docs/field-notes.md`, section D)."
+PARAGRAPH = """Reading the comparison: the transfer is the floor; MariaDB's decoder reads a local copy of the file and prints rows as text, nothing else. The daemon's time includes its startup (connection, preflight checks, instance lock, and MariaDB's `BINLOG_GTID_POS`, which scans the binlog file up to the start position: the later in a large file, the longer) and up to one checkpoint interval (200 ms here) before the run counts as done; the "after startup" figures leave the startup out.
+
+What bounds the daemon, from `perf record` of the file-sink replay of the 20-table workload at this commit: the binlog reader's task is the critical path (about 63 % of samples; the producer's task about 28 %, on the other core). Inside the reader, `mysql_async`'s packet framing is about 22 % (copying each packet out of the socket buffer, and page faults on fresh packet buffers), row encoding about 19 % (values written straight from the event bytes into the line, with per-column precomputed codecs; no intermediate JSON values), handing events to the producer about 7 %. The producer's share is mostly its per-key queues and timestamps. The earlier version built a `serde_json` map per row image; replacing it with direct encoding took the first workload from 2.8 s to about 1 s. The 1,000,000 rows/s target is missed narrowly on inserts (which also carry up to one checkpoint interval of end detection) and by about 30 % on updates, whose rows carry two 10-column images. Meeting the 1.5x-faster-than-`mariadb-binlog -v` target would need the reader itself split across cores (decoding and encoding rows events in parallel while keeping their order) and a packet reader that does not copy each packet, which this version does not do.
+
+For scale: the published single-reader figures for MySQL CDC into a stream are about 20-25k rows/s (`../shared/docs/field-notes.md`, section D)."""
 
 
 def main():
