@@ -127,7 +127,8 @@ impl Error {
                 | SourceError::Decode { .. }
                 | SourceError::Schema { .. }
                 | SourceError::Protocol { .. }
-                | SourceError::File { .. },
+                | SourceError::File { .. }
+                | SourceError::EventTooLarge { .. },
             ) => 7,
             Error::Source(SourceError::LockLost { .. }) => 10,
             Error::Source(error) if error.is_transient() => 8,

@@ -118,6 +118,8 @@ pub struct RawMysql {
     pub heartbeat_ms: i64,
     /// Bytes of one transaction's events held back to stamp them with its XID.
     pub transaction_lookahead_bytes: i64,
+    /// Largest binlog event accepted; the driver holds a whole event while reading it.
+    pub max_event_bytes: i64,
     /// `disabled`, `preferred`, `required`, `verify-ca` or `verify-identity`.
     pub tls_mode: String,
     /// PEM file of the CA certificates to trust (for example the RDS CA bundle).
@@ -134,6 +136,7 @@ impl Default for RawMysql {
             server_id: 4242,
             heartbeat_ms: 5_000,
             transaction_lookahead_bytes: 8 << 20,
+            max_event_bytes: 1 << 30,
             tls_mode: "preferred".into(),
             tls_ca_file: String::new(),
         }
@@ -399,6 +402,16 @@ impl FileConfig {
                 "transaction_lookahead_bytes",
                 mysql.transaction_lookahead_bytes,
             )?,
+            max_event_bytes: positive("mysql", "max_event_bytes", mysql.max_event_bytes)
+                .ok()
+                .filter(|n| (MIN_EVENT_BYTES..=MAX_EVENT_BYTES).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        "mysql",
+                        "max_event_bytes",
+                        "must be between 1048576 (1 MiB) and 1073741824 (1 GiB), and at least the server's max_allowed_packet",
+                    )
+                })?,
             tls: tls(&mysql.tls_mode, &mysql.tls_ca_file)?,
             host: non_empty("mysql", "host", mysql.host)?,
             user: non_empty("mysql", "user", mysql.user)?,
@@ -681,6 +694,10 @@ fn non_empty(
     Ok(value)
 }
 
+/// Bounds of `mysql.max_event_bytes` (the driver's own limits on its packet size).
+const MIN_EVENT_BYTES: usize = 1 << 20;
+const MAX_EVENT_BYTES: usize = 1 << 30;
+
 fn positive(section: &'static str, key: &'static str, value: i64) -> Result<usize, ConfigError> {
     usize::try_from(value)
         .ok()
@@ -839,6 +856,9 @@ pub struct MysqlConfig {
     pub heartbeat: Duration,
     /// Bytes of one transaction held back to stamp its events with the XID.
     pub transaction_lookahead_bytes: usize,
+    /// Largest binlog event (packet) accepted from the server: what caps the memory the
+    /// driver needs for one huge row.
+    pub max_event_bytes: usize,
     /// TLS for every connection to the server.
     pub tls: TlsMode,
 }
@@ -1155,6 +1175,16 @@ mod tests {
                 "interval_ms",
             ),
             ("BINLOG_KINESIS__MYSQL__PORT", "70000", "port"),
+            (
+                "BINLOG_KINESIS__MYSQL__MAX_EVENT_BYTES",
+                "1000",
+                "max_event_bytes",
+            ),
+            (
+                "BINLOG_KINESIS__MYSQL__MAX_EVENT_BYTES",
+                "2147483648",
+                "max_event_bytes",
+            ),
             ("BINLOG_KINESIS__KINESIS__STREAM", "bad stream!", "stream"),
             ("BINLOG_KINESIS__FILTER__INCLUDE", "nodot", "include"),
             (

@@ -3,8 +3,10 @@
 //!
 //! Connection options follow `docs` measurements of `mysql_async`: TCP always
 //! (`prefer_socket(false)`, else a loopback connection silently moves to the unix socket), and
-//! a 1 GiB packet limit on the binlog connection, since the client otherwise takes the server's
-//! `max_allowed_packet` and fails on larger row events.
+//! the packet limit set from `mysql.max_event_bytes` (1 GiB by default), since the client
+//! otherwise takes the server's `max_allowed_packet` and fails on larger row events. The
+//! driver holds a whole event while reading it, so that limit is also what bounds its memory
+//! for one huge row; an event over it stops the daemon ([`SourceError::EventTooLarge`]).
 
 use std::{path::PathBuf, time::Duration};
 
@@ -20,9 +22,6 @@ use crate::{
 
 /// How long connecting (TCP, TLS, login) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Largest packet accepted on the binlog connection.
-const MAX_PACKET_BYTES: usize = 1 << 30;
 
 /// `ER_ACCESS_DENIED_ERROR`
 pub const ER_ACCESS_DENIED: u16 = 1045;
@@ -58,7 +57,7 @@ pub async fn connect(config: &MysqlConfig) -> Result<Conn, SourceError> {
         .pass(Some(config.password.expose().to_owned()))
         .prefer_socket(false)
         .tcp_keepalive(Some(Duration::from_secs(30)))
-        .max_allowed_packet(Some(MAX_PACKET_BYTES));
+        .max_allowed_packet(Some(config.max_event_bytes));
     let unverified = || {
         SslOpts::default()
             .with_danger_accept_invalid_certs(true)
@@ -574,6 +573,11 @@ pub async fn gtid_state_at(conn: &mut Conn, position: &BinlogPosition) -> Option
 
 /// Classifies an error of the binlog stream.
 pub fn stream_error(error: mysql_async::Error, position: &BinlogPosition) -> SourceError {
+    if is_packet_too_large(&error) {
+        return SourceError::EventTooLarge {
+            position: position.clone(),
+        };
+    }
     match server_code(&error) {
         Some(ER_MASTER_FATAL_ERROR_READING_BINLOG) => SourceError::PositionNotOnServer {
             position: position.clone(),
@@ -588,5 +592,18 @@ pub fn stream_error(error: mysql_async::Error, position: &BinlogPosition) -> Sou
             position: position.clone(),
             source: error,
         },
+    }
+}
+
+/// Whether the driver refused a packet over its `max_allowed_packet` (`mysql.max_event_bytes`).
+fn is_packet_too_large(error: &mysql_async::Error) -> bool {
+    use mysql_common::proto::codec::error::PacketCodecError;
+    match error {
+        mysql_async::Error::Driver(DriverError::PacketTooLarge) => true,
+        mysql_async::Error::Io(mysql_async::IoError::Io(io)) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<PacketCodecError>())
+            .is_some_and(|e| matches!(e, PacketCodecError::PacketTooLarge)),
+        _ => false,
     }
 }

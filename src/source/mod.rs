@@ -232,6 +232,12 @@ pub enum SourceError {
         /// Why.
         reason: String,
     },
+    /// The server sent an event larger than `mysql.max_event_bytes` allows.
+    #[error("the binlog event after {position} is larger than mysql.max_event_bytes allows; raise it (up to 1 GiB: the reader needs about three times the largest event in memory) or start after the event")]
+    EventTooLarge {
+        /// The last transaction boundary read.
+        position: BinlogPosition,
+    },
     /// The producer stopped taking events (it failed; its error is reported separately).
     #[error("the Kinesis producer stopped")]
     SinkGone,

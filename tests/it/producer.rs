@@ -296,3 +296,43 @@ async fn the_quota_proxy_throttles_put_record_as_kinesis_does() {
         Some(throttled)
     );
 }
+
+/// An event over `mysql.max_event_bytes` stops the daemon with exit code 7 and a message that
+/// says what to change: the driver never holds a larger event, and the daemon does not
+/// reconnect to read it again forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_over_max_event_bytes_stops_the_daemon_saying_what_to_change() {
+    let world = World::new().await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.t (id INT PRIMARY KEY, body LONGTEXT)",
+        ])
+        .await;
+    let start: binlog_kinesis::position::BinlogPosition =
+        world.db.position().await.parse().unwrap();
+    world
+        .db
+        .admin(&[
+            "INSERT INTO shop.t VALUES (1, 'small')",
+            "INSERT INTO shop.t VALUES (2, REPEAT('x', 2 * 1024 * 1024))",
+        ])
+        .await;
+    let config = world.config(&[
+        ("BINLOG_KINESIS__MYSQL__MAX_EVENT_BYTES", "1048576"),
+        ("BINLOG_KINESIS__KINESIS__OVERSIZE", "skip"),
+    ]);
+    let client: Arc<dyn KinesisClient> = Arc::new(world.kinesis.client().await);
+    let error = binlog_kinesis::app::run(
+        config,
+        StartFrom::Position(start),
+        client,
+        Shutdown::default(),
+    )
+    .await
+    .unwrap_err();
+    let message = binlog_kinesis::app::error_chain(&error);
+    assert_eq!(error.exit_code(), 7, "{message}");
+    assert!(message.contains("mysql.max_event_bytes"), "{message}");
+}
