@@ -325,6 +325,13 @@ impl Default for RawLog {
 }
 
 impl FileConfig {
+    /// Reads `path` (if any), then applies the `BINLOG_KINESIS__*` variables of the process
+    /// environment. Variables that are not ours are ignored whatever their bytes; one of ours
+    /// whose value is not UTF-8 is an error naming it.
+    pub fn load_from_environment(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load(path, env_overrides(std::env::vars_os())?)
+    }
+
     /// Reads `path` (if any), then applies the `BINLOG_KINESIS__*` variables from `env`.
     pub fn load(
         path: Option<&Path>,
@@ -336,19 +343,28 @@ impl FileConfig {
                     path: path.to_owned(),
                     source,
                 })?;
-                let table: toml::Table =
-                    text.parse()
-                        .map_err(|error: toml::de::Error| ConfigError::Parse {
-                            path: path.to_owned(),
-                            message: error.to_string(),
-                        })?;
-                // Type-check the file on its own first, so its errors name the file.
-                Self::deserialize(toml::Value::Table(table.clone())).map_err(|error| {
-                    ConfigError::Parse {
+                let parse_error =
+                    |message: String, span: Option<std::ops::Range<usize>>| ConfigError::Parse {
                         path: path.to_owned(),
-                        message: error.to_string(),
+                        message: redacted_toml_error(&text, &message, span),
+                    };
+                let table: toml::Table =
+                    toml::from_str(&text).map_err(|error: toml::de::Error| {
+                        parse_error(error.message().to_owned(), error.span())
+                    })?;
+                // A secret of the wrong type would be quoted by the type error below.
+                for (section, key) in SECRET_KEYS {
+                    let value = table.get(*section).and_then(|s| s.get(*key));
+                    if value.is_some_and(|v| !v.is_str()) {
+                        return Err(parse_error(
+                            format!("[{section}] {key} must be a string (its value is not shown: it is a secret)"),
+                            None,
+                        ));
                     }
-                })?;
+                }
+                // Type-check the file on its own first, so its errors name the file.
+                Self::deserialize(toml::Value::Table(table.clone()))
+                    .map_err(|error| parse_error(error.to_string(), None))?;
                 table
             }
             None => toml::Table::new(),
@@ -537,13 +553,7 @@ impl FileConfig {
             },
             level: {
                 let level = non_empty("log", "level", log.level)?;
-                if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
-                    return Err(invalid(
-                        "log",
-                        "level",
-                        "must be error, warn, info, debug, trace, or a filter like \"info,binlog_kinesis=debug\"",
-                    ));
-                }
+                check_log_level(&level)?;
                 level
             },
         };
@@ -582,6 +592,94 @@ impl FileConfig {
 
 /// Sets one `BINLOG_KINESIS__SECTION__KEY` override in the raw table, converting the text to
 /// the key's type, which is read off the defaults.
+/// Settings whose values never appear in a message, as `(section, key)`. A new secret setting
+/// is added here.
+pub const SECRET_KEYS: &[(&str, &str)] = &[("mysql", "password")];
+
+/// The daemon's own variables among `vars`, as text. Other variables are skipped unread: a
+/// non-UTF-8 value elsewhere in the environment is none of the daemon's business.
+pub fn env_overrides(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut ours = Vec::new();
+    for (name, value) in vars {
+        let name = name.to_string_lossy();
+        if !name.starts_with(ENV_PREFIX) {
+            continue;
+        }
+        let value = value.into_string().map_err(|_| ConfigError::Env {
+            name: name.clone().into_owned(),
+            message: "the value is not valid UTF-8".into(),
+        })?;
+        ours.push((name.into_owned(), value));
+    }
+    Ok(ours)
+}
+
+/// A TOML error for the file `text`, as `line L, column C: message`, with the offending line
+/// quoted unless it sets a secret ([`SECRET_KEYS`]): the parser's own rendering quotes the
+/// line whole, password included.
+fn redacted_toml_error(text: &str, message: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(span) = span.filter(|span| span.start <= text.len()) else {
+        return message.to_owned();
+    };
+    let before = &text[..span.start];
+    let line_no = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = text[line_start..span.start].chars().count() + 1;
+    let line = text[line_start..].lines().next().unwrap_or("");
+    // The section the line is in: the last `[header]` above it.
+    let section = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && !l.starts_with("[["))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned())
+        .unwrap_or_default();
+    let key = line
+        .split('=')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_matches('"');
+    let (key_section, key_name) = match key.rsplit_once('.') {
+        Some((s, k)) => (s.trim().to_owned(), k.trim()),
+        None => (section, key),
+    };
+    let secret = SECRET_KEYS
+        .iter()
+        .any(|(s, k)| key_section == *s && key_name == *k);
+    if secret {
+        format!("line {line_no}: the value of [{key_section}] {key_name} is not a valid TOML string (the line is not shown: it holds a secret); quote it, and write a backslash as \\\\ or use single quotes")
+    } else {
+        format!("line {line_no}, column {column}: {message}\n  | {line}")
+    }
+}
+
+/// Checks a `log.level`: a level (`error`, `warn`, `info`, `debug`, `trace`, `off`) or a
+/// comma-separated list of directives `target=level`. `EnvFilter` itself would take an unknown
+/// word such as `warning` as a target name and silence every other line.
+fn check_log_level(level: &str) -> Result<(), ConfigError> {
+    const LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace", "off"];
+    let known = |word: &str| LEVELS.iter().any(|l| word.trim().eq_ignore_ascii_case(l));
+    let valid = level.split(',').all(|directive| {
+        let directive = directive.trim();
+        match directive.rsplit_once('=') {
+            Some((target, level)) => !target.trim().is_empty() && known(level),
+            None => known(directive),
+        }
+    }) && tracing_subscriber::EnvFilter::try_new(level).is_ok();
+    if valid {
+        Ok(())
+    } else {
+        Err(invalid(
+            "log",
+            "level",
+            "must be error, warn, info, debug, trace, off, or directives like \"info,binlog_kinesis=debug\"",
+        ))
+    }
+}
+
 fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
     let env_error = |message: String| ConfigError::Env {
         name: name.to_owned(),

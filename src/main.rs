@@ -133,7 +133,17 @@ fn main() -> ExitCode {
 }
 
 fn fail(error: &Error) -> ExitCode {
-    tracing::error!(exit_code = error.exit_code(), "{}", app::error_chain(error));
+    // The reason the daemon stops is printed whatever the log level: with `off` (or a filter
+    // that leaves out this crate) it goes to stderr as plain text.
+    if tracing::enabled!(tracing::Level::ERROR) {
+        tracing::error!(exit_code = error.exit_code(), "{}", app::error_chain(error));
+    } else {
+        eprintln!(
+            "error: {} (exit_code={})",
+            app::error_chain(error),
+            error.exit_code()
+        );
+    }
     ExitCode::from(error.exit_code())
 }
 
@@ -161,7 +171,7 @@ fn init_logging(log: &LogConfig) {
 }
 
 fn load(config: &ConfigArg) -> Result<Config, Error> {
-    Ok(FileConfig::load(config.config.as_deref(), std::env::vars())?.validate()?)
+    Ok(FileConfig::load_from_environment(config.config.as_deref())?.validate()?)
 }
 
 async fn run(cli: Cli, config: Option<Config>) -> Result<ExitCode, Error> {

@@ -45,6 +45,7 @@ use std::{
     time::Duration,
 };
 
+use rand::{rngs::SmallRng, SeedableRng};
 use tokio::{sync::mpsc, task::JoinSet, time::Instant};
 
 use self::{
@@ -222,6 +223,8 @@ struct Producer {
     /// throttling with many keys (one per row with `partition_by = "primary_key"`) one line
     /// per key would flood the log.
     retry_log: (Option<Instant>, u64),
+    /// The backoff's jitter.
+    rng: SmallRng,
 }
 
 /// At most one retry warning per this interval; the others are counted into the next one.
@@ -232,9 +235,23 @@ const RETRY_LOG_INTERVAL: Duration = Duration::from_secs(10);
 pub async fn run(
     config: SinkConfig,
     client: Arc<dyn KinesisClient>,
+    input: mpsc::Receiver<SinkInput>,
+    acknowledged: mpsc::Sender<Boundary>,
+    metrics: Arc<Metrics>,
+) -> Result<SinkSummary, SinkError> {
+    let rng = SmallRng::from_rng(&mut rand::rng());
+    run_seeded(config, client, input, acknowledged, metrics, rng).await
+}
+
+/// [`run`] with the backoff's jitter drawn from `rng`: with a seeded generator and paused
+/// time, a run is a pure function of its inputs, so a failing property-test case replays.
+async fn run_seeded(
+    config: SinkConfig,
+    client: Arc<dyn KinesisClient>,
     mut input: mpsc::Receiver<SinkInput>,
     acknowledged: mpsc::Sender<Boundary>,
     metrics: Arc<Metrics>,
+    rng: SmallRng,
 ) -> Result<SinkSummary, SinkError> {
     let mut producer = Producer {
         config,
@@ -247,6 +264,7 @@ pub async fn run(
         summary: SinkSummary::default(),
         metrics,
         retry_log: (None, 0),
+        rng,
     };
     let mut input_open = true;
     loop {
@@ -262,7 +280,16 @@ pub async fn run(
             return Ok(producer.summary);
         }
         let can_read = input_open && producer.buffered_bytes < producer.config.max_buffered_bytes;
-        let wake = producer.next_wake(!input_open);
+        // With every call slot taken, only a completion can start anything: a key whose wake
+        // has passed would make the sleep ready at once, and the loop would spin until a call
+        // returns (a busy core in production; a hang under paused time, where the clock only
+        // moves when the runtime idles). `dispatch` has just sent every key that is sendable
+        // now, so with a free slot the next wake is in the future.
+        let wake = if producer.calls.len() < MAX_CONCURRENT_CALLS {
+            producer.next_wake(!input_open)
+        } else {
+            None
+        };
         tokio::select! {
             // Completions first: they free memory and advance the checkpoint.
             biased;
@@ -545,7 +572,10 @@ impl Producer {
         state.in_flight = 0;
         state.attempts += 1;
         let now = Instant::now();
-        let mut delay = self.config.backoff.delay(state.attempts);
+        let mut delay = self
+            .config
+            .backoff
+            .delay_with(state.attempts, &mut self.rng);
         if throttled {
             // The shard's quota refills at a known rate: the record fits again once its own
             // size has refilled since the key's last accepted record. Waiting for that rather

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use rand::Rng;
+use rand::{Rng, RngCore};
 
 /// What a failure means for the record or call it hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,10 +80,16 @@ impl Backoff {
     /// The delay before retry number `attempt` (1 for the first retry): a uniformly random
     /// duration between half and all of `min(initial * 2^(attempt-1), max)`.
     pub fn delay(&self, attempt: u32) -> Duration {
+        self.delay_with(attempt, &mut rand::rng())
+    }
+
+    /// [`Backoff::delay`] with the jitter drawn from `rng`, so that a seeded caller (the
+    /// producer's property tests) gets the same delays on every run.
+    pub fn delay_with(&self, attempt: u32, rng: &mut dyn RngCore) -> Duration {
         let exponent = attempt.saturating_sub(1).min(20);
         let ceiling = self.initial.saturating_mul(1 << exponent).min(self.max);
         let half = ceiling / 2;
-        half + rand::rng().random_range(Duration::ZERO..=half)
+        half + rng.random_range(Duration::ZERO..=half)
     }
 }
 

@@ -280,6 +280,108 @@ async fn bad_configuration_exits_2_with_a_message_naming_the_key() {
     assert_eq!(output.status.code(), Some(2));
 }
 
+/// Regression (issue 11, items 8-10): a mistyped log level is a configuration error, not a
+/// silenced daemon; the fatal message is printed whatever the level; a secret never reaches a
+/// parse error; a non-UTF-8 variable that is not ours is ignored, one of ours is exit 2.
+#[test]
+fn configuration_errors_are_loud_and_keep_secrets() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    for level in ["warning", "verbose", "none", "info,binlog_kinesis=loud"] {
+        let output = binary()
+            .args(["run"])
+            .env("BINLOG_KINESIS__LOG__LEVEL", level)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "level {level:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("level"), "{level:?}: {stderr}");
+    }
+
+    // `off` is a level, but the reason for stopping still reaches stderr.
+    let unreachable = free_port();
+    let output = binary()
+        .args(["run"])
+        .env(
+            "BINLOG_KINESIS__CHECKPOINT__PATH",
+            dir.path().join("cp.json"),
+        )
+        .env("BINLOG_KINESIS__LOG__LEVEL", "off")
+        .env("BINLOG_KINESIS__MYSQL__PORT", unreachable.to_string())
+        .env(
+            "BINLOG_KINESIS__KINESIS__ENDPOINT_URL",
+            format!("http://127.0.0.1:{unreachable}"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert_ne!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("error") && stderr.contains("exit_code"),
+        "{stderr}"
+    );
+
+    let path = dir.path().join("secret.toml");
+    std::fs::write(
+        &path,
+        "[mysql]\nuser = \"cdc\"\npassword = \"S3cr3t-XYZ\\q\"\n",
+    )
+    .unwrap();
+    let output = binary()
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("S3cr3t"), "the password leaked: {stderr}");
+    assert!(
+        stderr.contains("password") && stderr.contains("line 3"),
+        "{stderr}"
+    );
+    std::fs::write(&path, "[mysql]\npassword = 123456789\n").unwrap();
+    let output = binary()
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("123456789"),
+        "the password leaked: {stderr}"
+    );
+
+    let not_utf8 = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    let output = binary()
+        .args(["run", "--start-position", "nonsense"])
+        .env("SOME_OTHER_VARIABLE", not_utf8)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "usage error, not a panic");
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("panicked"));
+    let output = binary()
+        .args(["check", "--config"])
+        .arg(dir.path().join("none.toml"))
+        .env("SOME_OTHER_VARIABLE", not_utf8)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let output = binary()
+        .args(["run"])
+        .env("BINLOG_KINESIS__MYSQL__USER", not_utf8)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("BINLOG_KINESIS__MYSQL__USER") && stderr.contains("UTF-8"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reports_each_precondition() {
     let world = setup().await;
