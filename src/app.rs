@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    checkpoint::{self, CheckpointError},
+    checkpoint::{self, Checkpoint, CheckpointError},
     config::{Config, ConfigError, PartitionBy},
     metrics::{
         cloudwatch::Publisher,
@@ -281,6 +281,10 @@ async fn replicate(
         };
         Ok(ResumePoint { position, gtid })
     };
+    // Every start but a resume from the checkpoint is saved as the checkpoint before the first
+    // event is read: a run that stops before its first acknowledged boundary (a deleted stream,
+    // a crash in the first seconds) must restart from here, not from a later end of binlog.
+    let save_start = !matches!(start, StartFrom::Checkpoint) || checkpoint.is_none();
     let (start, by_gtid) = match (start, checkpoint) {
         (StartFrom::Position(position), _) => {
             tracing::info!(%position, "starting from --start-position");
@@ -346,6 +350,10 @@ async fn replicate(
             (point, false)
         }
     };
+    if save_start {
+        store.store(&Checkpoint::new(start.clone())).await?;
+        tracing::info!(%start, checkpoint = %store.location(), "start position saved as the checkpoint");
+    }
     let heartbeat = config.mysql.heartbeat;
     let server_id = config.mysql.server_id.get();
     let stream = match &start.gtid {
@@ -362,6 +370,7 @@ async fn replicate(
     let (events_tx, events_rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
     let (acks_tx, acks_rx) = mpsc::channel(ACK_CHANNEL_CAPACITY);
     let source_cancel = CancellationToken::new();
+    let saved = start.clone();
     let mut source = tokio::spawn(source::run(
         SourceConfig {
             mysql: config.mysql.clone(),
@@ -399,7 +408,14 @@ async fn replicate(
     let interval = config.checkpoint.interval;
     let checkpoint_metrics = Arc::clone(metrics);
     let checkpointer = tokio::spawn(async move {
-        checkpoint::run(store.as_ref(), interval, acks_rx, &checkpoint_metrics).await
+        checkpoint::run(
+            store.as_ref(),
+            interval,
+            Some(saved),
+            acks_rx,
+            &checkpoint_metrics,
+        )
+        .await
     });
 
     // Run until a signal or until a stage ends on its own (which only happens on error).

@@ -187,7 +187,8 @@ impl From<ResumePoint> for Boundary {
 pub const MAX_CONSECUTIVE_WRITE_FAILURES: u32 = 12;
 
 /// Writes the acknowledged positions that arrive on `acknowledged` to `store`, at most once per
-/// `interval` and once more when the channel closes. Returns the last position written.
+/// `interval` and once more when the channel closes. Returns the last position written, or
+/// `saved` (what the store already holds, the run's start) when none was.
 ///
 /// A failed interval write is logged and tried again at the next interval; after
 /// [`MAX_CONSECUTIVE_WRITE_FAILURES`] in a row, or when the final write fails, the error ends
@@ -198,11 +199,12 @@ pub const MAX_CONSECUTIVE_WRITE_FAILURES: u32 = 12;
 pub async fn run(
     store: &dyn CheckpointStore,
     interval: Duration,
+    saved: Option<ResumePoint>,
     mut acknowledged: mpsc::Receiver<Boundary>,
     metrics: &Metrics,
 ) -> Result<Option<ResumePoint>, CheckpointError> {
     let mut latest: Option<Boundary> = None;
-    let mut written: Option<ResumePoint> = None;
+    let mut written: Option<ResumePoint> = saved;
     let mut failures = 0;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -261,13 +263,45 @@ mod tests {
         assert_eq!(serde_json::to_string(&checkpoint).unwrap(), text);
     }
 
+    /// Regression (issue 11, item 2): with nothing acknowledged, the run's saved start is what
+    /// the checkpoint holds, and what a cut-short drain reports (it said "(none)").
+    #[tokio::test(start_paused = true)]
+    async fn with_nothing_acknowledged_the_saved_start_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = file::FileStore::new(dir.path().join("c.json"));
+        let start = ResumePoint::at("b.000001:4".parse().unwrap());
+        let (tx, rx) = mpsc::channel(8);
+        drop(tx);
+        let written = run(
+            &store,
+            Duration::from_secs(5),
+            Some(start.clone()),
+            rx,
+            &Metrics::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(written, Some(start));
+        assert!(
+            store.load().await.unwrap().is_none(),
+            "nothing new to write"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn writes_on_interval_and_once_more_at_close() {
         let dir = tempfile::tempdir().unwrap();
         let store = file::FileStore::new(dir.path().join("c.json"));
         let (tx, rx) = mpsc::channel(8);
         let task = tokio::spawn(async move {
-            run(&store, Duration::from_secs(5), rx, &Metrics::default()).await
+            run(
+                &store,
+                Duration::from_secs(5),
+                None,
+                rx,
+                &Metrics::default(),
+            )
+            .await
         });
         tx.send(ResumePoint::at("b.000001:100".parse().unwrap()).into())
             .await

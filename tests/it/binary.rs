@@ -554,3 +554,68 @@ fn decode_prints_event_lines_of_binlog_files_and_refuses_truncated_ones() {
         "{stderr}"
     );
 }
+
+/// Regression (issue 11, item 2): a run killed before its first checkpoint (kill -9, with
+/// checkpoints an hour apart) restarts from the position it started at, so the changes
+/// committed while it was down arrive. It used to start again from the end of binlog,
+/// skipping them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_before_its_first_checkpoint_restarts_from_its_start() {
+    let world = setup().await;
+    let spawn = || {
+        binary()
+            .arg("run")
+            .envs(world.env())
+            .env("BINLOG_KINESIS__CHECKPOINT__INTERVAL_MS", "3600000")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap()
+    };
+    let insert = async |id: i64| {
+        world
+            .db
+            .admin(&[&format!("INSERT INTO shop.a VALUES ({id})")])
+            .await
+    };
+    let mut daemon = spawn();
+    // Replicating once a row is in the stream; the rows before it may predate its start.
+    let mut id = 0;
+    eventually(Duration::from_secs(60), async || {
+        insert(id).await;
+        id += 1;
+        (!world.kinesis.events(&world.stream).await.is_empty()).then_some(())
+    })
+    .await;
+    signal(&daemon, "KILL");
+    daemon.wait().unwrap();
+    let saved =
+        std::fs::read_to_string(world.checkpoint_path()).unwrap_or_else(|_| "(none)".into());
+
+    for id in 1000..1003 {
+        insert(id).await;
+    }
+    let mut daemon = spawn();
+    let events = eventually(Duration::from_secs(30), async || {
+        let events = world.kinesis.events(&world.stream).await;
+        let got = crate::harness::ids(&events);
+        (1000..1003).all(|n| got.contains(&n)).then_some(events)
+    })
+    .await;
+    signal(&daemon, "TERM");
+    daemon.wait().unwrap();
+    // The restart reads again from the saved start: the first run's rows (sent again, as after
+    // any kill -9 before a checkpoint), then those written while it was down, in order.
+    let got = crate::harness::ids(&events);
+    let first = got[0];
+    let restart = got.iter().rposition(|n| *n == first).unwrap();
+    assert_eq!(
+        got[restart..].to_vec(),
+        (first..id).chain(1000..1003).collect::<Vec<_>>(),
+        "saved checkpoint {saved}"
+    );
+}

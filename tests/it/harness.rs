@@ -83,23 +83,35 @@ fn find_binary(name: &str) -> PathBuf {
     panic!("{name} not found: install it with `apt-get install mariadb-server mariadb-client` (scripts/test does)");
 }
 
-/// A data directory initialised once per test process and copied for each server. It lives in
+/// A data directory initialised once per test run and copied for each server. It lives in
 /// cargo's per-target scratch folder, so it does not pile up in /tmp across runs.
+///
+/// Under cargo nextest every test is a process of its own, so the run (`NEXTEST_RUN_ID`) owns
+/// the template, not the process: the first test to need it installs it into a staging folder
+/// and renames that into place, atomically; a test that loses the race uses the winner's.
 fn template_datadir() -> &'static Path {
     static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
     TEMPLATE.get_or_init(|| {
         let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        // Templates of earlier test runs are stale: one test binary runs at a time.
+        let run = std::env::var("NEXTEST_RUN_ID")
+            .unwrap_or_else(|_| format!("pid{}", std::process::id()));
+        // Templates of earlier runs are stale: one test run at a time per target folder.
         for entry in std::fs::read_dir(scratch).into_iter().flatten().flatten() {
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with("mariadb-template-")
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ours = name.contains(&run);
+            if !ours
+                && (name.starts_with("mariadb-template-") || name.starts_with("mariadb-staging-"))
             {
-                std::fs::remove_dir_all(entry.path()).unwrap();
+                // Another process may be removing it too.
+                std::fs::remove_dir_all(entry.path()).ok();
             }
         }
-        let dir = scratch.join(format!("mariadb-template-{}", std::process::id()));
+        let dir = scratch.join(format!("mariadb-template-{run}"));
+        if dir.join("ready").exists() {
+            return dir;
+        }
+        let staging = scratch.join(format!("mariadb-staging-{run}-{}", std::process::id()));
+        std::fs::remove_dir_all(&staging).ok();
         let status = Command::new(find_binary("mariadb-install-db"))
             .args([
                 "--no-defaults",
@@ -107,12 +119,22 @@ fn template_datadir() -> &'static Path {
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
             ])
-            .arg(format!("--datadir={}", dir.join("data").display()))
+            .arg(format!("--datadir={}", staging.join("data").display()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .unwrap();
         assert!(status.success(), "mariadb-install-db failed");
+        std::fs::write(staging.join("ready"), b"").unwrap();
+        if std::fs::rename(&staging, &dir).is_err() {
+            // Another test of this run got there first: its template is as good.
+            assert!(
+                dir.join("ready").exists(),
+                "cannot put the MariaDB template in place at {}",
+                dir.display()
+            );
+            std::fs::remove_dir_all(&staging).ok();
+        }
         dir
     })
 }
