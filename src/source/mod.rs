@@ -56,6 +56,7 @@ pub mod connect;
 pub mod decode;
 pub mod lock;
 pub mod schema;
+mod statement;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -72,6 +73,7 @@ use self::{
     catalog::Catalog,
     lock::InstanceLock,
     schema::{SchemaError, TableSchema},
+    statement::Statement,
 };
 use crate::{
     checkpoint::Boundary,
@@ -773,74 +775,32 @@ impl Reader {
             EventData::QueryEvent(query) => {
                 let text = query.query();
                 let statement = text.trim();
-                if statement.eq_ignore_ascii_case("BEGIN") {
-                    let gtid = self.pending_gtid.take().map(Applied::Mysql);
-                    match &mut self.transaction {
-                        Some(transaction) => transaction.explicit = true,
-                        None => self.begin(gtid, true),
+                match statement::classify(statement, &query.schema()) {
+                    Statement::Begin => {
+                        let gtid = self.pending_gtid.take().map(Applied::Mysql);
+                        match &mut self.transaction {
+                            Some(transaction) => transaction.explicit = true,
+                            None => self.begin(gtid, true),
+                        }
                     }
-                } else if statement.eq_ignore_ascii_case("COMMIT") || statement.eq_ignore_ascii_case("ROLLBACK") {
                     // ROLLBACK is only logged for non-transactional changes, which did happen.
-                    self.commit(None, end).await?;
-                } else if let Some(target) = statement_dml_target(statement, &query.schema()) {
+                    Statement::Commit => self.commit(None, end).await?,
                     // A row change logged as a statement (a session with binlog_format
-                    // STATEMENT or MIXED) carries no row images: never let it pass unseen.
-                    let in_scope = target
-                        .as_ref()
-                        .is_none_or(|(database, table)| self.config.filter.matches(database, table));
-                    if in_scope {
-                        let table = target.map_or("an unknown table".to_owned(), |(d, t)| format!("{d}.{t}"));
+                    // STATEMENT or MIXED) carries no row images, and which tables it changed
+                    // cannot be told from its text: stop rather than let it pass unseen.
+                    Statement::DataChange => {
                         return Err(unsupported(
                             "QUERY".into(),
                             &format!(
-                                "a statement-based change to {table} has no row images ({}); set binlog_format=ROW for every session (it is a session variable too), then restart from a snapshot or a position after it",
-                                truncate(statement, 120)
+                                "a change logged as a statement, without row images ({}); the tables it changed cannot be known, so it would be lost from the stream. Set binlog_format=ROW for every session (it is a session variable too: SET GLOBAL does not change open sessions), then restart from a snapshot, or with --start-position {end} to go on without it",
+                                truncate(statement, 200)
                             ),
                         ));
                     }
-                } else if self.transaction.as_ref().is_none_or(|t| !t.explicit) {
-                    // A statement standing alone (DDL): it is its own transaction. The next
-                    // TABLE_MAP of an altered table carries its new columns.
-                    tracing::debug!(position = %start, statement = %truncate(statement, 200), "statement");
-                    if let Some(catalog) = &mut self.catalog {
-                        catalog.invalidate();
-                    }
-                    if self.transaction.is_none() {
-                        let gtid = self.pending_gtid.take().map(Applied::Mysql);
-                        self.begin(gtid, false);
-                    }
-                    if let Some(target) = truncate_target(statement, &query.schema()) {
-                        // Every row removed at once, with no row images: a `truncate` event
-                        // keeps the changelog complete, in order with the table's rows.
-                        let Some((database, table)) = target else {
-                            return Err(unsupported(
-                                "QUERY".into(),
-                                &format!("cannot tell which table this TRUNCATE empties ({}); it would be lost from the stream", truncate(statement, 120)),
-                            ));
-                        };
-                        if self.config.filter.matches(&database, &table) {
-                            let prefix = line_prefix(
-                                Op::Truncate,
-                                &database,
-                                &table,
-                                u64::from(header.timestamp()) * 1000,
-                                &start,
-                            );
-                            let gtid = match &self.transaction {
-                                Some(transaction) => transaction.gtid_json.clone(),
-                                None => gtid_json(None),
-                            };
-                            let name = TableName::new(&database, &table);
-                            let event = OutboundEvent {
-                                key: name.shared(),
-                                table: name,
-                                position: start.clone(),
-                                line: EventLine::build(&prefix, 0, &gtid, None, None, None),
-                            };
-                            self.hold(event).await?;
-                        }
-                    }
-                    self.commit(None, end).await?;
+                    // Inside a transaction: savepoints, or DDL that belongs to it.
+                    Statement::Control | Statement::Ddl | Statement::Truncate(_)
+                        if self.transaction.as_ref().is_some_and(|t| t.explicit) => {}
+                    kind => self.standalone_statement(kind, statement, header.timestamp(), &start, end).await?,
                 }
             }
             EventData::XidEvent(xid) => self.commit(Some(xid.xid), end).await?,
@@ -994,6 +954,58 @@ impl Reader {
         result
     }
 
+    /// A statement standing alone (DDL, XA control): it is its own transaction. The next
+    /// TABLE_MAP of an altered table carries its new columns. A TRUNCATE of a table in scope
+    /// becomes a `truncate` event: every row removed at once, with no row images.
+    async fn standalone_statement(
+        &mut self,
+        kind: Statement,
+        statement: &str,
+        timestamp: u32,
+        start: &BinlogPosition,
+        end: BinlogPosition,
+    ) -> Result<(), SourceError> {
+        tracing::debug!(position = %start, statement = %truncate(statement, 200), "statement");
+        if let Some(catalog) = &mut self.catalog {
+            catalog.invalidate();
+        }
+        if self.transaction.is_none() {
+            let gtid = self.pending_gtid.take().map(Applied::Mysql);
+            self.begin(gtid, false);
+        }
+        if let Statement::Truncate(target) = kind {
+            let Some((database, table)) = target else {
+                return Err(SourceError::UnsupportedEvent {
+                    event: "QUERY".into(),
+                    position: start.clone(),
+                    reason: format!("cannot tell which table this TRUNCATE empties ({}); it would be lost from the stream", truncate(statement, 120)),
+                });
+            };
+            if self.config.filter.matches(&database, &table) {
+                let prefix = line_prefix(
+                    Op::Truncate,
+                    &database,
+                    &table,
+                    u64::from(timestamp) * 1000,
+                    start,
+                );
+                let gtid = match &self.transaction {
+                    Some(transaction) => transaction.gtid_json.clone(),
+                    None => gtid_json(None),
+                };
+                let name = TableName::new(&database, &table);
+                let event = OutboundEvent {
+                    key: name.shared(),
+                    table: name,
+                    position: start.clone(),
+                    line: EventLine::build(&prefix, 0, &gtid, None, None, None),
+                };
+                self.hold(event).await?;
+            }
+        }
+        self.commit(None, end).await
+    }
+
     fn begin(&mut self, applied: Option<Applied>, explicit: bool) {
         let gtid = applied.as_ref().map(|a| match a {
             Applied::Maria(gtid) => gtid.to_string(),
@@ -1095,97 +1107,6 @@ fn event_kind(data: &EventData<'_>) -> &'static str {
     }
 }
 
-/// For a row change logged as a statement (INSERT, REPLACE, UPDATE, DELETE, LOAD DATA), the
-/// table it writes as `(database, table)`, or `Some(None)` when the table cannot be told;
-/// `None` for every other statement.
-/// The table a `TRUNCATE [TABLE] name` statement empties: `None` for other statements,
-/// `Some(None)` when the name cannot be read.
-fn truncate_target(statement: &str, default_schema: &str) -> Option<Option<(String, String)>> {
-    let rest = skip_comments(statement);
-    let mut words = rest.split_whitespace();
-    if !words.next()?.eq_ignore_ascii_case("TRUNCATE") {
-        return None;
-    }
-    let name = match words.next() {
-        Some(word) if word.eq_ignore_ascii_case("TABLE") => words.next(),
-        other => other,
-    };
-    Some(name.and_then(|name| table_name(name, default_schema)))
-}
-
-/// Leading comments (/* ... */) and whitespace are not part of the verb.
-fn skip_comments(statement: &str) -> &str {
-    let mut rest = statement.trim_start();
-    while let Some(after) = rest.strip_prefix("/*") {
-        rest = after.split_once("*/").map_or("", |(_, r)| r).trim_start();
-    }
-    rest
-}
-
-/// `db`.`table`, db.table or table (in `default_schema`), up to the first character that
-/// cannot be in a plain name.
-fn table_name(word: &str, default_schema: &str) -> Option<(String, String)> {
-    let name: String = word
-        .chars()
-        .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '$' | '.' | '`'))
-        .collect();
-    let parts: Vec<String> = name
-        .split('.')
-        .map(|p| p.trim_matches('`').to_owned())
-        .collect();
-    match parts.as_slice() {
-        [table] if !table.is_empty() && !default_schema.is_empty() => {
-            Some((default_schema.to_owned(), table.clone()))
-        }
-        [database, table] if !database.is_empty() && !table.is_empty() => {
-            Some((database.clone(), table.clone()))
-        }
-        _ => None,
-    }
-}
-
-fn statement_dml_target(statement: &str, default_schema: &str) -> Option<Option<(String, String)>> {
-    let rest = skip_comments(statement);
-    let mut words = rest.split_whitespace().map(|w| w.to_ascii_uppercase());
-    let verb = words.next()?;
-    let skip: &[&str] = match verb.as_str() {
-        "INSERT" | "REPLACE" => &["LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE", "INTO"],
-        "UPDATE" => &["LOW_PRIORITY", "IGNORE"],
-        "DELETE" => &["LOW_PRIORITY", "QUICK", "IGNORE", "FROM"],
-        "LOAD" => &[
-            "DATA",
-            "XML",
-            "LOW_PRIORITY",
-            "CONCURRENT",
-            "LOCAL",
-            "INFILE",
-            "REPLACE",
-            "IGNORE",
-            "INTO",
-            "TABLE",
-        ],
-        _ => return None,
-    };
-    let words: Vec<&str> = rest.split_whitespace().skip(1).collect();
-    // LOAD DATA names a file before INTO TABLE; find the table after TABLE.
-    let start = if verb == "LOAD" {
-        match words.iter().position(|w| w.eq_ignore_ascii_case("TABLE")) {
-            Some(index) => index + 1,
-            None => return Some(None),
-        }
-    } else {
-        words
-            .iter()
-            .take_while(|w| skip.iter().any(|s| w.eq_ignore_ascii_case(s)))
-            .count()
-    };
-    Some(
-        words
-            .get(start)
-            .and_then(|name| table_name(name, default_schema)),
-    )
-}
-
 fn truncate(text: &str, max: usize) -> &str {
     match text.char_indices().nth(max) {
         Some((index, _)) => &text[..index],
@@ -1195,72 +1116,3 @@ fn truncate(text: &str, max: usize) -> &str {
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(test)]
-mod statement_tests {
-    use super::{statement_dml_target, truncate_target};
-
-    #[test]
-    fn finds_the_table_a_truncate_empties() {
-        let table = |d: &str, t: &str| Some(Some((d.to_owned(), t.to_owned())));
-        assert_eq!(
-            truncate_target("TRUNCATE TABLE t", "shop"),
-            table("shop", "t")
-        );
-        assert_eq!(
-            truncate_target("/* x */ truncate `crm`.`users`", "shop"),
-            table("crm", "users")
-        );
-        assert_eq!(truncate_target("TRUNCATE t", ""), Some(None));
-        assert_eq!(truncate_target("TRUNCATE TABLE", "shop"), Some(None));
-        assert_eq!(truncate_target("ALTER TABLE t ADD c INT", "shop"), None);
-    }
-
-    fn target(statement: &str) -> Option<Option<(String, String)>> {
-        statement_dml_target(statement, "shop")
-    }
-
-    fn table(database: &str, table: &str) -> Option<Option<(String, String)>> {
-        Some(Some((database.to_owned(), table.to_owned())))
-    }
-
-    #[test]
-    fn finds_the_table_a_statement_writes() {
-        assert_eq!(target("INSERT INTO t VALUES (1)"), table("shop", "t"));
-        assert_eq!(
-            target("insert ignore into `crm`.`users`(id) values (1)"),
-            table("crm", "users")
-        );
-        assert_eq!(
-            target("/* app */ UPDATE LOW_PRIORITY orders SET a=1"),
-            table("shop", "orders")
-        );
-        assert_eq!(
-            target("DELETE QUICK FROM shop.t WHERE id=1"),
-            table("shop", "t")
-        );
-        assert_eq!(target("REPLACE t SELECT 1"), table("shop", "t"));
-        assert_eq!(
-            target("LOAD DATA INFILE '/x' INTO TABLE a.b"),
-            table("a", "b")
-        );
-        assert_eq!(
-            statement_dml_target("INSERT INTO t VALUES (1)", ""),
-            Some(None)
-        );
-    }
-
-    #[test]
-    fn other_statements_are_not_row_changes() {
-        for statement in [
-            "CREATE TABLE t (id INT)",
-            "ALTER TABLE t ADD c INT",
-            "TRUNCATE TABLE t",
-            "GRANT ALL ON *.* TO x",
-            "BEGIN",
-            "",
-        ] {
-            assert_eq!(target(statement), None, "{statement}");
-        }
-    }
-}
