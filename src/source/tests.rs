@@ -1,5 +1,5 @@
 //! The reader on real binlog files written by MySQL 5.0 to 9.6 and MariaDB 10.5
-//! (`../shared/fixtures/mysql-binlogs/`, see its README), fed event by event as the live
+//! (`tests/fixtures/mysql-binlogs/`, see its README), fed event by event as the live
 //! stream would: what it decodes, what it refuses, and that nothing panics.
 
 use std::{
@@ -12,20 +12,12 @@ use mysql_common::binlog::{consts::BinlogVersion, BinlogFile};
 use super::*;
 use crate::event::ChangeEvent;
 
-fn fixtures() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mysql-binlogs");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        // The fixtures live beside the repository, not in it; CI has them.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "fixtures missing at {}",
-            dir.display()
-        );
-        eprintln!("skipping: no fixtures at {}", dir.display());
-        None
-    }
+fn fixtures() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mysql-binlogs");
+    // The fixtures are part of the repository: a missing folder is a broken checkout, never a
+    // reason to skip.
+    assert!(dir.is_dir(), "fixtures missing at {}", dir.display());
+    dir
 }
 
 struct Replay {
@@ -110,7 +102,7 @@ async fn replay_with(path: &Path, positional_names: bool) -> Replay {
 
 #[tokio::test]
 async fn every_fixture_decodes_or_ends_in_a_typed_error_without_panicking() {
-    let Some(dir) = fixtures() else { return };
+    let dir = fixtures();
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -137,7 +129,7 @@ async fn every_fixture_decodes_or_ends_in_a_typed_error_without_panicking() {
 
 #[tokio::test]
 async fn compressed_transactions_stop_with_the_event_and_its_position() {
-    let Some(dir) = fixtures() else { return };
+    let dir = fixtures();
     let replay = replay(&dir.join("transaction_compression.000001")).await;
     let error = replay.result.unwrap_err();
     match &error {
@@ -160,7 +152,7 @@ async fn compressed_transactions_stop_with_the_event_and_its_position() {
 /// would be.
 #[tokio::test]
 async fn mariadb_rows_decode_to_the_documented_format() {
-    let Some(dir) = fixtures() else { return };
+    let dir = fixtures();
     let replay = replay(&dir.join("mariadb-bin.000001")).await;
     replay.result.unwrap();
     let lines: Vec<String> = replay
@@ -193,7 +185,7 @@ async fn mariadb_rows_decode_to_the_documented_format() {
 
 #[tokio::test]
 async fn a_mysql_9_transaction_shares_its_xid_and_commits_on_its_last_event() {
-    let Some(dir) = fixtures() else { return };
+    let dir = fixtures();
     let replay = replay(&dir.join("vector.binlog")).await;
     replay.result.unwrap();
     let first: Vec<&ChangeEvent> = replay.events.iter().filter(|e| e.xid == Some(14)).collect();
@@ -214,7 +206,7 @@ async fn a_mysql_9_transaction_shares_its_xid_and_commits_on_its_last_event() {
 
 #[tokio::test]
 async fn enum_and_set_columns_carry_their_labels() {
-    let Some(dir) = fixtures() else { return };
+    let dir = fixtures();
     let replay = replay(&dir.join("mysql-enum-string-set.000001")).await;
     replay.result.unwrap();
     let deleted = replay
@@ -302,7 +294,7 @@ async fn run_with_interruption(
 
 #[tokio::test]
 async fn a_reconnect_mid_transaction_neither_repeats_nor_loses_events() {
-    let Some(dir) = fixtures() else { return };
+    let dir = fixtures();
     let file = BinlogFile::new(
         BinlogVersion::Version4,
         BufReader::new(std::fs::File::open(dir.join("vector.binlog")).unwrap()),
@@ -332,7 +324,7 @@ async fn a_reconnect_mid_transaction_neither_repeats_nor_loses_events() {
 /// value inside documents): each becomes a string, the document stays JSON.
 #[tokio::test]
 async fn mysql_json_documents_keep_opaque_scalars_as_strings() {
-    let Some(dir) = fixtures() else { return };
+    let dir = fixtures();
     let replay = replay(&dir.join("json-opaque.binlog")).await;
     replay.result.unwrap();
     let documents: Vec<serde_json::Value> = replay
@@ -378,7 +370,7 @@ async fn decoded(path: &Path) -> (Vec<String>, Result<u64, SourceError>) {
 /// row events; they take the payload's position and its XID.
 #[tokio::test]
 async fn decode_reads_compressed_transactions() {
-    let Some(dir) = fixtures() else { return };
+    let dir = fixtures();
     let (lines, result) = decoded(&dir.join("transaction_compression.000001")).await;
     assert_eq!(result.unwrap(), 1);
     assert_eq!(
@@ -399,7 +391,7 @@ async fn decode_reads_compressed_transactions() {
 /// (`uuid:tag:gno`) and an anonymous GTID (no GTID).
 #[tokio::test]
 async fn mysql_8_and_9_fixtures_decode_to_golden_lines() {
-    let Some(dir) = fixtures() else { return };
+    let dir = fixtures();
     let cases: &[(&str, &[&str])] = &[
         (
             "mysql_type_bit.000001",
@@ -487,7 +479,7 @@ async fn mysql_8_and_9_fixtures_decode_to_golden_lines() {
 /// records and what COM_BINLOG_DUMP_GTID resumes from.
 #[tokio::test]
 async fn mysql_gtid_sets_are_tracked_from_previous_gtids_through_each_transaction() {
-    let Some(dir) = fixtures() else { return };
+    let dir = fixtures();
     for (file, last_gtid_of_an_event, expected) in [
         (
             "mysql_type_bit.000001",

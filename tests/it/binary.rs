@@ -11,6 +11,13 @@ use binlog_kinesis::{event::ChangeEvent, position::BinlogPosition};
 
 use crate::harness::{eventually, free_port, World};
 
+/// The MySQL and MariaDB binlog files the repository carries (see their README).
+fn fixtures() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mysql-binlogs");
+    assert!(dir.is_dir(), "fixtures missing at {}", dir.display());
+    dir
+}
+
 fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_binlog-kinesis"))
 }
@@ -487,16 +494,7 @@ async fn kill_9_at_20_random_moments_loses_nothing_and_repeats_only_after_checkp
 
 #[test]
 fn decode_prints_event_lines_of_binlog_files_and_refuses_truncated_ones() {
-    let fixtures =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mysql-binlogs");
-    if !fixtures.is_dir() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "fixtures missing at {}",
-            fixtures.display()
-        );
-        return;
-    }
+    let fixtures = fixtures();
     let output = binary()
         .arg("decode")
         .arg(fixtures.join("mariadb-bin.000001"))
