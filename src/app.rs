@@ -128,6 +128,7 @@ impl Error {
                 | SourceError::Schema { .. }
                 | SourceError::Protocol { .. }
                 | SourceError::File { .. }
+                | SourceError::Integrity { .. }
                 | SourceError::EventTooLarge { .. },
             ) => 7,
             Error::Source(SourceError::LockLost { .. }) => 10,
@@ -352,6 +353,7 @@ async fn replicate(
     };
     if save_start {
         store.store(&Checkpoint::new(start.clone())).await?;
+        metrics.checkpoint_written(&start.position, 0);
         tracing::info!(%start, checkpoint = %store.location(), "start position saved as the checkpoint");
     }
     let heartbeat = config.mysql.heartbeat;

@@ -54,6 +54,8 @@
 pub mod catalog;
 pub mod connect;
 pub mod decode;
+mod file;
+pub mod integrity;
 pub mod lock;
 pub mod schema;
 mod statement;
@@ -240,6 +242,15 @@ pub enum SourceError {
         /// The last transaction boundary read.
         position: BinlogPosition,
     },
+    /// An event failed its checksum, or holds counts larger than the event.
+    #[error("corrupt binlog event at {position}")]
+    Integrity {
+        /// Where the event starts.
+        position: BinlogPosition,
+        /// What is wrong.
+        #[source]
+        source: integrity::IntegrityError,
+    },
     /// The producer stopped taking events (it failed; its error is reported separately).
     #[error("the Kinesis producer stopped")]
     SinkGone,
@@ -404,18 +415,10 @@ pub async fn decode_files(
         let file =
             std::fs::File::open(path).map_err(|e| unreadable(format!("cannot open: {e}")))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut binlog = mysql_common::binlog::BinlogFile::new(
-            mysql_common::binlog::consts::BinlogVersion::Version4,
-            std::io::BufReader::new(file),
-        )
-        .map_err(|e| unreadable(format!("not a binlog file: {e}")))?;
-        // Events follow each other from offset 4; `offset` is where the next one starts.
-        let mut offset = 4u64;
-        while let Some(event) = binlog.next() {
-            let event = event
-                .map_err(|e| unreadable(format!("offset {offset}: cannot read the event: {e}")))?;
+        let mut binlog = file::EventFile::new(file, size).map_err(unreadable)?;
+        while let Some((offset, event)) = binlog.next_event().map_err(unreadable)? {
             let header = event.header();
-            if verbose && !matches!(event.read_data(), Ok(Some(EventData::RowsEvent(_)))) {
+            if verbose && !is_rows_event(header.event_type_raw()) {
                 let kind = match header.event_type_raw() {
                     mariadb::ANNOTATE_ROWS => "ANNOTATE_ROWS_EVENT".to_owned(),
                     mariadb::BINLOG_CHECKPOINT => "BINLOG_CHECKPOINT_EVENT".to_owned(),
@@ -435,20 +438,20 @@ pub async fn decode_files(
                 reader.send(SinkInput::Event(comment)).await?;
                 reader.events -= 1;
             }
-            offset += u64::from(header.event_size());
+            let at_offset = |error: SourceError| match error {
+                SourceError::Integrity { source, .. } => {
+                    unreadable(format!("offset {offset}: {source}"))
+                }
+                other => other,
+            };
             if header.event_type_raw() == EventType::TRANSACTION_PAYLOAD_EVENT as u8 {
-                reader.handle_payload(&event, binlog.reader_mut()).await?;
+                reader
+                    .handle_payload(&event, binlog.stream_mut())
+                    .await
+                    .map_err(at_offset)?;
             } else {
-                reader.handle(&event).await?;
+                reader.handle(&event).await.map_err(at_offset)?;
             }
-        }
-        // The file reader stops quietly at a cut-off event: a whole file ends where its last
-        // event does.
-        if offset < size {
-            return Err(unreadable(format!(
-                "offset {offset}: the file is truncated or corrupt ({} bytes after the last whole event)",
-                size - offset
-            )));
         }
         total += reader.events;
     }
@@ -674,6 +677,16 @@ impl Reader {
             self.metrics.event_read(self.last_ts);
         }
         tracing::trace!(event_type = raw_type, position = %start, "binlog event");
+        // Before anything is decoded: events inside a compressed transaction carry no checksum
+        // of their own (the payload event's covers them).
+        let integrity = |source| SourceError::Integrity {
+            position: start.clone(),
+            source,
+        };
+        if self.payload.is_none() {
+            integrity::verify_checksum(event).map_err(integrity)?;
+        }
+        integrity::check_counts(event).map_err(integrity)?;
         let unsupported = |event: String, reason: &str| SourceError::UnsupportedEvent {
             event,
             position: start.clone(),
@@ -933,6 +946,11 @@ impl Reader {
         stream: &mut mysql_common::binlog::EventStreamReader,
     ) -> Result<(), SourceError> {
         let (start, end) = self.span(event);
+        // The payload event's checksum covers the compressed transaction.
+        integrity::verify_checksum(event).map_err(|source| SourceError::Integrity {
+            position: start.clone(),
+            source,
+        })?;
         let malformed = |error: std::io::Error| SourceError::UnsupportedEvent {
             event: "TRANSACTION_PAYLOAD".into(),
             position: start.clone(),
@@ -943,8 +961,17 @@ impl Reader {
         let mut input = payload.decompressed().map_err(malformed)?;
         self.payload = Some((start.clone(), end));
         self.payload_rows = 0;
+        // Frame by frame, so a corrupt payload is an error rather than a panic in the decoder.
+        let corrupt = |message: String| SourceError::UnsupportedEvent {
+            event: "TRANSACTION_PAYLOAD".into(),
+            position: start.clone(),
+            reason: format!("the compressed transaction is corrupt: {message}"),
+        };
         let result = async {
-            while let Some(inner) = stream.read_decompressed(&mut input).map_err(malformed)? {
+            while let Some(frame) =
+                file::read_frame(&mut input, file::MAX_EVENT_BYTES).map_err(corrupt)?
+            {
+                let inner = file::decode_frame(stream, &frame, true, false).map_err(corrupt)?;
                 self.handle(&inner).await?;
             }
             Ok(())
@@ -1094,6 +1121,11 @@ impl Reader {
             .await
             .map_err(|_| SourceError::SinkGone)
     }
+}
+
+/// Whether an event type is a rows event (WRITE/UPDATE/DELETE in all versions, partial update).
+fn is_rows_event(raw: u8) -> bool {
+    matches!(raw, 20..=25 | 30..=32 | 39)
 }
 
 fn event_kind(data: &EventData<'_>) -> &'static str {

@@ -889,8 +889,8 @@ impl World {
     }
 
     /// Waits until the daemon acknowledges a fresh change: its checkpoint reaches the end of
-    /// binlog after a marker transaction. The marker is written again while waiting, since the
-    /// daemon may start reading only after the first one.
+    /// binlog after a marker transaction written once its start is saved. The marker is written
+    /// again while waiting.
     pub async fn wait_replicating(&self) {
         self.db
             .admin(&[
@@ -899,6 +899,13 @@ impl World {
             ])
             .await;
         let path = self.checkpoint_path();
+        // The daemon saves its start as the checkpoint before it reads: once that is there,
+        // every marker written after it is read, and only its acknowledgement moves the
+        // checkpoint past the marker.
+        eventually(Duration::from_secs(60), async || {
+            path.exists().then_some(())
+        })
+        .await;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             self.db

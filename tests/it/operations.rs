@@ -63,7 +63,15 @@ async fn metrics_reach_cloudwatch_and_prometheus_with_their_values() {
         (200, r#"{"status":"replicating","healthy":true}"#)
     );
 
-    // CloudWatch, after the final flush at shutdown.
+    // CloudWatch: one interval's publish while replicating, then the final flush at shutdown.
+    eventually(std::time::Duration::from_secs(30), async || {
+        let replicating = world
+            .kinesis
+            .metric(&world.stream, "Replicating", "Maximum")
+            .await;
+        replicating.contains(&1.0).then_some(())
+    })
+    .await;
     daemon.stop().await.unwrap();
     assert_eq!(
         http_get(port, "/health").await,
@@ -98,7 +106,11 @@ async fn metrics_reach_cloudwatch_and_prometheus_with_their_values() {
         .kinesis
         .metric(&world.stream, "Replicating", "Maximum")
         .await;
-    assert_eq!(replicating.iter().cloned().fold(0.0, f64::max), 1.0);
+    assert_eq!(
+        replicating.iter().cloned().fold(0.0, f64::max),
+        1.0,
+        "{replicating:?}"
+    );
     assert!(!world
         .kinesis
         .metric(&world.stream, "ReplicationLag", "Maximum")
