@@ -113,7 +113,9 @@ impl Error {
     /// The process exit code for this error (documented in the README).
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::Listen(_) => 2,
+            Error::Config(_)
+            | Error::Listen(_)
+            | Error::Source(SourceError::NotATransactionStart { .. }) => 2,
             Error::Source(
                 SourceError::AccessDenied { .. }
                 | SourceError::MissingPrivilege { .. }
@@ -290,6 +292,7 @@ async fn replicate(
         (StartFrom::Position(position), _) => {
             tracing::info!(%position, "starting from --start-position");
             connect::ensure_position_available(&mut conn, &position).await?;
+            connect::ensure_transaction_start(&mut conn, &position).await?;
             let gtid = gtid_at(&mut conn, &position).await;
             (ResumePoint { position, gtid }, false)
         }

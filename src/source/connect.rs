@@ -461,6 +461,128 @@ pub async fn ensure_position_available(
     }
 }
 
+/// Event types (as `SHOW BINLOG EVENTS` names them) a stream may start at: the first event of
+/// a transaction, or one between transactions.
+const TRANSACTION_STARTS: &[&str] = &[
+    "Gtid",
+    "Anonymous_Gtid",
+    "Query",
+    "Gtid_list",
+    "Binlog_checkpoint",
+    "Format_desc",
+    "Previous_gtids",
+    "Rotate",
+    "Stop",
+];
+
+/// Most events listed when looking for the transaction starts around a bad position: past
+/// it, the message says where to look instead of scanning a whole 1 GiB file.
+const NEARBY_SCAN_LIMIT: u64 = 200_000;
+
+/// Fails with [`SourceError::NotATransactionStart`] unless `position` (already known to be
+/// inside a file the server has) is where an event starts and a transaction may start: a
+/// position inside an event, or at a row event in the middle of a transaction, would have the
+/// reader decode garbage or rows without their table.
+pub async fn ensure_transaction_start(
+    conn: &mut Conn,
+    position: &BinlogPosition,
+) -> Result<(), SourceError> {
+    let logs = binary_logs(conn).await?;
+    let size = logs
+        .iter()
+        .find(|(file, _)| file == position.file())
+        .map_or(0, |(_, size)| *size);
+    // The end of a file is between transactions.
+    if position.offset() == size {
+        return Ok(());
+    }
+    let file = position.file().replace('\\', "\\\\").replace('\'', "\\'");
+    let found: Result<Option<mysql_async::Row>, _> = conn
+        .query_first(format!(
+            "SHOW BINLOG EVENTS IN '{file}' FROM {} LIMIT 1",
+            position.offset()
+        ))
+        .await;
+    let event_type = match found {
+        Ok(Some(row)) => {
+            let pos = row.get::<u64, _>(1);
+            let kind = row.get::<String, _>(2).unwrap_or_default();
+            (pos == Some(position.offset())).then_some(kind)
+        }
+        Err(error) if server_code(&error) == Some(ER_SPECIFIC_ACCESS_DENIED) => {
+            return Err(SourceError::MissingPrivilege {
+                privilege: "REPLICATION SLAVE (to list binlog events)",
+                message: error.to_string(),
+            })
+        }
+        // The server could not read an event there: not an event boundary.
+        Ok(None) | Err(_) => None,
+    };
+    if let Some(kind) = &event_type {
+        if TRANSACTION_STARTS.contains(&kind.as_str()) {
+            return Ok(());
+        }
+    }
+    let (before, after) = transaction_starts_around(conn, &file, position.offset()).await;
+    Err(SourceError::NotATransactionStart {
+        position: position.clone(),
+        found: match event_type {
+            Some(kind) => format!("a {kind} event, inside a transaction"),
+            None => "the middle of an event".into(),
+        },
+        nearby: match (before, after) {
+            (None, None) => format!("none found in the first {NEARBY_SCAN_LIMIT} events of the file; list them with SHOW BINLOG EVENTS IN '{}'", position.file()),
+            (before, after) => [before.map(|b| format!("{}:{b} before it", position.file())), after.map(|a| format!("{}:{a} after it", position.file()))]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
+    })
+}
+
+/// The last transaction start before `offset` and the first after it, from the file's event
+/// list (at most [`NEARBY_SCAN_LIMIT`] events).
+async fn transaction_starts_around(
+    conn: &mut Conn,
+    file: &str,
+    offset: u64,
+) -> (Option<u64>, Option<u64>) {
+    const PAGE: u64 = 10_000;
+    let mut before = None;
+    let mut listed = 0;
+    while listed < NEARBY_SCAN_LIMIT {
+        let rows: Vec<mysql_async::Row> = match conn
+            .query(format!(
+                "SHOW BINLOG EVENTS IN '{file}' LIMIT {listed}, {PAGE}"
+            ))
+            .await
+        {
+            Ok(rows) => rows,
+            Err(_) => break,
+        };
+        let n = rows.len() as u64;
+        for row in rows {
+            let (Some(pos), Some(kind)) = (row.get::<u64, _>(1), row.get::<String, _>(2)) else {
+                continue;
+            };
+            if !TRANSACTION_STARTS.contains(&kind.as_str()) {
+                continue;
+            }
+            if pos < offset {
+                before = Some(pos);
+            } else {
+                return (before, Some(pos));
+            }
+        }
+        if n < PAGE {
+            break;
+        }
+        listed += n;
+    }
+    (before, None)
+}
+
 /// Turns `conn` into a binlog stream from `position`, with server heartbeats every
 /// `heartbeat`.
 pub async fn open_stream(

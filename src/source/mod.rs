@@ -150,6 +150,16 @@ pub enum SourceError {
         /// The files the server has.
         available: String,
     },
+    /// A start position that is not where a transaction starts.
+    #[error("--start-position {position} is not where a transaction starts: it points at {found}; transactions start at {nearby}")]
+    NotATransactionStart {
+        /// The position given.
+        position: BinlogPosition,
+        /// What is there.
+        found: String,
+        /// Valid positions around it.
+        nearby: String,
+    },
     /// An event the daemon cannot decode yet: stopping is the only way not to lose it.
     #[error("cannot process binlog event {event} at {position}: {reason}")]
     UnsupportedEvent {

@@ -789,3 +789,93 @@ fn corrupt_and_truncated_binlogs_end_in_exit_7_never_a_panic_or_a_huge_allocatio
             .join("\n")
     );
 }
+
+/// Regression (issue 11, item 7): `--start-position` inside an event used to abort on a huge
+/// allocation or panic; at a row event in mid-transaction it stopped with an error naming
+/// offset 4. It is a usage error now (exit 2), naming the transaction starts around it, and
+/// a position that is a transaction start still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_position_that_is_not_a_transaction_start_is_refused_naming_valid_ones() {
+    use mysql_async::prelude::Queryable;
+    let world = setup().await;
+    world
+        .db
+        .admin(&[
+            "INSERT INTO shop.a VALUES (1)",
+            "INSERT INTO shop.a VALUES (2)",
+        ])
+        .await;
+    let file = world
+        .db
+        .position()
+        .await
+        .split(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut conn = world.db.root().await;
+    let events: Vec<(u64, String, u64)> = conn
+        .query_map(
+            format!("SHOW BINLOG EVENTS IN '{file}'"),
+            |row: mysql_async::Row| {
+                (
+                    row.get(1).unwrap(),
+                    row.get(2).unwrap(),
+                    row.get(4).unwrap(),
+                )
+            },
+        )
+        .await
+        .unwrap();
+    drop(conn);
+    let last_gtid = events
+        .iter()
+        .rev()
+        .find(|(_, kind, _)| kind == "Gtid")
+        .unwrap()
+        .0;
+    let rows = events
+        .iter()
+        .rev()
+        .find(|(_, kind, _)| kind.starts_with("Write_rows"))
+        .unwrap();
+    let run = |offset: u64| {
+        binary()
+            .args(["run", "--start-position", &format!("{file}:{offset}")])
+            .envs(world.env())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap()
+    };
+    for offset in [last_gtid + 1, last_gtid + 7, rows.0, rows.0 + 3, 5] {
+        let output = run(offset);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "offset {offset}: {stderr}");
+        // The nearest transaction start before it is named: the last GTID event for offsets
+        // in the last transaction, the format description (offset 4) for offset 5.
+        let before = if offset > last_gtid { last_gtid } else { 4 };
+        assert!(
+            stderr.contains(&format!(
+                "{file}:{offset} is not where a transaction starts"
+            )) && stderr.contains(&format!("{file}:{before} before it")),
+            "offset {offset}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    // A transaction start works: the last insert arrives.
+    let mut daemon = binary()
+        .args(["run", "--start-position", &format!("{file}:{last_gtid}")])
+        .envs(world.env())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let events = world.kinesis.wait_for_events(&world.stream, 1).await;
+    signal(&daemon, "TERM");
+    daemon.wait().unwrap();
+    assert_eq!(crate::harness::ids(&events), [2]);
+}
