@@ -42,6 +42,7 @@ use crate::{
     source::{
         self, connect,
         lock::{self, InstanceLock},
+        xa::CatchUp,
         SourceConfig, SourceError,
     },
 };
@@ -288,6 +289,7 @@ async fn replicate(
     // event is read: a run that stops before its first acknowledged boundary (a deleted stream,
     // a crash in the first seconds) must restart from here, not from a later end of binlog.
     let save_start = !matches!(start, StartFrom::Checkpoint) || checkpoint.is_none();
+    let mut catch_up = None;
     let (start, by_gtid) = match (start, checkpoint) {
         (StartFrom::Position(position), _) => {
             tracing::info!(%position, "starting from --start-position");
@@ -323,6 +325,36 @@ async fn replicate(
             let point = end_of_binlog(&mut conn).await?;
             tracing::info!(%point, "starting from the server's current end of binlog (--from-end)");
             (point, false)
+        }
+        // XA transactions prepared before the checkpoint and undecided there are read again
+        // from where the first of them starts; see `source::xa`.
+        (StartFrom::Checkpoint, Some(checkpoint)) if !checkpoint.xa_prepared.is_empty() => {
+            let earliest = checkpoint
+                .xa_prepared
+                .iter()
+                .map(|p| &p.position)
+                .min_by(|a, b| a.try_cmp(b).unwrap_or(std::cmp::Ordering::Equal))
+                .expect("not empty")
+                .clone();
+            tracing::info!(position = %checkpoint.position, prepared_xa = checkpoint.xa_prepared.len(), from = %earliest, "resuming from the checkpoint; reading its prepared XA transactions again from where the first starts");
+            connect::ensure_position_available(&mut conn, &earliest).await?;
+            let gtid = gtid_at(&mut conn, &earliest).await;
+            catch_up = Some(CatchUp {
+                until: checkpoint.position.clone(),
+                pending: checkpoint
+                    .xa_prepared
+                    .iter()
+                    .map(|p| p.xid.clone())
+                    .collect(),
+                initial_gtid: gtid.clone(),
+            });
+            (
+                ResumePoint {
+                    position: earliest,
+                    gtid,
+                },
+                false,
+            )
         }
         // Resume by GTID where the checkpoint has a GTID state this server understands: it
         // works on any server of the topology, so a failover only needs a new host name.
@@ -387,6 +419,7 @@ async fn replicate(
             catalog: !server.row_metadata_full,
             partition_by_primary_key: config.kinesis.partition_by == PartitionBy::PrimaryKey,
             max_event_bytes: max_record_bytes,
+            catch_up,
         },
         stream,
         start,

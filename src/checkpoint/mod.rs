@@ -52,16 +52,41 @@ pub struct Checkpoint {
     pub gtid: Option<GtidState>,
     /// When it was written, in milliseconds since the Unix epoch (for people and alarms).
     pub updated_at_ms: u64,
+    /// XA transactions prepared before `position` and not yet committed or rolled back: their
+    /// rows are in the binlog before `position` but belong to the stream only at their
+    /// `XA COMMIT`, so a resume reads them again from where they start. Absent when none (a
+    /// version 1 document without it is unchanged).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xa_prepared: Vec<PreparedXa>,
+}
+
+/// An XA transaction prepared and not yet decided, as the checkpoint remembers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreparedXa {
+    /// Its XID as the binlog writes it (`X'7831',X'',1`).
+    pub xid: String,
+    /// Where its events start (its GTID event, or its `XA START`).
+    pub position: BinlogPosition,
 }
 
 impl Checkpoint {
-    /// A checkpoint at `point`, stamped now.
+    /// A checkpoint at `point`, stamped now, with no prepared XA transaction.
     pub fn new(point: ResumePoint) -> Self {
         Self {
             version: CHECKPOINT_VERSION,
             position: point.position,
             gtid: point.gtid.filter(|g| !g.is_empty()),
             updated_at_ms: now_ms(),
+            xa_prepared: Vec::new(),
+        }
+    }
+
+    /// A checkpoint at `boundary`, with the XA transactions prepared and undecided there.
+    pub fn at(boundary: &Boundary) -> Self {
+        Self {
+            xa_prepared: boundary.prepared.clone(),
+            ..Self::new(boundary.point.clone())
         }
     }
 
@@ -171,11 +196,14 @@ pub struct Boundary {
     pub point: ResumePoint,
     /// The boundary event's binlog timestamp.
     pub binlog_ts: u32,
+    /// XA transactions prepared before it and undecided at it.
+    pub prepared: Vec<PreparedXa>,
 }
 
 impl From<ResumePoint> for Boundary {
     fn from(point: ResumePoint) -> Self {
         Self {
+            prepared: Vec::new(),
             point,
             binlog_ts: 0,
         }
@@ -239,7 +267,7 @@ async fn write_if_changed(
     if let Some(boundary) = latest {
         let position = &boundary.point;
         if written.as_ref() != Some(position) {
-            store.store(&Checkpoint::new(position.clone())).await?;
+            store.store(&Checkpoint::at(boundary)).await?;
             tracing::debug!(%position, "checkpoint written");
             metrics.checkpoint_written(&position.position, boundary.binlog_ts);
             *written = Some(position.clone());
@@ -260,6 +288,19 @@ mod tests {
             r#"{"version":1,"position":"mariadb-bin.000003:4321","updated_at_ms":1763712000000}"#;
         let checkpoint: Checkpoint = serde_json::from_str(text).unwrap();
         assert_eq!(checkpoint.position.to_string(), "mariadb-bin.000003:4321");
+        assert_eq!(serde_json::to_string(&checkpoint).unwrap(), text);
+    }
+
+    /// The prepared XA list is optional: present only when there is one, so version 1
+    /// documents without it read and write unchanged.
+    #[test]
+    fn prepared_xa_transactions_are_an_optional_field_of_version_1() {
+        let text = r#"{"version":1,"position":"mariadb-bin.000003:4321","updated_at_ms":1763712000000,"xa_prepared":[{"xid":"X'7831',X'',1","position":"mariadb-bin.000003:950"}]}"#;
+        let checkpoint: Checkpoint = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            checkpoint.xa_prepared[0].position.to_string(),
+            "mariadb-bin.000003:950"
+        );
         assert_eq!(serde_json::to_string(&checkpoint).unwrap(), text);
     }
 

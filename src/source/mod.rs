@@ -59,6 +59,7 @@ pub mod integrity;
 pub mod lock;
 pub mod schema;
 mod statement;
+pub mod xa;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -76,6 +77,7 @@ use self::{
     lock::InstanceLock,
     schema::{SchemaError, TableSchema},
     statement::Statement,
+    xa::{CatchUp, Prepared, PreparedSet},
 };
 use crate::{
     checkpoint::Boundary,
@@ -98,6 +100,8 @@ mod mariadb {
     pub const LAST_COMPRESSED: u8 = 171;
     /// GTID flags2: the transaction is a single statement without BEGIN/COMMIT (DDL).
     pub const FL_STANDALONE: u8 = 1;
+    /// GTID flags2: the transaction is an XA transaction written at its `XA PREPARE`.
+    pub const FL_PREPARED_XA: u8 = 64;
 }
 
 /// Why the reader stopped.
@@ -302,6 +306,8 @@ pub struct SourceConfig {
     pub catalog: bool,
     /// Partition by primary key rather than by table.
     pub partition_by_primary_key: bool,
+    /// Resuming from a checkpoint that lists prepared XA transactions: read them again first.
+    pub catch_up: Option<CatchUp>,
     /// The largest event worth encoding: a row whose images alone are larger can never be
     /// sent (the sink refuses it by size, see `kinesis.oversize`), so its large values are not
     /// encoded at all. `usize::MAX` where nothing is sent (`decode`).
@@ -415,6 +421,7 @@ pub async fn decode_files(
             catalog: false,
             partition_by_primary_key: false,
             max_event_bytes: usize::MAX,
+            catch_up: None,
         };
         let mut reader = Reader::new(
             config,
@@ -484,6 +491,12 @@ struct Transaction {
     explicit: bool,
     held: Vec<OutboundEvent>,
     held_bytes: usize,
+    /// Where its first event starts.
+    begin_at: BinlogPosition,
+    /// An XA transaction: its rows wait for its `XA COMMIT` (see [`xa`]).
+    xa: bool,
+    /// Its XID, from its `XA END`.
+    xid: Option<String>,
 }
 
 struct Reader {
@@ -522,6 +535,10 @@ struct Reader {
     catalog: Option<Catalog>,
     /// The rows of the event being read, reused from event to event.
     rows: decode::EncodedRows,
+    /// XA transactions prepared and not yet decided.
+    prepared: PreparedSet,
+    /// While reading the checkpoint's prepared XA transactions again.
+    catch_up: Option<CatchUp>,
 }
 
 impl Reader {
@@ -532,6 +549,7 @@ impl Reader {
         metrics: Arc<Metrics>,
     ) -> Self {
         let catalog = config.catalog.then(|| Catalog::new(config.mysql.clone()));
+        let catch_up = config.catch_up.clone();
         Self {
             config,
             output,
@@ -554,6 +572,8 @@ impl Reader {
             metrics,
             catalog,
             rows: decode::EncodedRows::default(),
+            prepared: PreparedSet::default(),
+            catch_up,
         }
     }
 
@@ -645,6 +665,11 @@ impl Reader {
         if self.transaction.take().is_some() {
             self.skip = self.sent_in_transaction;
         }
+        // A catch-up reads again from its start, where the GTID state was its first.
+        if let Some(catch_up) = &self.catch_up {
+            self.prepared.clear();
+            self.gtid_state = catch_up.initial_gtid.clone();
+        }
         self.sent_in_transaction = 0;
         self.pending_gtid = None;
         self.standalone = false;
@@ -712,7 +737,10 @@ impl Reader {
                 let domain = u32::from_le_bytes(data[8..12].try_into().expect("4 bytes"));
                 self.standalone = data[12] & mariadb::FL_STANDALONE != 0;
                 let gtid = MariaGtid { domain, server: header.server_id(), sequence };
-                self.begin(Some(Applied::Maria(gtid)), !self.standalone);
+                self.begin(Some(Applied::Maria(gtid)), !self.standalone, &start);
+                if let Some(transaction) = &mut self.transaction {
+                    transaction.xa = data[12] & mariadb::FL_PREPARED_XA != 0;
+                }
                 return Ok(());
             }
             mariadb::ANNOTATE_ROWS | mariadb::BINLOG_CHECKPOINT | mariadb::GTID_LIST => return Ok(()),
@@ -799,13 +827,18 @@ impl Reader {
                 let text = query.query();
                 let statement = text.trim();
                 match statement::classify(statement, &query.schema()) {
-                    Statement::Begin => {
+                    kind @ (Statement::Begin | Statement::XaStart) => {
                         let gtid = self.pending_gtid.take().map(Applied::Mysql);
-                        match &mut self.transaction {
-                            Some(transaction) => transaction.explicit = true,
-                            None => self.begin(gtid, true),
+                        if self.transaction.is_none() {
+                            self.begin(gtid, true, &start);
                         }
+                        let transaction = self.transaction.as_mut().expect("just begun");
+                        transaction.explicit = true;
+                        transaction.xa |= kind == Statement::XaStart;
                     }
+                    Statement::XaCommit { one_phase: true, .. } => self.commit(None, end).await?,
+                    Statement::XaCommit { xid, .. } => self.xa_decided(&xid, true, &start, end).await?,
+                    Statement::XaRollback { xid } => self.xa_decided(&xid, false, &start, end).await?,
                     // ROLLBACK is only logged for non-transactional changes, which did happen.
                     Statement::Commit => self.commit(None, end).await?,
                     // A row change logged as a statement (a session with binlog_format
@@ -820,13 +853,22 @@ impl Reader {
                             ),
                         ));
                     }
-                    // Inside a transaction: savepoints, or DDL that belongs to it.
+                    // Inside a transaction: savepoints, `XA END` (which names the XID), or DDL
+                    // that belongs to it.
                     Statement::Control | Statement::Ddl | Statement::Truncate(_)
-                        if self.transaction.as_ref().is_some_and(|t| t.explicit) => {}
+                        if self.transaction.as_ref().is_some_and(|t| t.explicit) =>
+                    {
+                        if let (Some(xid), Some(transaction)) =
+                            (statement::xa_end_xid(statement), self.transaction.as_mut())
+                        {
+                            transaction.xid = Some(xid.to_owned());
+                        }
+                    }
                     kind => self.standalone_statement(kind, statement, header.timestamp(), &start, end).await?,
                 }
             }
             EventData::XidEvent(xid) => self.commit(Some(xid.xid), end).await?,
+            EventData::XaPrepareLogEvent(_) => self.xa_prepared(&start, end).await?,
             EventData::TableMapEvent(map) => {
                 let database = map.database_name();
                 let table = map.table_name();
@@ -872,7 +914,7 @@ impl Reader {
                 self.metrics.row_events_read.add(encoded.len() as u64);
                 if self.transaction.is_none() {
                     let gtid = self.pending_gtid.take().map(Applied::Mysql);
-                    self.begin(gtid, true);
+                    self.begin(gtid, true, &start);
                 }
                 let ts_ms = u64::from(header.timestamp()) * 1000;
                 // Inside a compressed transaction every rows event shares the payload's position,
@@ -1008,7 +1050,7 @@ impl Reader {
         }
         if self.transaction.is_none() {
             let gtid = self.pending_gtid.take().map(Applied::Mysql);
-            self.begin(gtid, false);
+            self.begin(gtid, false, start);
         }
         if let Statement::Truncate(target) = kind {
             let Some((database, table)) = target else {
@@ -1043,7 +1085,7 @@ impl Reader {
         self.commit(None, end).await
     }
 
-    fn begin(&mut self, applied: Option<Applied>, explicit: bool) {
+    fn begin(&mut self, applied: Option<Applied>, explicit: bool, begin_at: &BinlogPosition) {
         let gtid = applied.as_ref().map(|a| match a {
             Applied::Maria(gtid) => gtid.to_string(),
             Applied::Mysql(gtid) => gtid.to_string(),
@@ -1054,6 +1096,9 @@ impl Reader {
             explicit,
             held: Vec::new(),
             held_bytes: 0,
+            begin_at: begin_at.clone(),
+            xa: false,
+            xid: None,
         });
     }
 
@@ -1067,9 +1112,25 @@ impl Reader {
             return Ok(());
         }
         let cap = self.config.lookahead_bytes;
+        let catching_up = self.catch_up.is_some();
         let transaction = self.transaction.as_mut().expect("a transaction is open");
+        if catching_up && !transaction.xa {
+            // Delivered before the checkpoint; see `xa::CatchUp`.
+            return Ok(());
+        }
         transaction.held_bytes += event.line.len();
         transaction.held.push(event);
+        if transaction.xa {
+            // Sent at its XA COMMIT, whole: it can never spill.
+            if self.prepared.bytes() + transaction.held_bytes > cap {
+                return Err(SourceError::UnsupportedEvent {
+                    event: "XA transaction".into(),
+                    position: transaction.begin_at.clone(),
+                    reason: format!("prepared XA transactions hold more than mysql.transaction_lookahead_bytes ({cap}) of rows until they are committed; raise it"),
+                });
+            }
+            return Ok(());
+        }
         if transaction.held_bytes > cap && transaction.held.len() > 1 {
             let keep = transaction.held.pop().expect("two or more held");
             let spilled = std::mem::replace(&mut transaction.held, vec![keep]);
@@ -1086,18 +1147,7 @@ impl Reader {
     /// Ends the open transaction at `end`: releases its events stamped with `xid`, the last
     /// with `commit: true`, then the boundary.
     async fn commit(&mut self, xid: Option<u64>, end: BinlogPosition) -> Result<(), SourceError> {
-        self.standalone = false;
-        self.sent_in_transaction = 0;
-        self.skip = 0;
-        // Servers send every table's TABLE_MAP again in each transaction that uses it, so the
-        // cache never needs to outlive one: clearing it keeps memory flat as table ids grow.
-        self.tables.clear();
-        if let Some(transaction) = self.transaction.take() {
-            match (self.gtid_state.as_mut(), &transaction.applied) {
-                (Some(state), Some(Applied::Maria(gtid))) => state.apply(*gtid),
-                (Some(state), Some(Applied::Mysql(gtid))) => state.apply_mysql(gtid),
-                _ => {}
-            }
+        if let Some(transaction) = self.end_transaction() {
             let n_events = transaction.held.len();
             for (index, mut event) in transaction.held.into_iter().enumerate() {
                 event.line.finish(xid, index + 1 == n_events);
@@ -1108,7 +1158,90 @@ impl Reader {
         self.emit_boundary(end).await
     }
 
+    /// Closes the open transaction (if any): its GTID joins the state, per-transaction state
+    /// is reset. Returns it, with the events it holds.
+    fn end_transaction(&mut self) -> Option<Transaction> {
+        self.standalone = false;
+        self.sent_in_transaction = 0;
+        self.skip = 0;
+        // Servers send every table's TABLE_MAP again in each transaction that uses it, so the
+        // cache never needs to outlive one: clearing it keeps memory flat as table ids grow.
+        self.tables.clear();
+        let transaction = self.transaction.take()?;
+        match (self.gtid_state.as_mut(), &transaction.applied) {
+            (Some(state), Some(Applied::Maria(gtid))) => state.apply(*gtid),
+            (Some(state), Some(Applied::Mysql(gtid))) => state.apply_mysql(gtid),
+            _ => {}
+        }
+        Some(transaction)
+    }
+
+    /// XA_PREPARE: the open XA transaction's rows are held until it is decided; see [`xa`].
+    async fn xa_prepared(
+        &mut self,
+        start: &BinlogPosition,
+        end: BinlogPosition,
+    ) -> Result<(), SourceError> {
+        let transaction = self.end_transaction();
+        let Some((xid, transaction)) = transaction.and_then(|t| Some((t.xid.clone()?, t))) else {
+            return Err(SourceError::UnsupportedEvent {
+                event: "XA_PREPARE".into(),
+                position: start.clone(),
+                reason: "an XA PREPARE without the XA transaction it prepares (no XA END before it); the binlog does not start at a transaction boundary here".into(),
+            });
+        };
+        let pending = self
+            .catch_up
+            .as_ref()
+            .is_none_or(|catch_up| catch_up.pending.contains(&xid));
+        if pending {
+            self.prepared.add(Prepared {
+                xid,
+                start: transaction.begin_at,
+                events: transaction.held,
+                bytes: transaction.held_bytes,
+            });
+        }
+        self.emit_boundary(end).await
+    }
+
+    /// `XA COMMIT` (sends the prepared rows as one transaction, here) or `XA ROLLBACK` (drops
+    /// them) of the prepared transaction `xid`, in a group of its own.
+    async fn xa_decided(
+        &mut self,
+        xid: &str,
+        committed: bool,
+        start: &BinlogPosition,
+        end: BinlogPosition,
+    ) -> Result<(), SourceError> {
+        if self.transaction.is_none() {
+            let gtid = self.pending_gtid.take().map(Applied::Mysql);
+            self.begin(gtid, false, start);
+        }
+        let prepared = self.prepared.take(xid);
+        if committed && self.catch_up.is_none() {
+            let Some(prepared) = prepared else {
+                return Err(SourceError::UnsupportedEvent {
+                    event: "XA COMMIT".into(),
+                    position: start.clone(),
+                    reason: format!("the XA transaction {xid} was prepared before the position this run started from, so its rows were not read and would be lost; start again from a position at or before its XA START (SHOW BINLOG EVENTS shows it), or, to go on without them, after this event ({end})"),
+                });
+            };
+            let transaction = self.transaction.as_mut().expect("begun above");
+            transaction.held_bytes += prepared.bytes;
+            transaction.held.extend(prepared.events);
+        }
+        self.commit(None, end).await
+    }
+
     async fn emit_boundary(&mut self, position: BinlogPosition) -> Result<(), SourceError> {
+        if let Some(catch_up) = &self.catch_up {
+            if catch_up.before_checkpoint(&position) {
+                return Ok(());
+            }
+            tracing::info!(position = %position, prepared = self.prepared.checkpoint_list().len(), "read the prepared XA transactions of the checkpoint again");
+            self.catch_up = None;
+        }
         self.boundary = position.clone();
         self.metrics.boundary_read(&position);
         let point = ResumePoint {
@@ -1118,6 +1251,7 @@ impl Reader {
         self.send(SinkInput::Boundary(Boundary {
             point,
             binlog_ts: self.last_ts,
+            prepared: self.prepared.checkpoint_list(),
         }))
         .await
     }
@@ -1140,7 +1274,6 @@ fn is_rows_event(raw: u8) -> bool {
 
 fn event_kind(data: &EventData<'_>) -> &'static str {
     match data {
-        EventData::XaPrepareLogEvent(_) => "XA PREPARE",
         EventData::LoadEvent(_)
         | EventData::NewLoadEvent(_)
         | EventData::BeginLoadQueryEvent(_)

@@ -28,8 +28,24 @@ pub(crate) enum Statement {
     /// `COMMIT`, or a `ROLLBACK` of the whole transaction (logged only when a non-transactional
     /// table had already changed, so it ends the transaction too).
     Commit,
-    /// Savepoints, `XA` control: part of a transaction, no rows.
+    /// Savepoints, `XA END`, `XA PREPARE` text: part of a transaction, no rows.
     Control,
+    /// `XA START xid` (MySQL writes it; MariaDB puts it in the GTID event): a transaction's
+    /// first event, like BEGIN.
+    XaStart,
+    /// `XA COMMIT xid` of a prepared transaction: its rows are committed now. With
+    /// `ONE PHASE` it ends the transaction it is part of, like COMMIT.
+    XaCommit {
+        /// The XID as the binlog writes it (`X'7831',X'',1`).
+        xid: String,
+        /// `XA COMMIT ... ONE PHASE`.
+        one_phase: bool,
+    },
+    /// `XA ROLLBACK xid` of a prepared transaction: its rows never happened.
+    XaRollback {
+        /// The XID as the binlog writes it.
+        xid: String,
+    },
     /// `TRUNCATE [TABLE] name`: every row of the table removed, no row images. The table as
     /// `(database, table)`, or `None` when the name cannot be read.
     Truncate(Option<(String, String)>),
@@ -58,7 +74,8 @@ pub(crate) fn classify(statement: &str, default_schema: &str) -> Statement {
         "COMMIT" => Statement::Commit,
         "ROLLBACK" if word(1) == "TO" => Statement::Control,
         "ROLLBACK" => Statement::Commit,
-        "SAVEPOINT" | "RELEASE" | "XA" => Statement::Control,
+        "XA" => xa(text),
+        "SAVEPOINT" | "RELEASE" => Statement::Control,
         "TRUNCATE" => Statement::Truncate(truncate_target(text, default_schema)),
         "CREATE" if creates_table_from_select(text) => Statement::DataChange,
         "CREATE" | "ALTER" | "DROP" | "RENAME" | "GRANT" | "REVOKE" | "ANALYZE" | "OPTIMIZE"
@@ -68,6 +85,45 @@ pub(crate) fn classify(statement: &str, default_schema: &str) -> Statement {
         }
         _ => Statement::DataChange,
     }
+}
+
+/// An `XA` statement: `XA START|BEGIN|END|PREPARE|COMMIT|ROLLBACK xid [...]`.
+fn xa(text: &str) -> Statement {
+    let rest = text[2..].trim_start();
+    let (verb, xid) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let xid = xid.trim();
+    match verb.to_ascii_uppercase().as_str() {
+        "START" | "BEGIN" => Statement::XaStart,
+        "COMMIT" => {
+            let upper = xid.to_ascii_uppercase();
+            let one_phase = upper.ends_with("ONE PHASE");
+            let xid = if one_phase {
+                xid[..upper.rfind("ONE").expect("found")].trim_end()
+            } else {
+                xid
+            };
+            Statement::XaCommit {
+                xid: xid.to_owned(),
+                one_phase,
+            }
+        }
+        "ROLLBACK" => Statement::XaRollback {
+            xid: xid.to_owned(),
+        },
+        _ => Statement::Control,
+    }
+}
+
+/// The XID of an `XA END xid` or `XA PREPARE xid` statement, as the binlog writes it.
+pub(crate) fn xa_end_xid(statement: &str) -> Option<&str> {
+    let text = unwrap_comments(statement);
+    let mut words = text.splitn(3, char::is_whitespace);
+    let xa = words.next()?;
+    let verb = words.next()?;
+    (xa.eq_ignore_ascii_case("XA")
+        && (verb.eq_ignore_ascii_case("END") || verb.eq_ignore_ascii_case("PREPARE")))
+    .then(|| words.next().map(str::trim))
+    .flatten()
 }
 
 /// The statement with its leading comments removed and an executable comment opened: the text
@@ -253,6 +309,19 @@ mod tests {
     }
 
     #[test]
+    fn the_xid_of_xa_end_is_the_one_xa_commit_names() {
+        assert_eq!(
+            super::xa_end_xid("XA END X'7831',X'',1"),
+            Some("X'7831',X'',1")
+        );
+        assert_eq!(
+            super::xa_end_xid("XA PREPARE X'31',X'32',7"),
+            Some("X'31',X'32',7")
+        );
+        assert_eq!(super::xa_end_xid("XA COMMIT X'31',X'',1"), None);
+    }
+
+    #[test]
     fn control_and_statements_without_rows_pass() {
         for (statement, expected) in [
             ("BEGIN", Statement::Begin),
@@ -262,8 +331,28 @@ mod tests {
             ("ROLLBACK TO SAVEPOINT s1", Statement::Control),
             ("SAVEPOINT s1", Statement::Control),
             ("RELEASE SAVEPOINT s1", Statement::Control),
-            ("XA START X'7831',X'',1", Statement::Control),
-            ("XA COMMIT X'7831',X'',1", Statement::Control),
+            ("XA START X'7831',X'',1", Statement::XaStart),
+            ("XA END X'7831',X'',1", Statement::Control),
+            (
+                "XA COMMIT X'7831',X'',1",
+                Statement::XaCommit {
+                    xid: "X'7831',X'',1".into(),
+                    one_phase: false,
+                },
+            ),
+            (
+                "xa commit X'7831',X'',1 one phase",
+                Statement::XaCommit {
+                    xid: "X'7831',X'',1".into(),
+                    one_phase: true,
+                },
+            ),
+            (
+                "XA ROLLBACK X'7833',X'',1",
+                Statement::XaRollback {
+                    xid: "X'7833',X'',1".into(),
+                },
+            ),
             ("# Dummy event replacing event type 160", Statement::Control),
             ("CREATE TABLE t (id INT, note VARCHAR(9) DEFAULT 'select')", Statement::Ddl),
             ("CREATE TABLE `select` (`select` INT) COMMENT 'SELECT'", Statement::Ddl),

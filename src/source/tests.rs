@@ -66,6 +66,7 @@ async fn replay_with(path: &Path, positional_names: bool) -> Replay {
         catalog: false,
         partition_by_primary_key: false,
         max_event_bytes: usize::MAX,
+        catch_up: None,
     };
     let mut reader = Reader::new(
         config,
@@ -256,6 +257,7 @@ async fn run_with_interruption(
         catalog: false,
         partition_by_primary_key: false,
         max_event_bytes: usize::MAX,
+        catch_up: None,
     };
     let mut reader = Reader::new(
         config,

@@ -684,3 +684,87 @@ async fn truncate_table_is_a_truncate_event_in_order() {
     assert!(truncate.commit && truncate.before.is_none() && truncate.primary_key.is_none());
     daemon.stop().await.unwrap();
 }
+
+/// Regression (issue 11, item 3): an XA transaction used to stop the daemon (exit 7 at its
+/// XA_PREPARE event, on every restart). Its rows now arrive at its XA COMMIT, after what
+/// committed in between, and never after XA ROLLBACK; ONE PHASE is an ordinary transaction. A
+/// transaction prepared before a clean stop is read again on restart (the checkpoint lists it)
+/// and sent at its commit, with nothing else repeated; a reconnect while it is prepared keeps
+/// it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xa_transactions_arrive_at_their_commit_across_restarts_and_reconnects() {
+    use mysql_async::prelude::Queryable;
+    let world = World::new().await;
+    world.create_shop_t().await;
+    let prepare = async |xid: &str, id: i64| {
+        world
+            .db
+            .admin(&[
+                &format!("XA START '{xid}'"),
+                &format!("INSERT INTO shop.t VALUES ({id})"),
+                &format!("XA END '{xid}'"),
+                &format!("XA PREPARE '{xid}'"),
+            ])
+            .await
+    };
+    let insert = async |id: i64| {
+        world
+            .db
+            .admin(&[&format!("INSERT INTO shop.t VALUES ({id})")])
+            .await
+    };
+    let daemon = world.running_daemon(&[]).await;
+    prepare("x1", 1).await;
+    insert(2).await;
+    world.db.admin(&["XA COMMIT 'x1'"]).await;
+    world
+        .db
+        .admin(&[
+            "XA START 'x2'",
+            "INSERT INTO shop.t VALUES (3)",
+            "XA END 'x2'",
+            "XA COMMIT 'x2' ONE PHASE",
+        ])
+        .await;
+    prepare("x3", 4).await;
+    world.db.admin(&["XA ROLLBACK 'x3'"]).await;
+    // Prepared, then a clean stop while it is undecided.
+    prepare("x5", 6).await;
+    insert(7).await;
+    assert_eq!(ids(&world.shop_events(4).await), [2, 1, 3, 7]);
+    world.wait_replicating().await;
+    daemon.stop().await.unwrap();
+    let checkpoint = std::fs::read_to_string(world.checkpoint_path()).unwrap();
+    assert!(checkpoint.contains("xa_prepared"), "{checkpoint}");
+
+    let daemon = world.running_daemon(&[]).await;
+    // A reconnect while x5 and x6 are prepared.
+    prepare("x6", 8).await;
+    world.wait_replicating().await;
+    let mut conn = world.db.root().await;
+    let dump: Vec<u64> = conn
+        .query("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'")
+        .await
+        .unwrap();
+    conn.query_drop(format!("KILL {}", dump[0])).await.unwrap();
+    drop(conn);
+    world.db.admin(&["XA COMMIT 'x5'"]).await;
+    insert(9).await;
+    world.db.admin(&["XA COMMIT 'x6'"]).await;
+    let events = world.shop_events(7).await;
+    assert_eq!(
+        ids(&events),
+        [2, 1, 3, 7, 6, 9, 8],
+        "nothing lost, nothing repeated"
+    );
+    // The rows of an XA transaction close with commit: true on the last.
+    let six = events
+        .iter()
+        .find(|e| ids(std::slice::from_ref(e)) == [6])
+        .unwrap();
+    assert!(six.commit, "{six:?}");
+    world.wait_replicating().await;
+    daemon.stop().await.unwrap();
+    let checkpoint = std::fs::read_to_string(world.checkpoint_path()).unwrap();
+    assert!(!checkpoint.contains("xa_prepared"), "{checkpoint}");
+}
