@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     checkpoint::{self, Checkpoint, CheckpointError},
     config::{Config, ConfigError, PartitionBy},
+    fence::{self, Fence},
     metrics::{
         cloudwatch::Publisher,
         http::{self, ListenError},
@@ -248,9 +249,26 @@ async fn replicate(
     };
     tracing::info!(lock = %lock_name, "holding the instance lock");
     // Shared with the source, which checks it; kept here until the checkpoint is written.
-    let lock = Arc::new(tokio::sync::Mutex::new(lock));
+    let ownership = Ownership::start(lock, config.mysql.heartbeat);
     let store = checkpoint::open_store(&config.checkpoint).await;
-    let checkpoint = store.load().await?;
+    let mut checkpoint = store.load().await?;
+    let call_timeout = config.kinesis.call_timeout;
+    if checkpoint.as_ref().is_some_and(|c| !c.released) {
+        // The previous holder may have lost the lock without noticing yet: let its fence
+        // close and its last calls land before writing anything; see `crate::fence`.
+        let wait = fence::takeover_wait(config.mysql.heartbeat, call_timeout);
+        tracing::info!(wait_ms = wait.as_millis() as u64, "the previous instance did not release the stream cleanly (it crashed, or lost the instance lock): waiting out its lease before writing");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.graceful.cancelled() => {
+                ownership.release().await;
+                return Ok(RunOutcome::default());
+            }
+        }
+        // The old holder may have written it until its fence closed: read it again.
+        checkpoint = store.load().await?;
+    }
+    let loaded = checkpoint.clone();
 
     let mut conn = connect::connect(&config.mysql).await?;
     let server = connect::check_server(&mut conn).await?;
@@ -386,9 +404,21 @@ async fn replicate(
             (point, false)
         }
     };
+    // The first write claims the stream: it saves the start (see `save_start`), and clears
+    // the previous holder's `released` mark.
+    let claim = match loaded.filter(|_| !save_start) {
+        Some(loaded) => loaded.restamped(false),
+        None => Checkpoint::new(start.clone()),
+    };
+    if !checkpoint::store_fenced(store.as_ref(), &claim, &ownership.fence, call_timeout).await? {
+        ownership.release().await;
+        return Err(Error::Source(SourceError::LockLost {
+            lock: lock_name,
+            reason: "its hold lapsed before the first write".into(),
+        }));
+    }
+    metrics.checkpoint_written(&claim.position, 0);
     if save_start {
-        store.store(&Checkpoint::new(start.clone())).await?;
-        metrics.checkpoint_written(&start.position, 0);
         tracing::info!(%start, checkpoint = %store.location(), "start position saved as the checkpoint");
     }
     let heartbeat = config.mysql.heartbeat;
@@ -407,7 +437,6 @@ async fn replicate(
     let (events_tx, events_rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
     let (acks_tx, acks_rx) = mpsc::channel(ACK_CHANNEL_CAPACITY);
     let source_cancel = CancellationToken::new();
-    let saved = start.clone();
     let mut source = tokio::spawn(source::run(
         SourceConfig {
             mysql: config.mysql.clone(),
@@ -424,7 +453,7 @@ async fn replicate(
         stream,
         start,
         events_tx,
-        Arc::clone(&lock),
+        Arc::clone(&ownership.lock),
         source_cancel.clone(),
         Arc::clone(metrics),
     ));
@@ -437,19 +466,27 @@ async fn replicate(
             max_events_per_record: config.kinesis.max_events_per_record,
             backoff: DEFAULT_BACKOFF,
             oversize: config.kinesis.oversize,
+            call_timeout,
         },
         client,
         events_rx,
         acks_tx,
         Arc::clone(metrics),
+        Arc::clone(&ownership.fence),
     ));
     let interval = config.checkpoint.interval;
     let checkpoint_metrics = Arc::clone(metrics);
+    let (task_store, task_fence) = (Arc::clone(&store), Arc::clone(&ownership.fence));
     let checkpointer = tokio::spawn(async move {
-        checkpoint::run(
-            store.as_ref(),
+        let writer = checkpoint::Writer {
             interval,
-            Some(saved),
+            fence: &task_fence,
+            timeout: call_timeout,
+        };
+        checkpoint::run(
+            task_store.as_ref(),
+            writer,
+            Some(claim),
             acks_rx,
             &checkpoint_metrics,
         )
@@ -459,13 +496,27 @@ async fn replicate(
     // Run until a signal or until a stage ends on its own (which only happens on error).
     let mut source_result = None;
     let mut sink_result = None;
+    let mut lock_lost = false;
     tokio::select! {
         _ = shutdown.graceful.cancelled() => {}
         result = &mut source => source_result = Some(result),
         result = &mut sink => sink_result = Some(result),
+        // Another instance writes the stream now: nothing of this one may follow.
+        _ = ownership.fence.lost() => lock_lost = true,
     }
     source_cancel.cancel();
     metrics.set_state(State::Draining);
+    if lock_lost {
+        source.abort();
+        sink.abort();
+        // Fenced: it writes nothing more.
+        checkpointer.await.ok();
+        ownership.release().await;
+        return Err(Error::Source(SourceError::LockLost {
+            lock: lock_name,
+            reason: "another instance holds it now".into(),
+        }));
+    }
 
     let drain_timeout = config.shutdown.drain_timeout;
     let drain = async {
@@ -493,11 +544,20 @@ async fn replicate(
     let committed = checkpointer
         .await
         .map_err(|e| Error::Internal(format!("checkpoint task: {e}")))??;
-    if let Some(position) = &committed {
-        tracing::info!(%position, "checkpoint written");
+    if let Some(checkpoint) = &committed {
+        tracing::info!(position = %checkpoint.resume_point(), "checkpoint written");
     }
+    // A clean drain leaves nothing in flight: say so, so the next instance need not wait.
+    if let (Some((Ok(Ok(_)), Ok(Ok(_)))), Some(last)) = (&drained, &committed) {
+        match checkpoint::store_fenced(store.as_ref(), &last.restamped(true), &ownership.fence, call_timeout).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!("the instance lock is in doubt: the checkpoint is not marked released, and the next instance will wait out this one's lease"),
+            Err(error) => tracing::warn!(error = %error_chain(&error), "cannot mark the checkpoint released; the next instance will wait out this one's lease"),
+        }
+    }
+    let committed = committed.map(|c| c.resume_point());
     // Only now, with everything drained and checkpointed, may another instance take over.
-    drop(lock);
+    ownership.release().await;
     let Some((source_result, sink_result)) = drained else {
         return Err(Error::DrainIncomplete {
             timeout_ms: drain_timeout.as_millis() as u64,
@@ -545,6 +605,44 @@ async fn replicate(
         events: source_summary.events,
         reconnects: source_summary.reconnects,
     })
+}
+
+/// The instance lock, the write fence it keeps open, and the task that keeps it
+/// (`source::lock::keep`).
+struct Ownership {
+    lock: Arc<tokio::sync::Mutex<InstanceLock>>,
+    fence: Arc<Fence>,
+    keeper: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
+}
+
+impl Ownership {
+    /// Starts keeping `lock`, just acquired: the fence is open for one lease from now.
+    fn start(lock: InstanceLock, heartbeat: Duration) -> Self {
+        let fence = Arc::new(Fence::new());
+        fence.renew(tokio::time::Instant::now(), fence::lease(heartbeat));
+        let lock = Arc::new(tokio::sync::Mutex::new(lock));
+        let stop = CancellationToken::new();
+        let keeper = tokio::spawn(lock::keep(
+            Arc::clone(&lock),
+            Arc::clone(&fence),
+            heartbeat,
+            stop.clone(),
+        ));
+        Self {
+            lock,
+            fence,
+            keeper,
+            stop,
+        }
+    }
+
+    /// Stops keeping the lock and lets it go (its connection closes).
+    async fn release(self) {
+        self.stop.cancel();
+        self.keeper.await.ok();
+        drop(self.lock);
+    }
 }
 
 /// An error and its sources, joined with `: `, for the one place each error is logged.

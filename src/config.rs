@@ -167,6 +167,8 @@ pub struct RawKinesis {
     pub max_record_bytes: i64,
     /// How long a partly filled record waits for more events of its key.
     pub linger_ms: i64,
+    /// The longest one PutRecords call may take before it is abandoned and retried.
+    pub call_timeout_ms: i64,
     /// Cap on event bytes held by the producer (queued or in flight).
     pub max_buffered_bytes: i64,
     /// What to do with an event larger than a record may be: `fail` or `skip`.
@@ -185,6 +187,7 @@ impl Default for RawKinesis {
             endpoint_url: String::new(),
             max_record_bytes: FIREHOSE_MAX_RECORD_BYTES as i64,
             linger_ms: 50,
+            call_timeout_ms: crate::fence::CALL_TIMEOUT.as_millis() as i64,
             max_buffered_bytes: 32 << 20,
             oversize: "fail".into(),
             max_events_per_record: 0,
@@ -470,6 +473,7 @@ impl FileConfig {
             endpoint_url: Some(kinesis.endpoint_url.trim().to_owned()).filter(|u| !u.is_empty()),
             max_record_bytes,
             linger: non_negative_ms("kinesis", "linger_ms", kinesis.linger_ms)?,
+            call_timeout: positive_ms("kinesis", "call_timeout_ms", kinesis.call_timeout_ms)?,
             max_buffered_bytes,
             max_events_per_record: match kinesis.max_events_per_record {
                 0 => usize::MAX,
@@ -974,6 +978,8 @@ pub struct KinesisConfig {
     pub max_record_bytes: usize,
     /// How long a partly filled record waits.
     pub linger: Duration,
+    /// The longest one PutRecords call (or checkpoint write) may take.
+    pub call_timeout: Duration,
     /// Cap on event bytes the producer holds.
     pub max_buffered_bytes: usize,
     /// What happens to an event larger than a record may be.

@@ -28,6 +28,7 @@ pub mod check;
 pub mod checkpoint;
 pub mod config;
 pub mod event;
+pub mod fence;
 pub mod metrics;
 pub mod position;
 pub mod shutdown;

@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     config::{CheckpointConfig, CheckpointLocation},
+    fence::Fence,
     metrics::Metrics,
     position::{BinlogPosition, GtidState, ResumePoint},
 };
@@ -58,6 +59,12 @@ pub struct Checkpoint {
     /// version 1 document without it is unchanged).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub xa_prepared: Vec<PreparedXa>,
+    /// Written by an instance's last write at a clean stop, before it let go of the instance
+    /// lock: nothing of it can still reach the stream, so the next instance need not wait out
+    /// its lease (see `crate::fence`). Absent (false) otherwise; every instance's first write
+    /// clears it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub released: bool,
 }
 
 /// An XA transaction prepared and not yet decided, as the checkpoint remembers it.
@@ -79,6 +86,16 @@ impl Checkpoint {
             gtid: point.gtid.filter(|g| !g.is_empty()),
             updated_at_ms: now_ms(),
             xa_prepared: Vec::new(),
+            released: false,
+        }
+    }
+
+    /// The same checkpoint, stamped now, marked released or not.
+    pub fn restamped(&self, released: bool) -> Self {
+        Self {
+            updated_at_ms: now_ms(),
+            released,
+            ..self.clone()
         }
     }
 
@@ -226,13 +243,18 @@ pub const MAX_CONSECUTIVE_WRITE_FAILURES: u32 = 12;
 /// finished, so no acknowledgement is lost at shutdown.
 pub async fn run(
     store: &dyn CheckpointStore,
-    interval: Duration,
-    saved: Option<ResumePoint>,
+    writer: Writer<'_>,
+    saved: Option<Checkpoint>,
     mut acknowledged: mpsc::Receiver<Boundary>,
     metrics: &Metrics,
-) -> Result<Option<ResumePoint>, CheckpointError> {
+) -> Result<Option<Checkpoint>, CheckpointError> {
+    let Writer {
+        interval,
+        fence,
+        timeout,
+    } = writer;
     let mut latest: Option<Boundary> = None;
-    let mut written: Option<ResumePoint> = saved;
+    let mut written: Option<Checkpoint> = saved;
     let mut failures = 0;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -243,7 +265,7 @@ pub async fn run(
                 None => break,
             },
             _ = ticker.tick() => {
-                match write_if_changed(store, &latest, &mut written, metrics).await {
+                match write_if_changed(store, &latest, &mut written, metrics, fence, timeout).await {
                     Ok(()) => failures = 0,
                     Err(error) if failures + 1 < MAX_CONSECUTIVE_WRITE_FAILURES => {
                         failures += 1;
@@ -254,23 +276,59 @@ pub async fn run(
             }
         }
     }
-    write_if_changed(store, &latest, &mut written, metrics).await?;
+    write_if_changed(store, &latest, &mut written, metrics, fence, timeout).await?;
     Ok(written)
+}
+
+/// How the checkpoint task writes.
+#[derive(Debug, Clone, Copy)]
+pub struct Writer<'a> {
+    /// How often it writes the latest acknowledged boundary.
+    pub interval: Duration,
+    /// It writes only while this is open: never without the instance lock.
+    pub fence: &'a Fence,
+    /// The longest one write may take.
+    pub timeout: Duration,
+}
+
+/// Writes `checkpoint` if the fence is open, bounded by `timeout`; `Ok(false)` when fenced.
+pub async fn store_fenced(
+    store: &dyn CheckpointStore,
+    checkpoint: &Checkpoint,
+    fence: &Fence,
+    timeout: Duration,
+) -> Result<bool, CheckpointError> {
+    if !fence.is_open() {
+        return Ok(false);
+    }
+    match tokio::time::timeout(timeout, store.store(checkpoint)).await {
+        Ok(result) => result.map(|()| true),
+        Err(_) => Err(CheckpointError::Write {
+            location: store.location(),
+            source: format!("no answer within {} ms", timeout.as_millis()).into(),
+        }),
+    }
 }
 
 async fn write_if_changed(
     store: &dyn CheckpointStore,
     latest: &Option<Boundary>,
-    written: &mut Option<ResumePoint>,
+    written: &mut Option<Checkpoint>,
     metrics: &Metrics,
+    fence: &Fence,
+    timeout: Duration,
 ) -> Result<(), CheckpointError> {
     if let Some(boundary) = latest {
         let position = &boundary.point;
-        if written.as_ref() != Some(position) {
-            store.store(&Checkpoint::at(boundary)).await?;
+        if written.as_ref().map(Checkpoint::resume_point).as_ref() != Some(position) {
+            let checkpoint = Checkpoint::at(boundary);
+            if !store_fenced(store, &checkpoint, fence, timeout).await? {
+                tracing::warn!(%position, "not writing the checkpoint: this instance's hold on the instance lock is in doubt");
+                return Ok(());
+            }
             tracing::debug!(%position, "checkpoint written");
             metrics.checkpoint_written(&position.position, boundary.binlog_ts);
-            *written = Some(position.clone());
+            *written = Some(checkpoint);
         }
     }
     Ok(())
@@ -315,18 +373,49 @@ mod tests {
         drop(tx);
         let written = run(
             &store,
-            Duration::from_secs(5),
-            Some(start.clone()),
+            writer(),
+            Some(Checkpoint::new(start.clone())),
             rx,
             &Metrics::default(),
         )
         .await
         .unwrap();
-        assert_eq!(written, Some(start));
+        assert_eq!(written.map(|c| c.resume_point()), Some(start));
         assert!(
             store.load().await.unwrap().is_none(),
             "nothing new to write"
         );
+    }
+
+    fn writer() -> Writer<'static> {
+        static OPEN: std::sync::OnceLock<Fence> = std::sync::OnceLock::new();
+        Writer {
+            interval: Duration::from_secs(5),
+            fence: OPEN.get_or_init(Fence::always_open),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// A fenced-off instance (its hold on the lock in doubt) writes no checkpoint.
+    #[tokio::test(start_paused = true)]
+    async fn nothing_is_written_while_the_fence_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = file::FileStore::new(dir.path().join("c.json"));
+        let fence = Fence::new();
+        let (tx, rx) = mpsc::channel(8);
+        tx.send(ResumePoint::at("b.000001:100".parse().unwrap()).into())
+            .await
+            .unwrap();
+        drop(tx);
+        let writer = Writer {
+            fence: &fence,
+            ..writer()
+        };
+        let written = run(&store, writer, None, rx, &Metrics::default())
+            .await
+            .unwrap();
+        assert_eq!(written, None);
+        assert!(store.load().await.unwrap().is_none());
     }
 
     #[tokio::test(start_paused = true)]
@@ -334,16 +423,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = file::FileStore::new(dir.path().join("c.json"));
         let (tx, rx) = mpsc::channel(8);
-        let task = tokio::spawn(async move {
-            run(
-                &store,
-                Duration::from_secs(5),
-                None,
-                rx,
-                &Metrics::default(),
-            )
-            .await
-        });
+        let task =
+            tokio::spawn(async move { run(&store, writer(), None, rx, &Metrics::default()).await });
         tx.send(ResumePoint::at("b.000001:100".parse().unwrap()).into())
             .await
             .unwrap();
@@ -358,7 +439,10 @@ mod tests {
         .unwrap();
         drop(tx);
         let written = task.await.unwrap().unwrap();
-        assert_eq!(written.unwrap().to_string(), "b.000001:200 (gtid 0-1-9)");
+        assert_eq!(
+            written.unwrap().resume_point().to_string(),
+            "b.000001:200 (gtid 0-1-9)"
+        );
         let loaded = file::FileStore::new(dir.path().join("c.json"))
             .load()
             .await

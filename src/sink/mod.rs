@@ -29,6 +29,12 @@
 //! until the call returns. At the cap the sink stops reading its input channel, which in turn
 //! pauses the binlog reader.
 //!
+//! # One writer
+//!
+//! No call starts while the write [`Fence`] is closed (this instance's hold on the instance
+//! lock is in doubt), and every call is abandoned after `call_timeout`: so once the fence has
+//! been closed for that long, nothing of this instance can still land in the stream.
+//!
 //! # Shutdown
 //!
 //! The sink is never cancelled. It ends when its input closes and every queued event has been
@@ -60,12 +66,16 @@ use crate::{
     },
     config::Oversize,
     event::{EventLine, TableName},
+    fence::Fence,
     metrics::Metrics,
     position::BinlogPosition,
 };
 
 /// PutRecords calls in flight at once (always for disjoint partition keys).
 pub const MAX_CONCURRENT_CALLS: usize = 4;
+
+/// How often a fenced producer looks whether it may write again.
+const FENCED_POLL: Duration = Duration::from_millis(50);
 
 /// How many input items are taken in one go before the sink looks at its calls again.
 const INPUT_BURST: usize = 1024;
@@ -110,6 +120,8 @@ pub struct SinkConfig {
     pub backoff: Backoff,
     /// What happens to an event larger than `max_record_bytes`.
     pub oversize: Oversize,
+    /// The longest one PutRecords call may take before it is abandoned and retried.
+    pub call_timeout: Duration,
 }
 
 /// Why the sink stopped.
@@ -225,6 +237,8 @@ struct Producer {
     retry_log: (Option<Instant>, u64),
     /// The backoff's jitter.
     rng: SmallRng,
+    /// Calls start only while it is open.
+    fence: Arc<Fence>,
 }
 
 /// At most one retry warning per this interval; the others are counted into the next one.
@@ -238,9 +252,10 @@ pub async fn run(
     input: mpsc::Receiver<SinkInput>,
     acknowledged: mpsc::Sender<Boundary>,
     metrics: Arc<Metrics>,
+    fence: Arc<Fence>,
 ) -> Result<SinkSummary, SinkError> {
     let rng = SmallRng::from_rng(&mut rand::rng());
-    run_seeded(config, client, input, acknowledged, metrics, rng).await
+    run_seeded(config, client, input, acknowledged, metrics, fence, rng).await
 }
 
 /// [`run`] with the backoff's jitter drawn from `rng`: with a seeded generator and paused
@@ -251,6 +266,7 @@ async fn run_seeded(
     mut input: mpsc::Receiver<SinkInput>,
     acknowledged: mpsc::Sender<Boundary>,
     metrics: Arc<Metrics>,
+    fence: Arc<Fence>,
     rng: SmallRng,
 ) -> Result<SinkSummary, SinkError> {
     let mut producer = Producer {
@@ -265,6 +281,7 @@ async fn run_seeded(
         metrics,
         retry_log: (None, 0),
         rng,
+        fence,
     };
     let mut input_open = true;
     loop {
@@ -285,10 +302,13 @@ async fn run_seeded(
         // returns (a busy core in production; a hang under paused time, where the clock only
         // moves when the runtime idles). `dispatch` has just sent every key that is sendable
         // now, so with a free slot the next wake is in the future.
-        let wake = if producer.calls.len() < MAX_CONCURRENT_CALLS {
-            producer.next_wake(!input_open)
-        } else {
+        let wake = if producer.calls.len() >= MAX_CONCURRENT_CALLS {
             None
+        } else if !producer.fence.is_open() && !producer.waiting.is_empty() {
+            // Fenced: look again shortly (the lock keeper renews the fence in the background).
+            Some(Instant::now() + FENCED_POLL)
+        } else {
+            producer.next_wake(!input_open)
         };
         tokio::select! {
             // Completions first: they free memory and advance the checkpoint.
@@ -416,7 +436,7 @@ impl Producer {
 
     /// Starts PutRecords calls for sendable keys while call slots are free.
     fn dispatch(&mut self, now: Instant, flush: bool) -> Result<(), SinkError> {
-        while self.calls.len() < MAX_CONCURRENT_CALLS {
+        while self.calls.len() < MAX_CONCURRENT_CALLS && self.fence.is_open() {
             let mut records = Vec::new();
             let mut sent = Vec::new();
             let mut call_bytes = 0;
@@ -467,9 +487,18 @@ impl Producer {
             let client = Arc::clone(&self.client);
             let stream = self.config.stream.clone();
             let metrics = Arc::clone(&self.metrics);
+            let timeout = self.config.call_timeout;
             self.calls.spawn(async move {
                 let started = std::time::Instant::now();
-                let result = client.put_records(&stream, records).await;
+                let result = tokio::time::timeout(timeout, client.put_records(&stream, records))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(CallError {
+                            action: RetryAction::Retry,
+                            code: None,
+                            message: format!("no answer within {} ms", timeout.as_millis()),
+                        })
+                    });
                 metrics.put_call(started.elapsed());
                 (sent, result)
             });

@@ -161,6 +161,7 @@ fn config(max_record_bytes: usize) -> SinkConfig {
         },
         oversize: Oversize::Fail,
         max_events_per_record: usize::MAX,
+        call_timeout: Duration::from_secs(10),
     }
 }
 
@@ -221,6 +222,7 @@ async fn drive_seeded(
         input_rx,
         ack_tx,
         metrics,
+        Arc::new(Fence::always_open()),
         SmallRng::seed_from_u64(seed),
     ));
     let feeder = tokio::spawn(async move {
@@ -632,3 +634,36 @@ async fn a_hot_key_is_paced_to_its_shard_quota() {
 }
 
 const DEFAULT_BACKOFF_FOR_TEST: Backoff = retry::DEFAULT_BACKOFF;
+
+/// Regression (issue 11, item 4): an instance whose hold on the instance lock is in doubt (its
+/// fence closed) starts no PutRecords call, however long it waits; once the lock keeper
+/// renews the fence, everything goes out in order.
+#[tokio::test(start_paused = true)]
+async fn no_call_starts_while_the_fence_is_closed() {
+    let fake = Arc::new(Fake::default());
+    let fence = Arc::new(Fence::new());
+    let (input_tx, input_rx) = mpsc::channel(64);
+    let (ack_tx, mut ack_rx) = mpsc::channel(64);
+    let sink = tokio::spawn(run_seeded(
+        config(64),
+        fake.clone() as Arc<dyn KinesisClient>,
+        input_rx,
+        ack_tx,
+        Arc::new(Metrics::default()),
+        Arc::clone(&fence),
+        SmallRng::seed_from_u64(0),
+    ));
+    for item in workload(10, 2, 1) {
+        input_tx.send(item).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(
+        fake.written.lock().unwrap().is_empty(),
+        "a fenced instance wrote"
+    );
+    assert!(ack_rx.try_recv().is_err(), "nothing is acknowledged");
+    fence.renew(tokio::time::Instant::now(), Duration::from_secs(3600));
+    drop(input_tx);
+    assert_eq!(sink.await.unwrap().unwrap().events, 10);
+    assert_complete_and_ordered(&fake, 10, 2);
+}

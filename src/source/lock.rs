@@ -12,6 +12,10 @@
 //! connection fails (a server restart ends every connection), the reader stops reading and
 //! takes the lock again on a new connection before it resumes; if another instance took it
 //! meanwhile, the run stops ([`SourceError::LockLost`]) rather than risk two writers.
+//!
+//! Holding the lock is also a lease on writing: [`keep`] checks it four times per heartbeat,
+//! independently of the reader (which may be waiting on a full producer), and each successful
+//! check opens the [`Fence`] the producer and the checkpoint writer obey; see `crate::fence`.
 
 use std::time::Duration;
 
@@ -21,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::{connect, SourceError};
 use crate::{
     config::MysqlConfig,
+    fence::{self, Fence},
     metrics::{Metrics, State},
 };
 
@@ -78,7 +83,8 @@ impl InstanceLock {
                     connection_id: conn.id(),
                     conn: Some(conn),
                     name: name.to_owned(),
-                    timeout: config.heartbeat,
+                    // Half a lease: a check that answers keeps the fence open.
+                    timeout: fence::lease(config.heartbeat) / 2,
                 }));
             }
             if !announced {
@@ -169,6 +175,43 @@ impl InstanceLock {
                     reason: format!("no answer within {} ms", self.timeout.as_millis()),
                 })
             }
+        }
+    }
+}
+
+/// Keeps the write fence open while this instance holds the lock: checks it every quarter
+/// lease (taking it again on a new connection after a connection fault), renews the fence on
+/// every success, and closes it for good when another instance holds the lock. Ends then, or
+/// when `stop` fires.
+pub async fn keep(
+    lock: std::sync::Arc<tokio::sync::Mutex<InstanceLock>>,
+    fence: std::sync::Arc<Fence>,
+    heartbeat: Duration,
+    stop: CancellationToken,
+) {
+    let lease = fence::lease(heartbeat);
+    loop {
+        let checked_at = tokio::time::Instant::now();
+        let result = {
+            let mut lock = lock.lock().await;
+            match lock.check().await {
+                Err(SourceError::LockConnectionLost { .. }) => lock.ensure().await,
+                other => other,
+            }
+        };
+        match result {
+            Ok(()) => fence.renew(checked_at, lease),
+            Err(error @ SourceError::LockLost { .. }) => {
+                tracing::error!(error = %error, "another instance holds the instance lock: this one stops writing");
+                fence.lose();
+                return;
+            }
+            // The connection is down: the fence lapses until the lock is held again.
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep_until(checked_at + lease / 4) => {}
         }
     }
 }

@@ -346,20 +346,21 @@ pub async fn run(
     metrics: Arc<Metrics>,
 ) -> Result<SourceSummary, SourceError> {
     let mut reader = Reader::new(config, start, output, Arc::clone(&metrics));
-    let mut lock = lock.lock().await;
+    // Locked per use: the lock keeper (`lock::keep`) checks it too.
+    let lock = &*lock;
     let mut stream = Some(stream);
     let mut attempts: u32 = 0;
     loop {
         let result = match stream.take() {
             Some(stream) => Ok(stream),
             // Never read again without the lock: another instance may have taken over.
-            None => match lock.ensure().await {
+            None => match lock.lock().await.ensure().await {
                 Ok(()) => reader.reopen().await,
                 Err(error) => Err(error),
             },
         };
         let result = match result {
-            Ok(stream) => reader.read(stream, &mut lock, &cancel, &mut attempts).await,
+            Ok(stream) => reader.read(stream, lock, &cancel, &mut attempts).await,
             Err(error) => Err(error),
         };
         let error = match result {
@@ -581,7 +582,7 @@ impl Reader {
     async fn read(
         &mut self,
         mut stream: BinlogStream,
-        lock: &mut InstanceLock,
+        lock: &tokio::sync::Mutex<InstanceLock>,
         cancel: &CancellationToken,
         attempts: &mut u32,
     ) -> Result<(), SourceError> {
@@ -591,9 +592,13 @@ impl Reader {
         // Events and heartbeats both count as signs of life.
         let mut last_heard = tokio::time::Instant::now();
         loop {
-            // The lock is checked between events, never by cancelling a query half-way.
+            // The lock is checked between events, never by cancelling a query half-way. When
+            // the lock keeper is checking it right now, its answer will do: waiting for it
+            // (it may be reconnecting to a frozen server) would hide a silent stream.
             if tokio::time::Instant::now() >= next_lock_check {
-                lock.check().await?;
+                if let Ok(mut lock) = lock.try_lock() {
+                    lock.check().await?;
+                }
                 next_lock_check = tokio::time::Instant::now() + lock_interval;
             }
             let next = tokio::select! {

@@ -833,6 +833,11 @@ impl World {
                 self.kinesis.url.clone(),
             ),
             ("BINLOG_KINESIS__KINESIS__LINGER_MS", "5".to_owned()),
+            // Bounds how long a takeover after a crash waits (heartbeat + call timeout).
+            (
+                "BINLOG_KINESIS__KINESIS__CALL_TIMEOUT_MS",
+                "1000".to_owned(),
+            ),
             (
                 "BINLOG_KINESIS__CHECKPOINT__PATH",
                 self.checkpoint_path().display().to_string(),

@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use binlog_kinesis::position::BinlogPosition;
 use mysql_async::prelude::Queryable;
 
 use crate::harness::{eventually, free_port, http_get, ids, prometheus_value, World};
@@ -293,4 +296,142 @@ async fn failover_to_a_gtid_replica_continues_with_every_change_exactly_once() {
     replica.admin(&["INSERT INTO shop.t VALUES (40)"]).await;
     assert_eq!(world.shop_events(41).await.len(), 41);
     daemon.stop().await.unwrap();
+}
+
+/// Regression (issue 11, item 4): the active instance's lock connection KILLed under load. The
+/// standby takes the lock at once; the old instance used to go on writing for up to a
+/// heartbeat, so both wrote the stream (duplicates, interleaved order) and the old one wrote the
+/// shared checkpoint after losing the lock. Now the old one's writes stop when its lease lapses
+/// and it exits (code 10), and the new one waits out that lease before its first write: per
+/// table, the stream holds the old instance's records, then the new one's from the
+/// checkpoint on, never the two interleaved, and every row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lock_hands_over_without_two_writers() {
+    let world = World::new().await;
+    world.create_shop_t().await;
+    // The default heartbeat: the old holder's lock checks are 5 s apart.
+    let heartbeat = [("BINLOG_KINESIS__MYSQL__HEARTBEAT_MS", "5000")];
+    // The old holder's Kinesis is slow (each call takes 100 ms on top of the emulator's), so it
+    // holds a backlog when it loses the lock: the writes that used to go on after the loss.
+    let shutdown = binlog_kinesis::shutdown::Shutdown::default();
+    let slow = Arc::new(Slow {
+        inner: world.kinesis.client().await,
+    });
+    let active = crate::harness::Daemon {
+        task: tokio::spawn(binlog_kinesis::app::run(
+            world.config(&heartbeat),
+            binlog_kinesis::app::StartFrom::Checkpoint,
+            slow,
+            shutdown.clone(),
+        )),
+        shutdown,
+    };
+    world.wait_replicating().await;
+    let standby = world
+        .daemon(
+            world.config(&heartbeat),
+            binlog_kinesis::app::StartFrom::Checkpoint,
+        )
+        .await;
+    // Rows keep coming, one transaction each, from before the KILL until well after the
+    // handover: both instances have something to write while both might.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let writer = async {
+        let mut id = 0;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            world.insert_t(id..id + 1, 1).await;
+            id += 1;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        id
+    };
+    let killer = async {
+        world.shop_events(100).await;
+        let mut conn = world.db.root().await;
+        let holder: Option<u64> = conn
+            .query_first("SELECT IS_USED_LOCK('binlog-kinesis:cdc-test')")
+            .await
+            .unwrap()
+            .flatten();
+        conn.query_drop(format!(
+            "KILL {}",
+            holder.expect("the active holds the lock")
+        ))
+        .await
+        .unwrap();
+        // Past the new holder's wait for the old one's lease, and some of its writes.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    // The shared checkpoint, watched throughout: it never moves back (the old instance writing
+    // after the new one took over would move it back to its own position).
+    let watch = async {
+        let mut seen: Vec<BinlogPosition> = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Some(position) = checkpoint_position(&world) {
+                if seen.last() != Some(&position) {
+                    seen.push(position);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        seen
+    };
+    let (n, (), seen) = tokio::join!(writer, killer, watch);
+    for pair in seen.windows(2) {
+        assert_ne!(
+            pair[1].try_cmp(&pair[0]),
+            Some(std::cmp::Ordering::Less),
+            "the checkpoint moved back: {seen:?}"
+        );
+    }
+    let error = tokio::time::timeout(Duration::from_secs(60), active.task)
+        .await
+        .expect("the old instance stops by itself")
+        .unwrap()
+        .expect_err("the old instance lost the lock");
+    assert_eq!(error.exit_code(), 10, "{error}");
+    let events = eventually(Duration::from_secs(90), async || {
+        let events = world.kinesis.events(&world.stream).await;
+        let got: std::collections::HashSet<i64> = ids(&events).into_iter().collect();
+        (0..n).all(|id| got.contains(&id)).then_some(events)
+    })
+    .await;
+    let got = ids(&events);
+    // One instance after the other: ascending, one step back where the new one starts from
+    // the checkpoint, ascending again.
+    let steps_back = got.windows(2).filter(|w| w[1] <= w[0]).count();
+    assert!(
+        steps_back <= 1,
+        "{steps_back} steps back: the two instances' writes interleave: {got:?}"
+    );
+    world.wait_replicating().await;
+    standby.stop().await.unwrap();
+}
+
+/// The position in the world's checkpoint file, when there is one to read.
+fn checkpoint_position(world: &World) -> Option<BinlogPosition> {
+    let text = std::fs::read_to_string(world.checkpoint_path()).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    value["position"].as_str()?.parse().ok()
+}
+
+/// The emulator's client, 100 ms slower per call.
+struct Slow {
+    inner: binlog_kinesis::sink::client::AwsKinesisClient,
+}
+
+#[async_trait::async_trait]
+impl binlog_kinesis::sink::client::KinesisClient for Slow {
+    async fn put_records(
+        &self,
+        stream: &str,
+        records: Vec<binlog_kinesis::sink::client::Record>,
+    ) -> Result<
+        Vec<binlog_kinesis::sink::client::RecordOutcome>,
+        binlog_kinesis::sink::client::CallError,
+    > {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.inner.put_records(stream, records).await
+    }
 }
