@@ -136,6 +136,7 @@ impl Error {
                 | SourceError::EventTooLarge { .. },
             ) => 7,
             Error::Source(SourceError::LockLost { .. }) => 10,
+            Error::Source(SourceError::ServerIdConflict { .. }) => 11,
             Error::Source(error) if error.is_transient() => 8,
             Error::Checkpoint(_) => 9,
             Error::Source(_) | Error::Internal(_) => 1,

@@ -29,6 +29,9 @@ pub const ER_ACCESS_DENIED: u16 = 1045;
 pub const ER_MASTER_FATAL_ERROR_READING_BINLOG: u16 = 1236;
 /// `ER_SPECIFIC_ACCESS_DENIED_ERROR`: a privilege is missing.
 pub const ER_SPECIFIC_ACCESS_DENIED: u16 = 1227;
+/// MariaDB's `ER_SLAVE_SAME_ID`: a replica with the same `server_id` connected, and the server
+/// ended this one's binlog dump (<https://mariadb.com/kb/en/mariadb-error-codes/>).
+pub const ER_SLAVE_SAME_ID: u16 = 4052;
 
 /// What the daemon learned about the server at startup.
 #[derive(Debug, Clone)]
@@ -700,7 +703,24 @@ pub fn stream_error(error: mysql_async::Error, position: &BinlogPosition) -> Sou
             position: position.clone(),
         };
     }
+    let same_id = |error: &mysql_async::Error| {
+        let text = error.to_string();
+        text.contains("same server_id")
+            || text.contains("same server_uuid")
+            || text.contains("same server-uuid")
+    };
     match server_code(&error) {
+        // MySQL reports a duplicate replica as a fatal binlog read error with this text.
+        Some(ER_SLAVE_SAME_ID) => SourceError::ServerIdInUse {
+            position: position.clone(),
+            message: error.to_string(),
+        },
+        Some(ER_MASTER_FATAL_ERROR_READING_BINLOG) if same_id(&error) => {
+            SourceError::ServerIdInUse {
+                position: position.clone(),
+                message: error.to_string(),
+            }
+        }
         Some(ER_MASTER_FATAL_ERROR_READING_BINLOG) => SourceError::PositionNotOnServer {
             position: position.clone(),
             reason: error.to_string(),

@@ -154,6 +154,26 @@ pub enum SourceError {
         /// The files the server has.
         available: String,
     },
+    /// Another replica of the server uses this daemon's `server_id`: the server ends one
+    /// binlog dump whenever the other connects. Transient at first (a restarted task can
+    /// overlap its old connection for a moment), permanent when it keeps happening.
+    #[error("another replica of the server uses mysql.server_id (the server ended this binlog dump at {position}: {message})")]
+    ServerIdInUse {
+        /// The last transaction boundary read.
+        position: BinlogPosition,
+        /// What the server said.
+        message: String,
+    },
+    /// [`SourceError::ServerIdInUse`], again and again.
+    #[error("another replica of the server keeps using mysql.server_id {server_id}: the two replicas take turns ending each other's binlog dump ({times} times within {window_s} s). Give this daemon a server_id no other replica of the server uses (SHOW SLAVE HOSTS lists those that announce theirs), for example with BINLOG_KINESIS__MYSQL__SERVER_ID")]
+    ServerIdConflict {
+        /// The configured id.
+        server_id: u32,
+        /// How often it happened.
+        times: usize,
+        /// Within how many seconds.
+        window_s: u64,
+    },
     /// A start position that is not where a transaction starts.
     #[error("--start-position {position} is not where a transaction starts: it points at {found}; transactions start at {nearby}")]
     NotATransactionStart {
@@ -277,6 +297,7 @@ impl SourceError {
         matches!(
             self,
             SourceError::Connect { .. }
+                | SourceError::ServerIdInUse { .. }
                 | SourceError::LockConnectionLost { .. }
                 | SourceError::ConnectionLost { .. }
                 | SourceError::Silent { .. }
@@ -327,6 +348,11 @@ pub struct SourceSummary {
     pub position: Option<BinlogPosition>,
 }
 
+/// A duplicate `server_id` this many times within [`SERVER_ID_CONFLICT_WINDOW`] is a
+/// configuration error, not a moment of overlap.
+const SERVER_ID_CONFLICTS: usize = 3;
+const SERVER_ID_CONFLICT_WINDOW: Duration = Duration::from_secs(60);
+
 /// Backoff between reconnect attempts: 250 ms doubling up to 30 s, with jitter.
 const RECONNECT_BACKOFF: Backoff = Backoff {
     initial: Duration::from_millis(250),
@@ -350,6 +376,7 @@ pub async fn run(
     let lock = &*lock;
     let mut stream = Some(stream);
     let mut attempts: u32 = 0;
+    let mut server_id_conflicts = std::collections::VecDeque::new();
     loop {
         let result = match stream.take() {
             Some(stream) => Ok(stream),
@@ -368,6 +395,23 @@ pub async fn run(
             Err(error) if error.is_transient() => error,
             Err(error) => return Err(error),
         };
+        if matches!(error, SourceError::ServerIdInUse { .. }) {
+            let now = tokio::time::Instant::now();
+            server_id_conflicts.push_back(now);
+            while server_id_conflicts
+                .front()
+                .is_some_and(|at| now.duration_since(*at) > SERVER_ID_CONFLICT_WINDOW)
+            {
+                server_id_conflicts.pop_front();
+            }
+            if server_id_conflicts.len() >= SERVER_ID_CONFLICTS {
+                return Err(SourceError::ServerIdConflict {
+                    server_id: reader.config.mysql.server_id.get(),
+                    times: server_id_conflicts.len(),
+                    window_s: SERVER_ID_CONFLICT_WINDOW.as_secs(),
+                });
+            }
+        }
         attempts += 1;
         reader.reconnects += 1;
         if attempts == 1 {

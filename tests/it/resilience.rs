@@ -435,3 +435,56 @@ impl binlog_kinesis::sink::client::KinesisClient for Slow {
         self.inner.put_records(stream, records).await
     }
 }
+
+/// Regression (issue 11, item 11): two daemons on different streams (so both are active)
+/// with the same `server_id` used to flap forever, each one's binlog dump ended whenever the
+/// other reconnected. After a short grace one of them stops with exit code 11 naming
+/// `mysql.server_id`, and the other replicates on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_with_one_server_id_end_in_a_clear_error() {
+    let world = World::new().await;
+    world.create_shop_t().await;
+    world.kinesis.create_stream("cdc-other", 1).await;
+    let first = world.running_daemon(&[]).await;
+    let second = world
+        .daemon(
+            world.config(&[
+                ("BINLOG_KINESIS__KINESIS__STREAM", "cdc-other"),
+                (
+                    "BINLOG_KINESIS__CHECKPOINT__PATH",
+                    &world.dir.path().join("other.json").display().to_string(),
+                ),
+            ]),
+            binlog_kinesis::app::StartFrom::Checkpoint,
+        )
+        .await;
+    let mut writes = 0;
+    let first_stopped = eventually(Duration::from_secs(90), async || {
+        world.insert_t(writes..writes + 1, 1).await;
+        writes += 1;
+        if first.task.is_finished() {
+            Some(true)
+        } else {
+            second.task.is_finished().then_some(false)
+        }
+    })
+    .await;
+    let (stopped, survivor) = if first_stopped {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    let error = stopped.task.await.unwrap().expect_err("a clear error");
+    assert_eq!(error.exit_code(), 11, "{error}");
+    let message = binlog_kinesis::app::error_chain(&error);
+    assert!(message.contains("mysql.server_id"), "{message}");
+    // The other one replicates on.
+    world.insert_t(10_000..10_001, 1).await;
+    eventually(Duration::from_secs(30), async || {
+        let first_stream = ids(&world.kinesis.events(&world.stream).await);
+        let other_stream = ids(&world.kinesis.events("cdc-other").await);
+        (first_stream.contains(&10_000) || other_stream.contains(&10_000)).then_some(())
+    })
+    .await;
+    survivor.stop().await.unwrap();
+}
