@@ -13,12 +13,14 @@
 //!    reports the last acknowledged boundary, and drops its sender.
 //! 4. The checkpoint task writes that boundary and ends.
 //!
-//! 5. The metrics outlets stop; the CloudWatch publisher flushes once more (bounded by
-//!    [`FINAL_FLUSH_TIMEOUT`]), so the last interval's counts are not lost.
+//! 5. The metrics outlets stop; the CloudWatch publisher flushes once more, so the last
+//!    interval's counts are not lost.
 //!
-//! Steps 2–3 are bounded by `shutdown.drain_timeout_ms` (and cut short by a second signal): past
-//! it the source and sink are aborted, the checkpoint task still writes what was acknowledged,
-//! and the run reports [`Error::DrainIncomplete`].
+//! `shutdown.drain_timeout_ms` bounds the whole stop, the final flush included (ECS kills the
+//! task at its `stopTimeout`): the flush keeps a share of it ([`stop_budget`]) and steps 2–3 get
+//! the rest (cut short by a second signal). Past it the source and sink are aborted, the
+//! checkpoint task still writes what was acknowledged, and the run reports
+//! [`Error::DrainIncomplete`].
 //!
 //! The HTTP listener (`/health`, `/metrics`) and the CloudWatch publisher run from the start,
 //! so a standby waiting for the instance lock reports itself healthy.
@@ -56,8 +58,21 @@ const EVENT_CHANNEL_CAPACITY: usize = 128;
 /// Acknowledged positions between the sink and the checkpoint task, which only keeps the latest.
 const ACK_CHANNEL_CAPACITY: usize = 256;
 
-/// How long the last PutMetricData at shutdown may take (it is also bounded per call).
+/// How long the last PutMetricData at shutdown may take at most (it is also bounded per call).
 pub const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How `shutdown.drain_timeout_ms` is shared between the drain and the final metrics flush:
+/// `(drain, flush)`, adding up to at most the drain timeout. The flush keeps up to
+/// [`FINAL_FLUSH_TIMEOUT`], never more than a fifth of the budget; without CloudWatch the drain
+/// has it all.
+pub fn stop_budget(drain_timeout: Duration, cloudwatch: bool) -> (Duration, Duration) {
+    let flush = if cloudwatch {
+        FINAL_FLUSH_TIMEOUT.min(drain_timeout / 5)
+    } else {
+        Duration::ZERO
+    };
+    (drain_timeout - flush, flush)
+}
 
 /// Where replication starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,11 +113,11 @@ pub enum Error {
     /// Saving progress failed.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    /// The drain did not finish in time.
-    #[error("the drain did not finish within {timeout_ms} ms; the checkpoint is at {committed}, changes after it will be sent again on restart")]
+    /// The drain did not finish in time, or a second signal abandoned it.
+    #[error("the drain {how}; the checkpoint is at {committed}, changes after it will be sent again on restart")]
     DrainIncomplete {
-        /// The deadline.
-        timeout_ms: u64,
+        /// What ended it: the deadline, or a second signal.
+        how: String,
         /// The last checkpoint written.
         committed: String,
     },
@@ -194,15 +209,14 @@ pub async fn run(
         None
     };
 
+    let config_drain_timeout = config.shutdown.drain_timeout;
     let result = replicate(config, start, client, shutdown, &metrics).await;
 
     metrics.set_state(State::Stopped);
     outlets_stop.cancel();
     if let Some(publisher) = publisher {
-        if tokio::time::timeout(FINAL_FLUSH_TIMEOUT, publisher)
-            .await
-            .is_err()
-        {
+        let (_, flush) = stop_budget(config_drain_timeout, true);
+        if tokio::time::timeout(flush, publisher).await.is_err() {
             tracing::warn!("the final metrics flush did not finish in time");
         }
     }
@@ -519,7 +533,7 @@ async fn replicate(
         }));
     }
 
-    let drain_timeout = config.shutdown.drain_timeout;
+    let (drain_timeout, _) = stop_budget(config.shutdown.drain_timeout, config.metrics.cloudwatch);
     let drain = async {
         let source_result = match source_result.take() {
             Some(result) => result,
@@ -531,10 +545,14 @@ async fn replicate(
         };
         (source_result, sink_result)
     };
+    let mut cut_short = format!("did not finish within {} ms", drain_timeout.as_millis());
     let drained = tokio::select! {
         results = drain => Some(results),
         _ = tokio::time::sleep(drain_timeout) => None,
-        _ = shutdown.immediate.cancelled() => None,
+        _ = shutdown.immediate.cancelled() => {
+            cut_short = "was abandoned at a second stop signal".into();
+            None
+        }
     };
     if drained.is_none() {
         source.abort();
@@ -561,7 +579,7 @@ async fn replicate(
     ownership.release().await;
     let Some((source_result, sink_result)) = drained else {
         return Err(Error::DrainIncomplete {
-            timeout_ms: drain_timeout.as_millis() as u64,
+            how: cut_short,
             committed: committed.map_or("(none)".into(), |p| p.to_string()),
         });
     };
@@ -656,4 +674,32 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (issue 11, item 12): the stop took the drain timeout plus up to 5 s of final
+    /// metrics flush, past ECS's stopTimeout. The two now share the drain timeout.
+    #[test]
+    fn the_drain_and_the_final_flush_share_the_stop_budget() {
+        for ms in [0u64, 1, 500, 10_000, 25_000, 100_000] {
+            let budget = Duration::from_millis(ms);
+            let (drain, flush) = stop_budget(budget, true);
+            assert_eq!(drain + flush, budget, "{ms} ms");
+            assert!(
+                flush <= FINAL_FLUSH_TIMEOUT && flush <= budget / 5,
+                "{ms} ms"
+            );
+        }
+        assert_eq!(
+            stop_budget(Duration::from_secs(25), true),
+            (Duration::from_secs(20), FINAL_FLUSH_TIMEOUT)
+        );
+        assert_eq!(
+            stop_budget(Duration::from_secs(25), false),
+            (Duration::from_secs(25), Duration::ZERO)
+        );
+    }
 }

@@ -56,6 +56,16 @@ pub trait KinesisClient: Send + Sync + 'static {
         records: Vec<Record>,
     ) -> Result<Vec<RecordOutcome>, CallError>;
 
+    /// What the records go to, for messages: the stream, or a local outlet.
+    fn destination(&self, stream: &str) -> String {
+        format!("kinesis stream {stream:?}")
+    }
+
+    /// What to check when the destination refuses records for good.
+    fn refusal_hint(&self) -> &'static str {
+        "; check that the stream exists and that this task may write to it"
+    }
+
     /// Fails unless `stream` exists and accepts writes; called once at startup. Returns what
     /// the stream says about itself.
     async fn check_stream(&self, _stream: &str) -> Result<StreamInfo, CallError> {

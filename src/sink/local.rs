@@ -60,6 +60,14 @@ impl LocalClient {
 
 #[async_trait::async_trait]
 impl KinesisClient for LocalClient {
+    fn destination(&self, _stream: &str) -> String {
+        format!("the local sink ({})", self.name)
+    }
+
+    fn refusal_hint(&self) -> &'static str {
+        ""
+    }
+
     async fn put_records(
         &self,
         _stream: &str,
@@ -121,6 +129,48 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n{\"n\":4}\n"
+        );
+    }
+
+    /// Regression (issue 11, item 12): a local sink that cannot write says so, instead of
+    /// blaming a Kinesis stream.
+    #[tokio::test]
+    async fn a_failed_write_names_the_local_sink_not_a_stream() {
+        let client = Arc::new(LocalClient::file(Path::new("/dev/full")).unwrap());
+        let (input_tx, input_rx) = tokio::sync::mpsc::channel(4);
+        let (ack_tx, _ack_rx) = tokio::sync::mpsc::channel(4);
+        let config = crate::sink::SinkConfig {
+            stream: "cdc-events".into(),
+            max_record_bytes: 1 << 20,
+            linger: std::time::Duration::ZERO,
+            max_buffered_bytes: 1 << 20,
+            max_events_per_record: usize::MAX,
+            backoff: crate::sink::retry::DEFAULT_BACKOFF,
+            oversize: crate::config::Oversize::Fail,
+            call_timeout: std::time::Duration::from_secs(10),
+        };
+        let sink = tokio::spawn(crate::sink::run(
+            config,
+            client,
+            input_rx,
+            ack_tx,
+            Arc::new(crate::metrics::Metrics::default()),
+            Arc::new(crate::fence::Fence::always_open()),
+        ));
+        input_tx
+            .send(crate::sink::SinkInput::Event(crate::sink::OutboundEvent {
+                table: crate::event::TableName::new("db", "t"),
+                key: "db.t".into(),
+                position: "b.000001:4".parse().unwrap(),
+                line: crate::event::EventLine::raw(b"{}\n".to_vec()),
+            }))
+            .await
+            .unwrap();
+        drop(input_tx);
+        let error = sink.await.unwrap().unwrap_err().to_string();
+        assert!(
+            error.contains("local sink (/dev/full)") && !error.contains("kinesis"),
+            "{error}"
         );
     }
 }

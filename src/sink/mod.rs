@@ -139,11 +139,13 @@ pub enum SinkError {
         /// The limit.
         limit: usize,
     },
-    /// Kinesis refused a call in a way retrying cannot fix.
-    #[error("kinesis stream {stream:?} refused the records; check that it exists and that this task may write to it")]
+    /// The destination refused a call in a way retrying cannot fix.
+    #[error("{destination} refused the records{hint}")]
     Call {
-        /// The stream.
-        stream: String,
+        /// The stream, or the local outlet.
+        destination: String,
+        /// What to check.
+        hint: &'static str,
         /// The refusal.
         #[source]
         source: CallError,
@@ -540,7 +542,8 @@ impl Producer {
             }
             Err(error) if error.action == RetryAction::Fail => {
                 return Err(SinkError::Call {
-                    stream: self.config.stream.clone(),
+                    destination: self.client.destination(&self.config.stream),
+                    hint: self.client.refusal_hint(),
                     source: error,
                 });
             }

@@ -71,3 +71,41 @@ async fn a_drain_past_its_deadline_keeps_the_acknowledged_checkpoint_and_says_so
         "the checkpoint moved past an unacknowledged change"
     );
 }
+
+/// Regression (issue 11, item 12): a second signal abandons the drain at once, and the message
+/// says so instead of naming a deadline that never passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_abandons_the_drain_and_says_so() {
+    let world = World::new().await;
+    world.create_shop_t().await;
+    let client = Arc::new(Hanging {
+        inner: world.kinesis.client().await,
+        hang: AtomicBool::new(false),
+    });
+    let shutdown = Shutdown::default();
+    let config = world.config(&[("BINLOG_KINESIS__SHUTDOWN__DRAIN_TIMEOUT_MS", "600000")]);
+    let task = tokio::spawn(app::run(
+        config,
+        StartFrom::Checkpoint,
+        client.clone(),
+        shutdown.clone(),
+    ));
+    world.wait_replicating().await;
+    client.hang.store(true, Ordering::SeqCst);
+    world.db.admin(&["INSERT INTO shop.t VALUES (1)"]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    shutdown.graceful.cancel();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    shutdown.immediate.cancel();
+    let error = tokio::time::timeout(std::time::Duration::from_secs(30), task)
+        .await
+        .expect("a second signal ends the drain at once")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.exit_code(), 5);
+    let message = error.to_string();
+    assert!(
+        message.contains("abandoned at a second stop signal") && !message.contains("600000"),
+        "{message}"
+    );
+}
