@@ -178,6 +178,7 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<RunOutcome, Error> {
     let metrics = Arc::new(Metrics::new(config.metrics.per_table));
+    metrics.set_degraded_after(config.http.degraded_after);
     let outlets_stop = CancellationToken::new();
     let listener = match &config.http.listen {
         Some(addr) => {

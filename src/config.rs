@@ -278,12 +278,16 @@ impl Default for RawMetrics {
 pub struct RawHttp {
     /// `host:port` to listen on; empty turns the listener off.
     pub listen: String,
+    /// `/health` reports `degraded` (503) after this long without a Kinesis acknowledgement
+    /// while events wait; 0 never.
+    pub degraded_after_ms: i64,
 }
 
 impl Default for RawHttp {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9187".into(),
+            degraded_after_ms: 300_000,
         }
     }
 }
@@ -548,6 +552,10 @@ impl FileConfig {
         };
         let http = HttpConfig {
             listen: optional(&http.listen),
+            degraded_after: match http.degraded_after_ms {
+                0 => None,
+                ms => Some(positive_ms("http", "degraded_after_ms", ms)?),
+            },
         };
         let log = LogConfig {
             json: match log.format.trim() {
@@ -1110,6 +1118,9 @@ pub struct MetricsConfig {
 pub struct HttpConfig {
     /// Listen address; `None` when off.
     pub listen: Option<String>,
+    /// How long events may wait without a Kinesis acknowledgement before `/health` says
+    /// `degraded`; `None` never.
+    pub degraded_after: Option<Duration>,
 }
 
 /// `[log]`, validated.

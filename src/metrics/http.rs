@@ -102,15 +102,15 @@ async fn answer(mut socket: TcpStream, metrics: &Metrics, labels: &Labels) -> st
             ("200 OK", "text/plain; version=0.0.4", text)
         }
         ("GET", "/health") => {
-            let state = metrics.state();
-            let status = if state.is_healthy() {
+            let (name, healthy) = metrics.health(std::time::SystemTime::now());
+            let status = if healthy {
                 "200 OK"
             } else {
                 "503 Service Unavailable"
             };
             let body = serde_json::json!({
-                "status": state.name(),
-                "healthy": state.is_healthy(),
+                "status": name,
+                "healthy": healthy,
             });
             (status, "application/json", format!("{body}\n"))
         }

@@ -406,6 +406,11 @@ pub struct Metrics {
     retention_seconds: AtomicI64,
     state: AtomicU8,
     per_table: Option<Mutex<BTreeMap<TableName, u64>>>,
+    /// Unix milliseconds since which events have waited in the producer without Kinesis
+    /// acknowledging any; 0 while nothing waits.
+    unacknowledged_since_ms: AtomicU64,
+    /// After how long of that `/health` says `degraded`; 0 never.
+    degraded_after_ms: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -451,6 +456,8 @@ impl Metrics {
             retention_seconds: AtomicI64::new(-1),
             state: AtomicU8::new(State::Starting as u8),
             per_table: per_table.then(|| Mutex::new(BTreeMap::new())),
+            unacknowledged_since_ms: AtomicU64::new(0),
+            degraded_after_ms: AtomicU64::new(0),
         }
     }
 
@@ -462,6 +469,46 @@ impl Metrics {
     /// The daemon's state.
     pub fn state(&self) -> State {
         State::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    /// `/health` says `degraded` once events have waited this long without a Kinesis
+    /// acknowledgement (`None`: never).
+    pub fn set_degraded_after(&self, after: Option<Duration>) {
+        let ms = after.map_or(0, |d| d.as_millis().max(1) as u64);
+        self.degraded_after_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The producer holds events (`waiting`) or not; called as it works.
+    pub fn producer_waiting(&self, waiting: bool) {
+        if !waiting {
+            self.unacknowledged_since_ms.store(0, Ordering::Relaxed);
+        } else if self.unacknowledged_since_ms.load(Ordering::Relaxed) == 0 {
+            self.unacknowledged_since_ms
+                .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
+        }
+    }
+
+    /// Kinesis acknowledged a record: whatever still waits, waits from now.
+    pub fn producer_acknowledged(&self) {
+        if self.unacknowledged_since_ms.load(Ordering::Relaxed) != 0 {
+            self.unacknowledged_since_ms
+                .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
+        }
+    }
+
+    /// What `/health` says at `now`: the state's name and whether an orchestrator should keep
+    /// the task, or `degraded` when events have waited past `http.degraded_after_ms` without
+    /// an acknowledgement (Kinesis accepts nothing).
+    pub fn health(&self, now: SystemTime) -> (&'static str, bool) {
+        let state = self.state();
+        let after = self.degraded_after_ms.load(Ordering::Relaxed);
+        let since = self.unacknowledged_since_ms.load(Ordering::Relaxed);
+        let stuck = after != 0 && since != 0 && unix_ms(now).saturating_sub(since) >= after;
+        if stuck && matches!(state, State::Replicating | State::Reconnecting) {
+            ("degraded", false)
+        } else {
+            (state.name(), state.is_healthy())
+        }
     }
 
     /// The server's binlog retention; `None` when binlogs never expire.

@@ -289,6 +289,9 @@ async fn run_seeded(
     loop {
         let now = Instant::now();
         producer.dispatch(now, !input_open)?;
+        producer
+            .metrics
+            .producer_waiting(producer.tracker.unresolved_events() > 0);
         if let Some(position) = producer.tracker.take_committable() {
             acknowledged
                 .send(position)
@@ -587,6 +590,7 @@ impl Producer {
         state.last_sent = Some(sent.sent_at);
         self.summary.records += 1;
         self.summary.events += sent.n_events as u64;
+        self.metrics.producer_acknowledged();
         self.metrics.records_put.add(1);
         self.metrics.events_put.add(sent.n_events as u64);
         self.metrics.bytes_put.add(bytes as u64);

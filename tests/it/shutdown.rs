@@ -109,3 +109,77 @@ async fn a_second_signal_abandons_the_drain_and_says_so() {
         "{message}"
     );
 }
+
+/// The emulator's client, until `fail` is set: then every call fails as an unavailable
+/// service does (retried).
+struct Failing {
+    inner: AwsKinesisClient,
+    fail: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl KinesisClient for Failing {
+    async fn put_records(
+        &self,
+        stream: &str,
+        records: Vec<Record>,
+    ) -> Result<Vec<RecordOutcome>, CallError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(CallError {
+                action: binlog_kinesis::sink::retry::RetryAction::Retry,
+                code: Some("ServiceUnavailable".into()),
+                message: "scripted outage".into(),
+            });
+        }
+        self.inner.put_records(stream, records).await
+    }
+}
+
+/// Regression (issue 11, item 12): `/health` said healthy while Kinesis accepted nothing for
+/// minutes. Past `http.degraded_after_ms` without an acknowledgement while events wait it says
+/// `degraded` (503), and healthy again once Kinesis accepts records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_degraded_while_kinesis_accepts_nothing() {
+    use crate::harness::{eventually, free_port, http_get};
+    let world = World::new().await;
+    world.create_shop_t().await;
+    let client = Arc::new(Failing {
+        inner: world.kinesis.client().await,
+        fail: AtomicBool::new(false),
+    });
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let shutdown = Shutdown::default();
+    let config = world.config(&[
+        ("BINLOG_KINESIS__HTTP__LISTEN", &listen),
+        ("BINLOG_KINESIS__HTTP__DEGRADED_AFTER_MS", "1000"),
+    ]);
+    let task = tokio::spawn(app::run(
+        config,
+        StartFrom::Checkpoint,
+        client.clone(),
+        shutdown.clone(),
+    ));
+    world.wait_replicating().await;
+    let health = async || {
+        let (status, body) = http_get(port, "/health").await?;
+        Some((status, body.trim().to_owned()))
+    };
+    assert_eq!(health().await.unwrap().0, 200);
+    client.fail.store(true, Ordering::SeqCst);
+    world.db.admin(&["INSERT INTO shop.t VALUES (1)"]).await;
+    let degraded = (503, r#"{"status":"degraded","healthy":false}"#.to_owned());
+    eventually(std::time::Duration::from_secs(30), async || {
+        (health().await? == degraded).then_some(())
+    })
+    .await;
+    client.fail.store(false, Ordering::SeqCst);
+    let replicating = (200, r#"{"status":"replicating","healthy":true}"#.to_owned());
+    eventually(std::time::Duration::from_secs(30), async || {
+        (health().await? == replicating).then_some(())
+    })
+    .await;
+    assert_eq!(world.shop_events(1).await.len(), 1);
+    shutdown.graceful.cancel();
+    task.await.unwrap().unwrap();
+}
