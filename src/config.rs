@@ -1142,30 +1142,29 @@ pub struct ShutdownConfig {
 /// Include/exclude patterns over `database.table`, `*` matching any run of characters.
 #[derive(Debug, Clone, Default)]
 pub struct TableFilter {
-    include: Vec<String>,
-    exclude: Vec<String>,
+    /// `(database, table)` patterns.
+    include: Vec<(String, String)>,
+    exclude: Vec<(String, String)>,
 }
 
 impl TableFilter {
-    /// Validates the patterns: each is `db.table`, each part non-empty.
+    /// Validates the patterns: each is `DATABASE.TABLE`, split at the first dot outside
+    /// backticks (`` `my.db`.* `` names the database `my.db`), each part non-empty.
     pub fn new(include: &[String], exclude: &[String]) -> Result<Self, ConfigError> {
-        let check = |key: &'static str, patterns: &[String]| -> Result<Vec<String>, ConfigError> {
+        let check = |key: &'static str,
+                     patterns: &[String]|
+         -> Result<Vec<(String, String)>, ConfigError> {
             patterns
                 .iter()
                 .map(|pattern| {
                     let pattern = pattern.trim();
-                    match pattern.split_once('.') {
-                        Some((db, table)) if !db.is_empty() && !table.is_empty() => {
-                            Ok(pattern.to_owned())
-                        }
-                        _ => Err(ConfigError::Invalid {
-                            section: "filter",
-                            key,
-                            message: format!(
-                                "pattern {pattern:?} must be DATABASE.TABLE, with * as a wildcard (for example \"shop.*\")"
-                            ),
-                        }),
-                    }
+                    crate::event::TableName::split(pattern).ok_or_else(|| ConfigError::Invalid {
+                        section: "filter",
+                        key,
+                        message: format!(
+                            "pattern {pattern:?} must be DATABASE.TABLE, with * as a wildcard (for example \"shop.*\"); a name with a dot in it goes in backticks (\"`my.db`.*\")"
+                        ),
+                    })
                 })
                 .collect()
         };
@@ -1175,11 +1174,12 @@ impl TableFilter {
         })
     }
 
-    /// Whether changes to `database.table` are captured.
+    /// Whether changes to `database.table` are captured: the database matches a pattern's
+    /// first part and the table its second.
     pub fn matches(&self, database: &str, table: &str) -> bool {
-        let name = format!("{database}.{table}");
-        let included = self.include.is_empty() || self.include.iter().any(|p| glob(p, &name));
-        included && !self.exclude.iter().any(|p| glob(p, &name))
+        let hit = |(db, t): &(String, String)| glob(db, database) && glob(t, table);
+        let included = self.include.is_empty() || self.include.iter().any(hit);
+        included && !self.exclude.iter().any(hit)
     }
 }
 
@@ -1378,6 +1378,22 @@ mod tests {
             CheckpointLocation::parse("file:///data/c.json").unwrap(),
             CheckpointLocation::File("/data/c.json".into())
         );
+    }
+
+    /// Regression (issue 11, item 12): `my.db.*` matched both `my.db`.`t` and `my`.`db.t`.
+    /// Patterns split at the first dot outside backticks; the database part and the table
+    /// part are matched apart.
+    #[test]
+    fn a_dot_in_a_name_is_quoted_in_filters() {
+        let filter = |pattern: &str| TableFilter::new(&[pattern.to_owned()], &[]).unwrap();
+        let quoted = filter("`my.db`.*");
+        assert!(quoted.matches("my.db", "t") && !quoted.matches("my", "db.t"));
+        let plain = filter("my.db.*");
+        assert!(plain.matches("my", "db.t") && !plain.matches("my.db", "t"));
+        let all = filter("*.*");
+        assert!(all.matches("my.db", "t") && all.matches("my", "db.t"));
+        assert!(filter("shop.*").matches("shop", "orders"));
+        assert!(TableFilter::new(&["`my.db*".to_owned()], &[]).is_err());
     }
 
     #[test]

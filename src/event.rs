@@ -123,14 +123,42 @@ impl ChangeEvent {
     }
 }
 
-/// `database.table`.
+/// `database.table`, each part in backticks when it contains a dot or a backtick (a backtick
+/// doubled inside), as MySQL quotes names: so `` `my.db`.t `` and `` my.`db.t` `` stay two
+/// names (and two partition keys). Names without either are written as they are.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TableName(Arc<str>);
 
 impl TableName {
     /// Joins a schema and a table name.
     pub fn new(database: &str, table: &str) -> Self {
-        Self(format!("{database}.{table}").into())
+        Self(format!("{}.{}", quote_name(database), quote_name(table)).into())
+    }
+
+    /// Splits `text`, `database.table` with either part in backticks (a backtick doubled
+    /// inside), at its first dot outside backticks; the parts come back unquoted. `None` when
+    /// there is no such dot or a part is empty.
+    pub fn split(text: &str) -> Option<(String, String)> {
+        let mut parts = vec![String::new()];
+        let mut chars = text.chars().peekable();
+        let mut quoted = false;
+        while let Some(c) = chars.next() {
+            match c {
+                '`' if quoted && chars.peek() == Some(&'`') => {
+                    chars.next();
+                    parts.last_mut().expect("one part").push('`');
+                }
+                '`' => quoted = !quoted,
+                '.' if !quoted && parts.len() == 1 => parts.push(String::new()),
+                c => parts.last_mut().expect("one part").push(c),
+            }
+        }
+        match <[String; 2]>::try_from(parts) {
+            Ok([database, table]) if !quoted && !database.is_empty() && !table.is_empty() => {
+                Some((database, table))
+            }
+            _ => None,
+        }
     }
 
     /// The `database.table` text, shared (cloning it does not allocate): the default
@@ -142,6 +170,15 @@ impl TableName {
     /// The `database.table` text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// A name as it appears in a [`TableName`]: in backticks when it holds a dot or a backtick.
+fn quote_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.contains(['.', '`']) {
+        format!("`{}`", name.replace('`', "``")).into()
+    } else {
+        name.into()
     }
 }
 
@@ -373,6 +410,32 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// Regression (issue 11, item 12): `my.db`.`t` and `my`.`db.t` were both `my.db.t`, one
+    /// partition key for two tables. Names without dots are unchanged (their keys too).
+    #[test]
+    fn names_with_dots_are_quoted_so_two_tables_never_share_a_name() {
+        assert_eq!(TableName::new("shop", "orders").as_str(), "shop.orders");
+        let a = TableName::new("my.db", "t");
+        let b = TableName::new("my", "db.t");
+        assert_eq!(a.as_str(), "`my.db`.t");
+        assert_eq!(b.as_str(), "my.`db.t`");
+        assert_eq!(TableName::new("a`b", "t").as_str(), "`a``b`.t");
+        for (database, table) in [
+            ("my.db", "t"),
+            ("my", "db.t"),
+            ("a`b", "c.d"),
+            ("shop", "orders"),
+        ] {
+            assert_eq!(
+                TableName::split(TableName::new(database, table).as_str()),
+                Some((database.to_owned(), table.to_owned()))
+            );
+        }
+        assert_eq!(TableName::split("nodot"), None);
+        assert_eq!(TableName::split("`unclosed.t"), None);
+        assert_eq!(TableName::split(".t"), None);
+    }
 
     fn image(value: serde_json::Value) -> Option<RowImage> {
         match value {

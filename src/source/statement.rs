@@ -229,26 +229,30 @@ fn truncate_target(text: &str, default_schema: &str) -> Option<(String, String)>
     name.and_then(|name| table_name(name, default_schema))
 }
 
-/// `db`.`table`, db.table or table (in `default_schema`), up to the first character that
-/// cannot be in a plain name.
+/// `db`.`table`, db.table or table (in `default_schema`): the name at the start of `word`, up
+/// to the first space, `;`, `,` or `(` outside backticks.
 fn table_name(word: &str, default_schema: &str) -> Option<(String, String)> {
-    let name: String = word
-        .chars()
-        .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '$' | '.' | '`'))
-        .collect();
-    let parts: Vec<String> = name
-        .split('.')
-        .map(|p| p.trim_matches('`').to_owned())
-        .collect();
-    match parts.as_slice() {
-        [table] if !table.is_empty() && !default_schema.is_empty() => {
-            Some((default_schema.to_owned(), table.clone()))
-        }
-        [database, table] if !database.is_empty() && !table.is_empty() => {
-            Some((database.clone(), table.clone()))
-        }
-        _ => None,
+    let mut quoted = false;
+    let end = word
+        .char_indices()
+        .find(|&(_, c)| {
+            if c == '`' {
+                quoted = !quoted;
+            }
+            !quoted && (c.is_whitespace() || matches!(c, ';' | ',' | '('))
+        })
+        .map_or(word.len(), |(i, _)| i);
+    let name = &word[..end];
+    if let Some(qualified) = crate::event::TableName::split(name) {
+        return Some(qualified);
     }
+    // One name, in the default schema: quoted (it may hold dots), or plain (it may not).
+    let table = match name.strip_prefix('`').and_then(|n| n.strip_suffix('`')) {
+        Some(inner) => inner.replace("``", "`"),
+        None if name.contains(['.', '`']) => return None,
+        None => name.to_owned(),
+    };
+    (!table.is_empty() && !default_schema.is_empty()).then(|| (default_schema.to_owned(), table))
 }
 
 #[cfg(test)]
@@ -269,6 +273,8 @@ mod tests {
         );
         assert_eq!(classify("TRUNCATE t", ""), Statement::Truncate(None));
         assert_eq!(kind("TRUNCATE TABLE"), Statement::Truncate(None));
+        assert_eq!(kind("TRUNCATE `my.db`.`t`"), table("my.db", "t"));
+        assert_eq!(kind("TRUNCATE TABLE `db.t`;"), table("shop", "db.t"));
     }
 
     /// Regression (issue 11, item 1): each of these changed `shop.orders` while the reader
