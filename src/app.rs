@@ -150,7 +150,8 @@ impl Error {
                 | SourceError::Integrity { .. }
                 | SourceError::EventTooLarge { .. },
             ) => 7,
-            Error::Source(SourceError::LockLost { .. }) => 10,
+            Error::Source(SourceError::LockLost { .. })
+            | Error::Checkpoint(CheckpointError::Conflict { .. }) => 10,
             Error::Source(SourceError::ServerIdConflict { .. }) => 11,
             Error::Source(error) if error.is_transient() => 8,
             Error::Checkpoint(_) => 9,

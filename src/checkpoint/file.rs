@@ -1,7 +1,18 @@
 //! The checkpoint as a local file, written atomically: temporary file, fsync, rename, fsync of
 //! the directory. A crash leaves either the old or the new checkpoint, never a torn one.
+//!
+//! # Conditional writes
+//!
+//! The store remembers the file's content as it last read or wrote it, and refuses to replace
+//! a file that changed since ([`CheckpointError::Conflict`]): another instance sharing the file
+//! (on EFS) has written it, so this one's hold on the stream is gone. The comparison and the
+//! rename are two steps, so two writers racing within that moment are not told apart; the
+//! instance lock's lease (`crate::fence`) is what keeps them from racing.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
 
 use super::{Checkpoint, CheckpointError, CheckpointStore};
 
@@ -9,12 +20,24 @@ use super::{Checkpoint, CheckpointError, CheckpointStore};
 #[derive(Debug, Clone)]
 pub struct FileStore {
     path: PathBuf,
+    /// The content as last read or written: `Some(None)` when there was no file, `None` before
+    /// the first read or write (the first write is then unconditional).
+    seen: Arc<Mutex<Option<Option<Vec<u8>>>>>,
 }
 
 impl FileStore {
     /// A store at `path`; its directory is created on the first write.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self {
+            path: path.into(),
+            seen: Arc::default(),
+        }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Option<Option<Vec<u8>>>> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The file.
@@ -25,7 +48,10 @@ impl FileStore {
     fn load_sync(&self) -> Result<Option<Checkpoint>, CheckpointError> {
         let text = match std::fs::read(&self.path) {
             Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                *self.seen() = Some(None);
+                return Ok(None);
+            }
             Err(source) => {
                 return Err(CheckpointError::Read {
                     location: self.location(),
@@ -33,7 +59,9 @@ impl FileStore {
                 })
             }
         };
-        Checkpoint::from_bytes(&text, &self.location()).map(Some)
+        let checkpoint = Checkpoint::from_bytes(&text, &self.location())?;
+        *self.seen() = Some(Some(text));
+        Ok(Some(checkpoint))
     }
 
     fn store_sync(&self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
@@ -46,8 +74,9 @@ impl FileStore {
             _ => PathBuf::from("."),
         };
         std::fs::create_dir_all(&dir).map_err(write_error)?;
+        // A temporary file of this process's own: two instances never share one.
         let mut tmp = self.path.clone().into_os_string();
-        tmp.push(".tmp");
+        tmp.push(format!(".tmp.{}", std::process::id()));
         let tmp = PathBuf::from(tmp);
         let text = checkpoint.to_bytes();
         {
@@ -56,7 +85,25 @@ impl FileStore {
             file.write_all(&text).map_err(write_error)?;
             file.sync_all().map_err(write_error)?;
         }
+        let expected = self.seen().clone();
+        if let Some(expected) = expected {
+            let current = match std::fs::read(&self.path) {
+                Ok(current) => Some(current),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+                Err(error) => {
+                    std::fs::remove_file(&tmp).ok();
+                    return Err(write_error(error));
+                }
+            };
+            if current != expected {
+                std::fs::remove_file(&tmp).ok();
+                return Err(CheckpointError::Conflict {
+                    location: self.location(),
+                });
+            }
+        }
         std::fs::rename(&tmp, &self.path).map_err(write_error)?;
+        *self.seen() = Some(Some(text));
         // The rename is only durable once the directory entry is on disk.
         std::fs::File::open(&dir)
             .and_then(|d| d.sync_all())
@@ -104,7 +151,39 @@ mod tests {
         ));
         store.store(&second).await.unwrap();
         assert_eq!(store.load().await.unwrap(), Some(second));
-        assert!(!dir.path().join("sub/checkpoint.json.tmp").exists());
+        let leftovers = std::fs::read_dir(dir.path().join("sub")).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary file is left behind");
+    }
+
+    /// Regression (issue 11, item 4): a store whose file another instance wrote since it last
+    /// read or wrote it refuses to write over it.
+    #[tokio::test]
+    async fn a_file_another_instance_wrote_is_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        let at = |offset: u64| {
+            Checkpoint::new(crate::position::ResumePoint::at(
+                crate::position::BinlogPosition::new("b.000001", offset).unwrap(),
+            ))
+        };
+        let (old, new) = (FileStore::new(&path), FileStore::new(&path));
+        assert_eq!(old.load().await.unwrap(), None);
+        assert_eq!(new.load().await.unwrap(), None);
+        old.store(&at(100)).await.unwrap();
+        assert!(matches!(
+            new.store(&at(50)).await,
+            Err(CheckpointError::Conflict { .. })
+        ));
+        // The new instance reads it, then owns it: the old one's next write is refused.
+        new.load().await.unwrap();
+        new.store(&at(200)).await.unwrap();
+        assert!(matches!(
+            old.store(&at(300)).await,
+            Err(CheckpointError::Conflict { .. })
+        ));
+        let stored = new.load().await.unwrap().unwrap();
+        assert_eq!(stored.position.offset(), 200);
+        new.store(&at(400)).await.unwrap();
     }
 
     #[tokio::test]

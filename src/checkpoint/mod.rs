@@ -168,6 +168,13 @@ pub enum CheckpointError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Another instance wrote the checkpoint since this one last read or wrote it (a
+    /// conditional write was refused): permanent, never retried.
+    #[error("checkpoint {location} was written by another instance since this one last read or wrote it; this one stops so that two instances never write the same stream")]
+    Conflict {
+        /// Where.
+        location: String,
+    },
     /// The document exists but is not a checkpoint this version understands.
     #[error("checkpoint {location} is not valid: {message}; fix or remove it, or start with --start-position or --from-end")]
     Corrupt {
@@ -267,6 +274,8 @@ pub async fn run(
             _ = ticker.tick() => {
                 match write_if_changed(store, &latest, &mut written, metrics, fence, timeout).await {
                     Ok(()) => failures = 0,
+                    // Another instance owns the checkpoint now: never retried.
+                    Err(error @ CheckpointError::Conflict { .. }) => return Err(error),
                     Err(error) if failures + 1 < MAX_CONSECUTIVE_WRITE_FAILURES => {
                         failures += 1;
                         tracing::warn!(error = %crate::app::error_chain(&error), failures, "checkpoint write failed; trying again at the next interval");

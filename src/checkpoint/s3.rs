@@ -4,8 +4,17 @@
 //! A PutObject replaces the object whole or not at all, so a crash mid-write leaves the old
 //! checkpoint; S3 reads after a successful write see the new one (strong read-after-write
 //! consistency). The document is the same versioned JSON as the file store's.
+//!
+//! # Conditional writes
+//!
+//! Every write is conditional on the object being the one this store last read or wrote
+//! (`If-Match` its ETag, or `If-None-Match: *` when there was none): an object another instance
+//! wrote since is never replaced ([`CheckpointError::Conflict`]).
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use aws_sdk_s3::{error::DisplayErrorContext, primitives::ByteStream};
 
@@ -20,6 +29,9 @@ pub struct S3Store {
     client: aws_sdk_s3::Client,
     bucket: String,
     key: String,
+    /// The ETag as last read or written: `Some(None)` when there was no object, `None` before
+    /// the first read or write (the first write is then unconditional).
+    seen: Arc<Mutex<Option<Option<String>>>>,
 }
 
 impl S3Store {
@@ -40,7 +52,14 @@ impl S3Store {
             client: aws_sdk_s3::Client::from_conf(builder.build()),
             bucket: bucket.to_owned(),
             key: key.to_owned(),
+            seen: Arc::default(),
         }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Option<Option<String>>> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn error(&self, message: String) -> Box<dyn std::error::Error + Send + Sync> {
@@ -71,18 +90,22 @@ impl CheckpointStore for S3Store {
             Ok(Ok(output)) => output,
             Ok(Err(error)) => {
                 if error.as_service_error().is_some_and(|e| e.is_no_such_key()) {
+                    *self.seen() = Some(None);
                     return Ok(None);
                 }
                 return Err(read_error(DisplayErrorContext(&error).to_string()));
             }
         };
+        let etag = output.e_tag().map(str::to_owned);
         let bytes = output
             .body
             .collect()
             .await
             .map_err(|error| read_error(error.to_string()))?
             .into_bytes();
-        Checkpoint::from_bytes(&bytes, &self.location()).map(Some)
+        let checkpoint = Checkpoint::from_bytes(&bytes, &self.location())?;
+        *self.seen() = Some(etag);
+        Ok(Some(checkpoint))
     }
 
     async fn store(&self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
@@ -90,21 +113,40 @@ impl CheckpointStore for S3Store {
             location: self.location(),
             source: self.error(message),
         };
-        let call = self
+        let mut request = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(&self.key)
             .content_type("application/json")
-            .body(ByteStream::from(checkpoint.to_bytes()))
-            .send();
-        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            .body(ByteStream::from(checkpoint.to_bytes()));
+        let expected = self.seen().clone();
+        request = match expected {
+            Some(Some(etag)) => request.if_match(etag),
+            Some(None) => request.if_none_match("*"),
+            None => request,
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, request.send()).await {
             Err(_) => Err(write_error(format!(
                 "no answer within {} s",
                 CALL_TIMEOUT.as_secs()
             ))),
+            // 412: the object is not the one last seen; 409: another conditional write to it
+            // is under way. Either way another instance writes it.
+            Ok(Err(error))
+                if error
+                    .raw_response()
+                    .is_some_and(|r| matches!(r.status().as_u16(), 409 | 412)) =>
+            {
+                Err(CheckpointError::Conflict {
+                    location: self.location(),
+                })
+            }
             Ok(Err(error)) => Err(write_error(DisplayErrorContext(&error).to_string())),
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(output)) => {
+                *self.seen() = Some(output.e_tag().map(str::to_owned));
+                Ok(())
+            }
         }
     }
 

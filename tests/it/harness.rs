@@ -139,6 +139,10 @@ fn template_datadir() -> &'static Path {
     })
 }
 
+/// `mariadbd` could not bind its port: another process took it first.
+#[derive(Debug)]
+struct PortTaken;
+
 /// A private MariaDB server.
 pub struct MariaDb {
     pub port: u16,
@@ -267,14 +271,29 @@ impl MariaDb {
         std::fs::create_dir_all(dir.path().join("binlog")).unwrap();
         let port = free_port();
         let child = Self::spawn(dir.path(), port, tls, server_id);
-        let server = Self {
+        let mut server = Self {
             port,
             dir,
             child,
             tls,
             server_id,
         };
-        server.wait_ready().await;
+        // A free port may be taken by another test's process before the server binds it:
+        // then it exits at once, and starts again on another port.
+        let mut attempts = 1;
+        while server.wait_ready().await.is_err() {
+            assert!(
+                attempts < 5,
+                "no free port for mariadbd after {attempts} attempts"
+            );
+            attempts += 1;
+            server.port = free_port();
+            eprintln!(
+                "harness: port taken; mariadbd starts again on {}",
+                server.port
+            );
+            server.child = Self::spawn(server.dir.path(), server.port, tls, server_id);
+        }
         let mut statements: Vec<String> = session_setup.iter().map(|s| s.to_string()).collect();
         statements.extend([
             format!(
@@ -296,7 +315,9 @@ impl MariaDb {
         terminate(&mut self.child).await;
         eprintln!("harness: mariadbd {pid} stopped; starting it again");
         self.child = Self::spawn(self.dir.path(), self.port, self.tls, self.server_id);
-        self.wait_ready().await;
+        self.wait_ready()
+            .await
+            .expect("the server's port is still free after its restart");
     }
 
     fn spawn(dir: &Path, port: u16, tls: bool, server_id: u32) -> Child {
@@ -349,17 +370,28 @@ impl MariaDb {
             .unwrap()
     }
 
-    async fn wait_ready(&self) {
+    /// Waits until the server answers; `Err` when it exited because its port was taken.
+    async fn wait_ready(&mut self) -> Result<(), PortTaken> {
         let socket = self.socket();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            if self.child.try_wait().unwrap().is_some() {
+                let log =
+                    std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default();
+                if log.contains("Address already in use") {
+                    // The next start appends to the same log: start it afresh.
+                    std::fs::remove_file(self.dir.path().join("error.log")).ok();
+                    return Err(PortTaken);
+                }
+                panic!("mariadbd exited at startup:\n{log}");
+            }
             let opts = mysql_async::OptsBuilder::default()
                 .socket(Some(socket.clone()))
                 .user(Some("root"));
             let error = match mysql_async::Conn::new(opts).await {
                 Ok(conn) => {
                     conn.disconnect().await.unwrap();
-                    return;
+                    return Ok(());
                 }
                 Err(error) => error,
             };
@@ -497,9 +529,22 @@ pub struct Ministack {
 
 impl Ministack {
     pub async fn start() -> Self {
-        let port = free_port();
         let tmp = TempDir::new().unwrap();
-        let child = Self::spawn(port, tmp.path()).await;
+        // A free port may be taken by another test's process before the emulator binds it:
+        // it then exits, and starts again on another port.
+        let mut attempts = 0;
+        let (port, child) = loop {
+            attempts += 1;
+            let port = free_port();
+            if let Some(child) = Self::try_spawn(port, tmp.path()).await {
+                break (port, child);
+            }
+            assert!(
+                attempts < 5,
+                "no free port for ministack after {attempts} attempts"
+            );
+            eprintln!("harness: ministack could not use port {port}; trying another");
+        };
         Self {
             url: format!("http://127.0.0.1:{port}"),
             port,
@@ -511,7 +556,14 @@ impl Ministack {
     /// Starts the emulator on `port`; it saves its state in `dir` when stopped with SIGTERM
     /// and loads it again when started (PERSIST_STATE), so a restart keeps streams and records.
     async fn spawn(port: u16, dir: &Path) -> Child {
-        let child = Command::new(ministack_path())
+        Self::try_spawn(port, dir)
+            .await
+            .expect("the emulator's port is still free after its restart")
+    }
+
+    /// [`Self::spawn`], or `None` when the emulator exited (its port was taken).
+    async fn try_spawn(port: u16, dir: &Path) -> Option<Child> {
+        let mut child = Command::new(ministack_path())
             .env("GATEWAY_PORT", port.to_string())
             .env("BIND_HOST", "127.0.0.1")
             .env("SERVICES", "kinesis,cloudwatch,s3")
@@ -523,14 +575,18 @@ impl Ministack {
             .spawn()
             .unwrap();
         let health = format!("127.0.0.1:{port}");
-        eventually(Duration::from_secs(30), async || {
+        let up = eventually(Duration::from_secs(30), async || {
+            if child.try_wait().unwrap().is_some() {
+                return Some(false);
+            }
             tokio::net::TcpStream::connect(&health)
                 .await
                 .ok()
-                .map(|_| ())
+                .map(|_| true)
         })
         .await;
-        child
+        // Listening, and still running: the listener is the emulator's, not another process's.
+        (up && child.try_wait().unwrap().is_none()).then_some(child)
     }
 
     /// Stops the emulator gracefully (it saves its state) and waits until it has exited.

@@ -252,3 +252,54 @@ async fn the_checkpoint_in_s3_survives_the_task_and_resumes_exactly() {
         "{message}"
     );
 }
+
+/// Regression (issue 11, item 4): the S3 checkpoint is written conditionally (If-Match on the
+/// ETag last read or written, If-None-Match when there was none): an instance whose object
+/// another instance wrote since is refused, and the refusal is exit code 10.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_checkpoint_another_instance_wrote_is_not_overwritten() {
+    use binlog_kinesis::checkpoint::{s3::S3Store, Checkpoint, CheckpointError, CheckpointStore};
+    let world = World::new().await;
+    world
+        .kinesis
+        .s3()
+        .await
+        .create_bucket()
+        .bucket("cdc-state")
+        .send()
+        .await
+        .unwrap();
+    let store = || {
+        S3Store::new(
+            "cdc-state",
+            "prod/orders.json",
+            Some("us-east-1"),
+            Some(&world.kinesis.url),
+        )
+    };
+    let (old, new) = (store().await, store().await);
+    let at = |offset: u64| {
+        Checkpoint::new(binlog_kinesis::position::ResumePoint::at(
+            binlog_kinesis::position::BinlogPosition::new("b.000001", offset).unwrap(),
+        ))
+    };
+    assert_eq!(old.load().await.unwrap(), None);
+    assert_eq!(new.load().await.unwrap(), None);
+    old.store(&at(100)).await.unwrap();
+    old.store(&at(150)).await.unwrap();
+    let refused = new.store(&at(50)).await.unwrap_err();
+    assert!(
+        matches!(refused, CheckpointError::Conflict { .. }),
+        "{refused}"
+    );
+    assert_eq!(binlog_kinesis::app::Error::from(refused).exit_code(), 10);
+    // The new instance reads it and owns it from then on.
+    assert_eq!(new.load().await.unwrap().unwrap().position.offset(), 150);
+    new.store(&at(200)).await.unwrap();
+    assert!(matches!(
+        old.store(&at(300)).await,
+        Err(CheckpointError::Conflict { .. })
+    ));
+    new.store(&at(400)).await.unwrap();
+    assert_eq!(new.load().await.unwrap().unwrap().position.offset(), 400);
+}
