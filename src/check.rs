@@ -32,6 +32,14 @@ pub async fn check(config: &Config, client: &AwsKinesisClient) -> bool {
             Err(e) => Err(crate::app::error_chain(e)),
         },
     );
+    report(
+        "checkpoint writable",
+        store
+            .probe()
+            .await
+            .map(|()| format!("this process may write {}", store.location()))
+            .map_err(|e| crate::app::error_chain(&e)),
+    );
 
     match connect::connect(&config.mysql).await {
         Err(error) => report("mysql connection", Err(crate::app::error_chain(&error))),
@@ -96,7 +104,23 @@ pub async fn check(config: &Config, client: &AwsKinesisClient) -> bool {
                     ),
                     None => format!("{} is ACTIVE", config.kinesis.stream),
                 })
-                .map_err(|e| e.to_string()),
+                .map_err(|e| {
+                    // What was tried, then why it failed.
+                    format!(
+                        "{} in region {} at {}: {e}",
+                        config.kinesis.stream,
+                        config
+                            .kinesis
+                            .region
+                            .as_deref()
+                            .unwrap_or("(from the environment)"),
+                        config
+                            .kinesis
+                            .endpoint_url
+                            .as_deref()
+                            .unwrap_or("the AWS endpoint"),
+                    )
+                }),
         ),
         SinkKind::Stdout => report("sink", Ok("standard output (no Kinesis)".into())),
         SinkKind::File(path) => report("sink", Ok(format!("file {} (no Kinesis)", path.display()))),

@@ -72,7 +72,8 @@ enum Command {
         verbose: bool,
     },
     /// Ask the local daemon's HTTP listener whether it is healthy (for container health checks):
-    /// exit 0 when it is replicating or waiting as a standby, 1 otherwise.
+    /// exit 0 when it is replicating, reconnecting, draining or waiting as a standby; 1
+    /// otherwise (starting, stopped, degraded, or nothing listening).
     Healthcheck {
         #[command(flatten)]
         config: ConfigArg,
@@ -136,7 +137,10 @@ fn fail(error: &Error) -> ExitCode {
     // The reason the daemon stops is printed whatever the log level: with `off` (or a filter
     // that leaves out this crate) it goes to stderr as plain text.
     if tracing::enabled!(tracing::Level::ERROR) {
-        tracing::error!(exit_code = error.exit_code(), "{}", app::error_chain(error));
+        // One line, so the exit code never dangles on a line of its own after a multi-line
+        // message (a TOML error quotes the line it is about).
+        let message = app::error_chain(error).replace('\n', " ");
+        tracing::error!(exit_code = error.exit_code(), "{message}");
     } else {
         eprintln!(
             "error: {} (exit_code={})",
@@ -150,8 +154,16 @@ fn fail(error: &Error) -> ExitCode {
 /// Logs to stderr: text (colored on a terminal) or one JSON object per line, filtered by
 /// `RUST_LOG` when set, else by `[log] level`.
 fn init_logging(log: &LogConfig) {
+    // The SDK warns at every step of the credential chain that finds nothing (instance
+    // metadata unreachable off EC2): a missing credential is reported once, by the call that
+    // needed it. `RUST_LOG` or a level naming `aws_config` shows them again.
+    let level = if log.level.contains("aws_config") {
+        log.level.clone()
+    } else {
+        format!("{},aws_config::imds=error", log.level)
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -128,8 +128,34 @@ impl CheckpointStore for FileStore {
             .expect("the checkpoint writer does not panic")
     }
 
+    async fn probe(&self) -> Result<(), CheckpointError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.probe_sync())
+            .await
+            .expect("the checkpoint probe does not panic")
+    }
+
     fn location(&self) -> String {
         self.path.display().to_string()
+    }
+}
+
+impl FileStore {
+    /// Creates (and removes) a file beside the checkpoint, creating its directory as a first
+    /// write would.
+    fn probe_sync(&self) -> Result<(), CheckpointError> {
+        let write_error = |source: std::io::Error| CheckpointError::Write {
+            location: self.location(),
+            source: source.into(),
+        };
+        let dir = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir).map_err(write_error)?;
+        let probe = dir.join(format!(".binlog-kinesis-check.{}", std::process::id()));
+        std::fs::write(&probe, b"").map_err(write_error)?;
+        std::fs::remove_file(&probe).map_err(write_error)
     }
 }
 
@@ -184,6 +210,26 @@ mod tests {
         let stored = new.load().await.unwrap().unwrap();
         assert_eq!(stored.position.offset(), 200);
         new.store(&at(400)).await.unwrap();
+    }
+
+    /// Regression (issue 12, item 4): `check` passed a checkpoint location that could not be
+    /// written.
+    #[tokio::test]
+    async fn the_probe_fails_where_the_checkpoint_cannot_be_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().join("new/sub/c.json"));
+        store.probe().await.unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("new/sub"))
+                .unwrap()
+                .count(),
+            0
+        );
+        let error = FileStore::new("/proc/nope/c.json")
+            .probe()
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("/proc/nope/c.json"), "{error}");
     }
 
     #[tokio::test]

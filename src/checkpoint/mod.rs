@@ -208,6 +208,8 @@ pub trait CheckpointStore: Send + Sync {
     async fn load(&self) -> Result<Option<Checkpoint>, CheckpointError>;
     /// Saves `checkpoint` atomically: after a crash, the old or the new one is there, whole.
     async fn store(&self, checkpoint: &Checkpoint) -> Result<(), CheckpointError>;
+    /// Checks, without changing the checkpoint, that this process may write it (`check`).
+    async fn probe(&self) -> Result<(), CheckpointError>;
     /// Where it is, for messages.
     fn location(&self) -> String;
 }

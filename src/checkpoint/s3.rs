@@ -150,6 +150,39 @@ impl CheckpointStore for S3Store {
         }
     }
 
+    /// A PutObject that can never succeed: `If-Match` an ETag no object has. S3 checks the
+    /// permission first, so 412 (the object is there) or 404 (it is not) says this task may
+    /// write the key, and the checkpoint is untouched; 403 says it may not.
+    async fn probe(&self) -> Result<(), CheckpointError> {
+        let call = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .if_match("\"binlog-kinesis-check\"")
+            .body(ByteStream::from_static(b""))
+            .send();
+        let denied = |message: String| CheckpointError::Write {
+            location: self.location(),
+            source: self.error(message),
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Err(_) => Err(denied(format!("no answer within {} s", CALL_TIMEOUT.as_secs()))),
+            Ok(Ok(_)) => Err(denied("a write that cannot match any object succeeded: the store does not honour conditional writes (If-Match), which the daemon relies on".into())),
+            Ok(Err(error))
+                if error
+                    .raw_response()
+                    .is_some_and(|r| matches!(r.status().as_u16(), 404 | 412)) =>
+            {
+                Ok(())
+            }
+            Ok(Err(error)) => Err(denied(format!(
+                "cannot write the key (s3:PutObject on it is needed): {}",
+                DisplayErrorContext(&error)
+            ))),
+        }
+    }
+
     fn location(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.key)
     }

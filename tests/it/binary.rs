@@ -423,6 +423,22 @@ async fn check_reports_each_precondition() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!output.status.success());
     assert!(stdout.contains("FAIL  kinesis stream"), "{stdout}");
+
+    // Regression (issue 12, item 4): a checkpoint location that cannot be written.
+    let output = binary()
+        .arg("check")
+        .envs(world.env())
+        .env("BINLOG_KINESIS__CHECKPOINT__PATH", "/proc/nope/cp.json")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success());
+    assert!(
+        stdout.contains("FAIL  checkpoint writable: cannot write checkpoint /proc/nope/cp.json"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -878,4 +894,140 @@ async fn a_start_position_that_is_not_a_transaction_start_is_refused_naming_vali
     signal(&daemon, "TERM");
     daemon.wait().unwrap();
     assert_eq!(crate::harness::ids(&events), [2]);
+}
+
+/// The README's configuration table: every `section.key` it lists.
+fn readme_config_keys(readme: &str) -> std::collections::BTreeSet<String> {
+    readme
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split_once('`'))
+        .map(|(key, _)| key.to_owned())
+        .filter(|key| {
+            key.split_once('.').is_some_and(|(s, k)| {
+                !s.is_empty()
+                    && s.chars().all(|c| c.is_ascii_lowercase())
+                    && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            })
+        })
+        .collect()
+}
+
+/// Every `section.key` of a TOML table of tables.
+fn toml_keys(table: &toml::Table) -> std::collections::BTreeSet<String> {
+    table
+        .iter()
+        .flat_map(|(section, keys)| {
+            keys.as_table()
+                .into_iter()
+                .flat_map(|keys| keys.keys())
+                .map(move |key| format!("{section}.{key}"))
+        })
+        .collect()
+}
+
+/// Regression (issue 12, item 7): the README drifted from the program. Every command in its
+/// command-line table answers `--help`, and its configuration table, the settings the code
+/// accepts and the example file list the same keys.
+#[test]
+fn the_readme_lists_the_commands_and_settings_the_program_has() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let commands: Vec<&str> = readme
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `binlog-kinesis "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(|command| command.trim_end_matches('`'))
+        .collect();
+    assert!(commands.len() >= 5, "{commands:?}");
+    for command in &commands {
+        let output = binary().args([command, "--help"]).output().unwrap();
+        assert!(output.status.success(), "binlog-kinesis {command} --help");
+    }
+    // And every command the program has is in the table.
+    let help = String::from_utf8(binary().arg("--help").output().unwrap().stdout).unwrap();
+    let listed: Vec<&str> = help
+        .lines()
+        .skip_while(|line| !line.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|line| line.starts_with("  "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|command| *command != "help")
+        .collect();
+    for command in &listed {
+        assert!(
+            commands.contains(command),
+            "{command} is missing from the README"
+        );
+    }
+
+    let documented = readme_config_keys(&readme);
+    let defaults = toml::Table::try_from(binlog_kinesis::config::FileConfig::default()).unwrap();
+    let accepted = toml_keys(&defaults);
+    let example: toml::Table = std::fs::read_to_string(root.join("config/binlog-kinesis.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let in_example = toml_keys(&example);
+    assert_eq!(
+        documented, accepted,
+        "README configuration table vs the code"
+    );
+    assert_eq!(
+        in_example, accepted,
+        "config/binlog-kinesis.toml vs the code"
+    );
+}
+
+/// Regression (issue 12, item 3): with nothing running, `check` printed the MySQL cause three
+/// times and the Kinesis failure as the SDK's debug dump, after four instance-metadata
+/// warnings. Each failure is now one line saying what was tried and what to change. (The
+/// instance-metadata endpoint is a closed port on loopback: nothing leaves the machine.)
+#[test]
+fn check_with_nothing_running_says_each_failure_once_and_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = free_port();
+    let output = binary()
+        .arg("check")
+        .env("BINLOG_KINESIS__MYSQL__PORT", closed.to_string())
+        .env(
+            "BINLOG_KINESIS__CHECKPOINT__PATH",
+            dir.path().join("cp.json"),
+        )
+        .env(
+            "BINLOG_KINESIS__KINESIS__ENDPOINT_URL",
+            format!("http://127.0.0.1:{closed}"),
+        )
+        .env("BINLOG_KINESIS__KINESIS__REGION", "us-east-1")
+        .env("HOME", dir.path())
+        .env(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            format!("http://127.0.0.1:{closed}"),
+        )
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    let mysql = stdout
+        .lines()
+        .find(|l| l.starts_with("FAIL  mysql connection"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert_eq!(mysql.matches("Connection refused").count(), 1, "{mysql}");
+    let kinesis = stdout
+        .lines()
+        .find(|l| l.starts_with("FAIL  kinesis stream"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(kinesis.contains("no AWS credentials found"), "{kinesis}");
+    assert!(
+        !stdout.contains("DispatchFailure") && !stdout.contains("ConnectorError"),
+        "{stdout}"
+    );
+    assert!(!stderr.contains("imds"), "{stderr}");
 }

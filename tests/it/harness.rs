@@ -95,13 +95,20 @@ fn template_datadir() -> &'static Path {
         let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
         let run = std::env::var("NEXTEST_RUN_ID")
             .unwrap_or_else(|_| format!("pid{}", std::process::id()));
-        // Templates of earlier runs are stale: one test run at a time per target folder.
+        // Templates of earlier runs are stale: one test run at a time per target folder. A
+        // staging folder may be another process's install in progress: only an old one is
+        // left over from a crash.
         for entry in std::fs::read_dir(scratch).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let ours = name.contains(&run);
-            if !ours
-                && (name.starts_with("mariadb-template-") || name.starts_with("mariadb-staging-"))
-            {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(3600));
+            let stale = (name.starts_with("mariadb-template-") && !name.contains(&run))
+                || (name.starts_with("mariadb-staging-") && old);
+            if stale {
                 // Another process may be removing it too.
                 std::fs::remove_dir_all(entry.path()).ok();
             }
@@ -112,7 +119,7 @@ fn template_datadir() -> &'static Path {
         }
         let staging = scratch.join(format!("mariadb-staging-{run}-{}", std::process::id()));
         std::fs::remove_dir_all(&staging).ok();
-        let status = Command::new(find_binary("mariadb-install-db"))
+        let output = Command::new(find_binary("mariadb-install-db"))
             .args([
                 "--no-defaults",
                 "--user=root",
@@ -120,11 +127,14 @@ fn template_datadir() -> &'static Path {
                 "--skip-test-db",
             ])
             .arg(format!("--datadir={}", staging.join("data").display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
+            .output()
             .unwrap();
-        assert!(status.success(), "mariadb-install-db failed");
+        assert!(
+            output.status.success(),
+            "mariadb-install-db failed (run {run}):\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
         std::fs::write(staging.join("ready"), b"").unwrap();
         if std::fs::rename(&staging, &dir).is_err() {
             // Another test of this run got there first: its template is as good.

@@ -285,7 +285,11 @@ async fn an_s3_checkpoint_another_instance_wrote_is_not_overwritten() {
     };
     assert_eq!(old.load().await.unwrap(), None);
     assert_eq!(new.load().await.unwrap(), None);
+    // `check`'s probe: allowed to write, and it writes nothing.
+    old.probe().await.unwrap();
+    assert_eq!(new.load().await.unwrap(), None);
     old.store(&at(100)).await.unwrap();
+    old.probe().await.unwrap();
     old.store(&at(150)).await.unwrap();
     let refused = new.store(&at(50)).await.unwrap_err();
     assert!(
