@@ -64,16 +64,26 @@ impl FileStore {
         Ok(Some(checkpoint))
     }
 
-    fn store_sync(&self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
-        let write_error = |source: std::io::Error| CheckpointError::Write {
-            location: self.location(),
-            source: source.into(),
-        };
+    /// The checkpoint's folder, created if missing (as the first write needs it).
+    fn dir(&self) -> Result<PathBuf, CheckpointError> {
         let dir = match self.path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
             _ => PathBuf::from("."),
         };
-        std::fs::create_dir_all(&dir).map_err(write_error)?;
+        std::fs::create_dir_all(&dir).map_err(|source| self.write_error(source))?;
+        Ok(dir)
+    }
+
+    fn write_error(&self, source: std::io::Error) -> CheckpointError {
+        CheckpointError::Write {
+            location: self.location(),
+            source: source.into(),
+        }
+    }
+
+    fn store_sync(&self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
+        let write_error = |source: std::io::Error| self.write_error(source);
+        let dir = self.dir()?;
         // A temporary file of this process's own: two instances never share one.
         let mut tmp = self.path.clone().into_os_string();
         tmp.push(format!(".tmp.{}", std::process::id()));
@@ -144,16 +154,10 @@ impl FileStore {
     /// Creates (and removes) a file beside the checkpoint, creating its directory as a first
     /// write would.
     fn probe_sync(&self) -> Result<(), CheckpointError> {
-        let write_error = |source: std::io::Error| CheckpointError::Write {
-            location: self.location(),
-            source: source.into(),
-        };
-        let dir = match self.path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&dir).map_err(write_error)?;
-        let probe = dir.join(format!(".binlog-kinesis-check.{}", std::process::id()));
+        let write_error = |source: std::io::Error| self.write_error(source);
+        let probe = self
+            .dir()?
+            .join(format!(".binlog-kinesis-check.{}", std::process::id()));
         std::fs::write(&probe, b"").map_err(write_error)?;
         std::fs::remove_file(&probe).map_err(write_error)
     }

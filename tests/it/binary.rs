@@ -392,15 +392,21 @@ fn configuration_errors_are_loud_and_keep_secrets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reports_each_precondition() {
     let world = setup().await;
-    let output = binary()
-        .arg("check")
-        .envs(world.env())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}");
+    // `check` in this world, with `extra` settings: whether it passed, and what it printed.
+    let check = |extra: &[(&str, &str)]| {
+        let output = binary()
+            .arg("check")
+            .envs(world.env())
+            .envs(extra.iter().copied())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        (output.status.success(), stdout)
+    };
+    let (passed, stdout) = check(&[]);
+    assert!(passed, "{stdout}");
     for check in [
         "mysql connection",
         "server settings",
@@ -412,29 +418,13 @@ async fn check_reports_each_precondition() {
             "{check}: {stdout}"
         );
     }
-    let output = binary()
-        .arg("check")
-        .envs(world.env())
-        .env("BINLOG_KINESIS__KINESIS__STREAM", "no-such-stream")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(!output.status.success());
+    let (passed, stdout) = check(&[("BINLOG_KINESIS__KINESIS__STREAM", "no-such-stream")]);
+    assert!(!passed);
     assert!(stdout.contains("FAIL  kinesis stream"), "{stdout}");
 
     // Regression (issue 12, item 4): a checkpoint location that cannot be written.
-    let output = binary()
-        .arg("check")
-        .envs(world.env())
-        .env("BINLOG_KINESIS__CHECKPOINT__PATH", "/proc/nope/cp.json")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(!output.status.success());
+    let (passed, stdout) = check(&[("BINLOG_KINESIS__CHECKPOINT__PATH", "/proc/nope/cp.json")]);
+    assert!(!passed);
     assert!(
         stdout.contains("FAIL  checkpoint writable: cannot write checkpoint /proc/nope/cp.json"),
         "{stdout}"

@@ -119,6 +119,10 @@ fn template_datadir() -> &'static Path {
         }
         let staging = scratch.join(format!("mariadb-staging-{run}-{}", std::process::id()));
         std::fs::remove_dir_all(&staging).ok();
+        // A temporary folder of its own: a server starting elsewhere removes the `#sql*` files
+        // it finds in its temporary folder, and the default one is shared (/tmp).
+        let tmp = staging.join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         let output = Command::new(find_binary("mariadb-install-db"))
             .args([
                 "--no-defaults",
@@ -127,6 +131,8 @@ fn template_datadir() -> &'static Path {
                 "--skip-test-db",
             ])
             .arg(format!("--datadir={}", staging.join("data").display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
+            .env("TMPDIR", &tmp)
             .output()
             .unwrap();
         assert!(
@@ -344,6 +350,8 @@ impl MariaDb {
             .arg(format!("--port={port}"))
             .arg(format!("--socket={}", dir.join("mysqld.sock").display()))
             .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
+            // Its own temporary folder (see `template_datadir`).
+            .arg(format!("--tmpdir={}", dir.display()))
             .arg(format!("--log-error={}", dir.join("error.log").display()))
             .arg(format!(
                 "--log-bin={}",
@@ -945,8 +953,18 @@ impl World {
 
     /// Starts the daemon in-process.
     pub async fn daemon(&self, config: Config, start: StartFrom) -> Daemon {
-        let shutdown = Shutdown::default();
         let client = Arc::new(AwsKinesisClient::new(&config.kinesis).await);
+        Self::daemon_with_client(config, start, client)
+    }
+
+    /// Starts the daemon in-process with `client` at the Kinesis seam (a fault-injecting
+    /// wrapper around the emulator's client).
+    pub fn daemon_with_client(
+        config: Config,
+        start: StartFrom,
+        client: Arc<dyn KinesisClient>,
+    ) -> Daemon {
+        let shutdown = Shutdown::default();
         let task = tokio::spawn(app::run(config, start, client, shutdown.clone()));
         Daemon { shutdown, task }
     }

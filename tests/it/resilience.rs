@@ -313,19 +313,14 @@ async fn a_lost_lock_hands_over_without_two_writers() {
     let heartbeat = [("BINLOG_KINESIS__MYSQL__HEARTBEAT_MS", "5000")];
     // The old holder's Kinesis is slow (each call takes 100 ms on top of the emulator's), so it
     // holds a backlog when it loses the lock: the writes that used to go on after the loss.
-    let shutdown = binlog_kinesis::shutdown::Shutdown::default();
     let slow = Arc::new(Slow {
         inner: world.kinesis.client().await,
     });
-    let active = crate::harness::Daemon {
-        task: tokio::spawn(binlog_kinesis::app::run(
-            world.config(&heartbeat),
-            binlog_kinesis::app::StartFrom::Checkpoint,
-            slow,
-            shutdown.clone(),
-        )),
-        shutdown,
-    };
+    let active = World::daemon_with_client(
+        world.config(&heartbeat),
+        binlog_kinesis::app::StartFrom::Checkpoint,
+        slow,
+    );
     world.wait_replicating().await;
     let standby = world
         .daemon(

@@ -7,12 +7,11 @@ use std::sync::{
 };
 
 use binlog_kinesis::{
-    app::{self, Error, StartFrom},
-    shutdown::Shutdown,
+    app::{Error, StartFrom},
     sink::client::{AwsKinesisClient, CallError, KinesisClient, Record, RecordOutcome},
 };
 
-use crate::harness::World;
+use crate::harness::{Daemon, World};
 
 /// The emulator's client, until `hang` is set: then calls never return.
 struct Hanging {
@@ -42,14 +41,9 @@ async fn a_drain_past_its_deadline_keeps_the_acknowledged_checkpoint_and_says_so
         inner: world.kinesis.client().await,
         hang: AtomicBool::new(false),
     });
-    let shutdown = Shutdown::default();
     let config = world.config(&[("BINLOG_KINESIS__SHUTDOWN__DRAIN_TIMEOUT_MS", "1500")]);
-    let task = tokio::spawn(app::run(
-        config,
-        StartFrom::Checkpoint,
-        client.clone(),
-        shutdown.clone(),
-    ));
+    let Daemon { shutdown, task } =
+        World::daemon_with_client(config, StartFrom::Checkpoint, client.clone());
     world.wait_replicating().await;
     world.db.admin(&["INSERT INTO shop.t VALUES (1)"]).await;
     world.kinesis.wait_for_events(&world.stream, 1).await;
@@ -82,14 +76,9 @@ async fn a_second_signal_abandons_the_drain_and_says_so() {
         inner: world.kinesis.client().await,
         hang: AtomicBool::new(false),
     });
-    let shutdown = Shutdown::default();
     let config = world.config(&[("BINLOG_KINESIS__SHUTDOWN__DRAIN_TIMEOUT_MS", "600000")]);
-    let task = tokio::spawn(app::run(
-        config,
-        StartFrom::Checkpoint,
-        client.clone(),
-        shutdown.clone(),
-    ));
+    let Daemon { shutdown, task } =
+        World::daemon_with_client(config, StartFrom::Checkpoint, client.clone());
     world.wait_replicating().await;
     client.hang.store(true, Ordering::SeqCst);
     world.db.admin(&["INSERT INTO shop.t VALUES (1)"]).await;
@@ -149,17 +138,12 @@ async fn health_is_degraded_while_kinesis_accepts_nothing() {
     });
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let shutdown = Shutdown::default();
     let config = world.config(&[
         ("BINLOG_KINESIS__HTTP__LISTEN", &listen),
         ("BINLOG_KINESIS__HTTP__DEGRADED_AFTER_MS", "1000"),
     ]);
-    let task = tokio::spawn(app::run(
-        config,
-        StartFrom::Checkpoint,
-        client.clone(),
-        shutdown.clone(),
-    ));
+    let Daemon { shutdown, task } =
+        World::daemon_with_client(config, StartFrom::Checkpoint, client.clone());
     world.wait_replicating().await;
     let health = async || {
         let (status, body) = http_get(port, "/health").await?;
