@@ -2,8 +2,7 @@
 //! stops between transactions, everything downstream drains); a second one gives up on the
 //! drain at once.
 
-use futures_util::StreamExt;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 /// The two stages of stopping.
@@ -19,14 +18,15 @@ impl Shutdown {
     /// Installs the SIGTERM/SIGINT handlers and returns the tokens they fire.
     pub fn install() -> std::io::Result<Self> {
         let shutdown = Self::default();
-        let mut signals = signal_hook_tokio::Signals::new([SIGTERM, SIGINT])?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
         let tokens = shutdown.clone();
         tokio::spawn(async move {
-            while let Some(signal) = signals.next().await {
-                let name = if signal == SIGTERM {
-                    "SIGTERM"
-                } else {
-                    "SIGINT"
+            loop {
+                let name = tokio::select! {
+                    Some(()) = terminate.recv() => "SIGTERM",
+                    Some(()) = interrupt.recv() => "SIGINT",
+                    else => break,
                 };
                 if tokens.graceful.is_cancelled() {
                     tracing::warn!(signal = name, "second signal: abandoning the drain; the checkpoint keeps what Kinesis acknowledged");

@@ -1021,3 +1021,31 @@ fn check_with_nothing_running_says_each_failure_once_and_plainly() {
     );
     assert!(!stderr.contains("imds"), "{stderr}");
 }
+
+/// SIGINT (Ctrl-C) stops the daemon as SIGTERM does: drained, checkpointed, exit 0 (tokio's
+/// signal handling, which replaced signal-hook).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_stops_cleanly_like_sigterm() {
+    let world = setup().await;
+    let mut child = binary()
+        .arg("run")
+        .envs(world.env())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+    world.wait_replicating().await;
+    signal(&child, "INT");
+    assert_eq!(wait_exit(child).await, 0);
+    let log = log.join().unwrap();
+    assert!(
+        log.contains("SIGINT") && log.contains("checkpoint written"),
+        "{log}"
+    );
+}
