@@ -2,7 +2,7 @@
 //! and run the shutdown sequence. No processing happens here.
 //!
 //! ```text
-//! source::run ──SinkInput (bounded)──▶ sink::run ──acknowledged positions (bounded)──▶ checkpoint::run
+//! source::run ──Message (bounded)──▶ sink::run ──acknowledged positions (bounded)──▶ checkpoint::run
 //! ```
 //!
 //! # Shutdown sequence
@@ -27,11 +27,15 @@
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::sync::mpsc;
+use tokio::{
+    sync::mpsc,
+    task::{JoinError, JoinHandle},
+};
 use tokio_util::sync::CancellationToken;
 
+pub use crate::source::start::StartFrom;
 use crate::{
-    checkpoint::{self, Checkpoint, CheckpointError},
+    checkpoint::{self, Checkpoint, CheckpointError, CheckpointStore},
     config::{Config, ConfigError, PartitionBy},
     fence::{self, Fence},
     metrics::{
@@ -39,15 +43,22 @@ use crate::{
         http::{self, ListenError},
         Metrics, State,
     },
-    position::{BinlogPosition, GtidState, ResumePoint},
+    position::ResumePoint,
+    report::error_chain,
     shutdown::Shutdown,
-    sink::{self, client::KinesisClient, retry::DEFAULT_BACKOFF, SinkConfig, SinkError},
+    sink::{
+        self,
+        client::{CallError, KinesisClient},
+        retry::DEFAULT_BACKOFF,
+        SinkConfig, SinkError, SinkSummary,
+    },
     source::{
         self, connect,
         lock::{self, InstanceLock},
-        xa::CatchUp,
-        SourceConfig, SourceError,
+        start::{self, ServerFacts},
+        SourceConfig, SourceError, SourceSummary,
     },
+    stream::Boundary,
 };
 
 /// Events between the source and the sink. Small: the sink holds the real buffer, bounded in
@@ -74,19 +85,6 @@ pub fn stop_budget(drain_timeout: Duration, cloudwatch: bool) -> (Duration, Dura
     (drain_timeout - flush, flush)
 }
 
-/// Where replication starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartFrom {
-    /// `--start-position FILE:POS`
-    Position(BinlogPosition),
-    /// `--from-end`: the server's current end of binlog.
-    End,
-    /// `--start-gtid`: after this MariaDB GTID state, on whichever server is configured.
-    Gtid(GtidState),
-    /// The checkpoint, or the server's end when there is none yet.
-    Checkpoint,
-}
-
 /// Anything that stops a run; each kind has its own exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -103,12 +101,13 @@ pub enum Error {
     #[error(transparent)]
     Sink(#[from] SinkError),
     /// The stream is not usable at startup.
-    #[error("kinesis stream {stream:?} is not usable: {message}")]
+    #[error("kinesis stream {stream:?} is not usable")]
     Stream {
         /// The stream.
         stream: String,
         /// What is wrong.
-        message: String,
+        #[source]
+        source: CallError,
     },
     /// Saving progress failed.
     #[error(transparent)]
@@ -121,9 +120,21 @@ pub enum Error {
         /// The last checkpoint written.
         committed: String,
     },
-    /// A stage ended in a way it never should.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// A stage's task panicked or was cancelled: a bug.
+    #[error("internal error: the {task} task ended abnormally")]
+    Task {
+        /// Which task.
+        task: &'static str,
+        /// How it ended.
+        #[source]
+        source: JoinError,
+    },
+    /// The signal handlers cannot be installed.
+    #[error("cannot install signal handlers")]
+    Signals(#[source] std::io::Error),
+    /// The producer stopped taking events without saying why: a bug.
+    #[error("internal error: the producer stopped without an error")]
+    ProducerStoppedSilently,
 }
 
 impl Error {
@@ -132,7 +143,9 @@ impl Error {
         match self {
             Error::Config(_)
             | Error::Listen(_)
-            | Error::Source(SourceError::NotATransactionStart { .. }) => 2,
+            | Error::Source(
+                SourceError::NotATransactionStart { .. } | SourceError::UnusableStartGtid { .. },
+            ) => 2,
             Error::Source(
                 SourceError::AccessDenied { .. }
                 | SourceError::MissingPrivilege { .. }
@@ -155,7 +168,10 @@ impl Error {
             Error::Source(SourceError::ServerIdConflict { .. }) => 11,
             Error::Source(error) if error.is_transient() => 8,
             Error::Checkpoint(_) => 9,
-            Error::Source(_) | Error::Internal(_) => 1,
+            Error::Source(_)
+            | Error::Task { .. }
+            | Error::Signals(_)
+            | Error::ProducerStoppedSilently => 1,
         }
     }
 }
@@ -230,20 +246,121 @@ pub async fn run(
 
 async fn replicate(
     config: Config,
-    start: StartFrom,
+    asked: StartFrom,
     client: Arc<dyn KinesisClient>,
     shutdown: Shutdown,
     metrics: &Arc<Metrics>,
 ) -> Result<RunOutcome, Error> {
+    let max_record_bytes = record_size(&config, client.as_ref()).await?;
+    let call_timeout = config.kinesis.call_timeout;
+    let Some((ownership, store, checkpoint)) = take_over(&config, &shutdown, metrics).await? else {
+        return Ok(RunOutcome::default());
+    };
+    let mut conn = connect::connect(&config.mysql).await?;
+    let server = connect::check_server(&mut conn).await?;
+    for warning in &server.warnings {
+        tracing::warn!("{warning}");
+    }
+    metrics.set_retention(server.binlog_retention);
+    let facts = ServerFacts {
+        is_mariadb: server.is_mariadb,
+        mysql_gtids: !server.is_mariadb && connect::mysql_gtid_mode_on(&mut conn).await?,
+    };
+    let plan = start::plan(asked, checkpoint.as_ref().map(Checkpoint::boundary), facts)?;
+    let save_start = plan.saved_before_reading();
+    let opened = start::open(conn, plan, facts, &config.mysql).await?;
+    // The first write claims the stream: it saves the start (see `saved_before_reading`), and
+    // clears the previous holder's `released` mark.
+    let claim = match checkpoint.filter(|_| !save_start) {
+        Some(loaded) => loaded.restamped(false),
+        None => Checkpoint::new(opened.point.clone()),
+    };
+    if !checkpoint::store_fenced(store.as_ref(), &claim, &ownership.fence, call_timeout).await? {
+        ownership.release().await;
+        return Err(lock_lost(&config, "its hold lapsed before the first write"));
+    }
+    metrics.checkpoint_written(&claim.position, 0);
+    if save_start {
+        tracing::info!(start = %opened.point, checkpoint = %store.location(), "start position saved as the checkpoint");
+    }
+    tracing::info!(server = %server.version, start = %opened.point, stream = %config.kinesis.stream, "replicating");
+    metrics.set_state(State::Replicating);
+
+    let source_config = SourceConfig {
+        mysql: config.mysql.clone(),
+        filter: config.filter.clone(),
+        lookahead_bytes: config.mysql.transaction_lookahead_bytes,
+        resume_by_gtid: facts.resume_by_gtid(),
+        positional_names: false,
+        checksum_crc32: server.checksum_crc32,
+        catalog: !server.row_metadata_full,
+        partition_by_primary_key: config.kinesis.partition_by == PartitionBy::PrimaryKey,
+        max_event_bytes: max_record_bytes,
+        catch_up: opened.catch_up,
+    };
+    let sink_config = SinkConfig {
+        stream: config.kinesis.stream.clone(),
+        max_record_bytes,
+        linger: config.kinesis.linger,
+        max_buffered_bytes: config.kinesis.max_buffered_bytes,
+        max_events_per_record: config.kinesis.max_events_per_record,
+        backoff: DEFAULT_BACKOFF,
+        oversize: config.kinesis.oversize,
+        call_timeout,
+    };
+    let (events_tx, events_rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
+    let (acks_tx, acks_rx) = mpsc::channel(ACK_CHANNEL_CAPACITY);
+    let source_cancel = CancellationToken::new();
+    let source = tokio::spawn(source::run(
+        source_config,
+        opened.stream,
+        opened.point,
+        events_tx,
+        Arc::clone(&ownership.lock),
+        source_cancel.clone(),
+        Arc::clone(metrics),
+    ));
+    let sink = tokio::spawn(sink::run(
+        sink_config,
+        client,
+        events_rx,
+        acks_tx,
+        Arc::clone(metrics),
+        Arc::clone(&ownership.fence),
+    ));
+    let writer = (
+        config.checkpoint.interval,
+        Arc::clone(&ownership.fence),
+        call_timeout,
+    );
+    let checkpointer = tokio::spawn(write_checkpoints(
+        Arc::clone(&store),
+        writer,
+        claim,
+        acks_rx,
+        Arc::clone(metrics),
+    ));
+    let stages = Stages {
+        source,
+        sink,
+        checkpointer,
+        source_cancel,
+    };
+    stages
+        .run_and_drain(&config, &shutdown, ownership, store, metrics)
+        .await
+}
+
+/// The largest record: the smaller of what is configured and what the stream accepts.
+async fn record_size(config: &Config, client: &dyn KinesisClient) -> Result<usize, Error> {
     let stream_info = client
         .check_stream(&config.kinesis.stream)
         .await
-        .map_err(|error| Error::Stream {
+        .map_err(|source| Error::Stream {
             stream: config.kinesis.stream.clone(),
-            message: error.to_string(),
+            source,
         })?;
-    // The smaller of what is configured and what the stream accepts.
-    let max_record_bytes = match stream_info.max_record_bytes {
+    Ok(match stream_info.max_record_bytes {
         Some(stream_max) if stream_max < config.kinesis.max_record_bytes => {
             tracing::warn!(
                 configured = config.kinesis.max_record_bytes,
@@ -253,356 +370,203 @@ async fn replicate(
             stream_max
         }
         _ => config.kinesis.max_record_bytes,
-    };
+    })
+}
 
-    // Only the lock holder replicates; the checkpoint is read once the lock is held, since the
-    // previous holder may have written it until the moment it let go.
+/// Takes the instance lock (waiting as a standby until it is free or the run is stopped),
+/// then the checkpoint: read once the lock is held, since the previous holder may have
+/// written it until the moment it let go, and read again after waiting out the previous
+/// holder's lease when it did not release the stream cleanly (see `crate::fence`).
+async fn take_over(
+    config: &Config,
+    shutdown: &Shutdown,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<(Ownership, Arc<dyn CheckpointStore>, Option<Checkpoint>)>, Error> {
     let lock_name = lock::lock_name(&config.kinesis.stream);
     let Some(lock) =
         InstanceLock::acquire(&config.mysql, &lock_name, &shutdown.graceful, metrics).await?
     else {
         tracing::info!("stopped while waiting as standby");
-        return Ok(RunOutcome::default());
+        return Ok(None);
     };
     tracing::info!(lock = %lock_name, "holding the instance lock");
     // Shared with the source, which checks it; kept here until the checkpoint is written.
     let ownership = Ownership::start(lock, config.mysql.heartbeat);
     let store = checkpoint::open_store(&config.checkpoint).await;
-    let mut checkpoint = store.load().await?;
-    let call_timeout = config.kinesis.call_timeout;
-    if checkpoint.as_ref().is_some_and(|c| !c.released) {
-        // The previous holder may have lost the lock without noticing yet: let its fence
-        // close and its last calls land before writing anything; see `crate::fence`.
-        let wait = fence::takeover_wait(config.mysql.heartbeat, call_timeout);
-        tracing::info!(wait_ms = wait.as_millis() as u64, "the previous instance did not release the stream cleanly (it crashed, or lost the instance lock): waiting out its lease before writing");
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.graceful.cancelled() => {
-                ownership.release().await;
-                return Ok(RunOutcome::default());
-            }
-        }
-        // The old holder may have written it until its fence closed: read it again.
-        checkpoint = store.load().await?;
+    let checkpoint = store.load().await?;
+    if checkpoint.as_ref().is_none_or(|c| c.released) {
+        return Ok(Some((ownership, store, checkpoint)));
     }
-    let loaded = checkpoint.clone();
-
-    let mut conn = connect::connect(&config.mysql).await?;
-    let server = connect::check_server(&mut conn).await?;
-    for warning in &server.warnings {
-        tracing::warn!("{warning}");
-    }
-    metrics.set_retention(server.binlog_retention);
-    // On MariaDB, GTIDs are tracked from the start point on (BINLOG_GTID_POS gives the state at
-    // a file position), so every checkpoint can resume on another server of the topology. On
-    // MySQL the set is known at the end of the binlog (Executed_Gtid_Set) and at the start of
-    // every file (PREVIOUS_GTIDS), and resumes where gtid_mode=ON.
-    let gtid_at = async |conn: &mut mysql_async::Conn, position: &BinlogPosition| {
-        if server.is_mariadb {
-            connect::gtid_state_at(conn, position).await
-        } else {
-            None
-        }
-    };
-    let mysql_gtids = !server.is_mariadb && connect::mysql_gtid_mode_on(&mut conn).await?;
-    let resumable = |gtid: &GtidState| {
-        !gtid.is_empty()
-            && (gtid.is_mysql() != server.is_mariadb)
-            && (server.is_mariadb || mysql_gtids)
-    };
-    // The end of the binlog, with its GTID state.
-    let end_of_binlog = async |conn: &mut mysql_async::Conn| -> Result<ResumePoint, Error> {
-        let (position, executed) = connect::current_status(conn).await?;
-        let gtid = if server.is_mariadb {
-            connect::gtid_state_at(conn, &position).await
-        } else {
-            executed.filter(|_| mysql_gtids)
-        };
-        Ok(ResumePoint { position, gtid })
-    };
-    // Every start but a resume from the checkpoint is saved as the checkpoint before the first
-    // event is read: a run that stops before its first acknowledged boundary (a deleted stream,
-    // a crash in the first seconds) must restart from here, not from a later end of binlog.
-    let save_start = !matches!(start, StartFrom::Checkpoint) || checkpoint.is_none();
-    let mut catch_up = None;
-    let (start, by_gtid) = match (start, checkpoint) {
-        (StartFrom::Position(position), _) => {
-            tracing::info!(%position, "starting from --start-position");
-            connect::ensure_position_available(&mut conn, &position).await?;
-            connect::ensure_transaction_start(&mut conn, &position).await?;
-            let gtid = gtid_at(&mut conn, &position).await;
-            (ResumePoint { position, gtid }, false)
-        }
-        (StartFrom::Gtid(gtid), _) => {
-            if !resumable(&gtid) {
-                return Err(Error::Config(ConfigError::Invalid {
-                    section: "command line",
-                    key: "--start-gtid",
-                    message: format!(
-                        "{gtid} cannot start this server: MariaDB takes domain-server-sequence positions, MySQL (with gtid_mode=ON) GTID sets"
-                    ),
-                }));
-            }
-            let position = connect::current_position(&mut conn).await?;
-            if gtid.is_mysql() {
-                connect::ensure_gtids_available(&mut conn, &gtid, &position).await?;
-            }
-            tracing::info!(%gtid, "starting after --start-gtid");
-            (
-                ResumePoint {
-                    position,
-                    gtid: Some(gtid),
-                },
-                true,
-            )
-        }
-        (StartFrom::End, _) => {
-            let point = end_of_binlog(&mut conn).await?;
-            tracing::info!(%point, "starting from the server's current end of binlog (--from-end)");
-            (point, false)
-        }
-        // XA transactions prepared before the checkpoint and undecided there are read again
-        // from where the first of them starts; see `source::xa`.
-        (StartFrom::Checkpoint, Some(checkpoint)) if !checkpoint.xa_prepared.is_empty() => {
-            let earliest = checkpoint
-                .xa_prepared
-                .iter()
-                .map(|p| &p.position)
-                .min_by(|a, b| a.try_cmp(b).unwrap_or(std::cmp::Ordering::Equal))
-                .expect("not empty")
-                .clone();
-            tracing::info!(position = %checkpoint.position, prepared_xa = checkpoint.xa_prepared.len(), from = %earliest, "resuming from the checkpoint; reading its prepared XA transactions again from where the first starts");
-            connect::ensure_position_available(&mut conn, &earliest).await?;
-            let gtid = gtid_at(&mut conn, &earliest).await;
-            catch_up = Some(CatchUp {
-                until: checkpoint.position.clone(),
-                pending: checkpoint
-                    .xa_prepared
-                    .iter()
-                    .map(|p| p.xid.clone())
-                    .collect(),
-                initial_gtid: gtid.clone(),
-            });
-            (
-                ResumePoint {
-                    position: earliest,
-                    gtid,
-                },
-                false,
-            )
-        }
-        // Resume by GTID where the checkpoint has a GTID state this server understands: it
-        // works on any server of the topology, so a failover only needs a new host name.
-        (StartFrom::Checkpoint, Some(checkpoint))
-            if checkpoint.gtid.as_ref().is_some_and(resumable) =>
-        {
-            let point = checkpoint.resume_point();
-            if let Some(gtid) = point.gtid.as_ref().filter(|g| g.is_mysql()) {
-                connect::ensure_gtids_available(&mut conn, gtid, &point.position).await?;
-            }
-            tracing::info!(%point, "resuming from the checkpoint by GTID");
-            (point, true)
-        }
-        (StartFrom::Checkpoint, Some(checkpoint)) => {
-            tracing::info!(position = %checkpoint.position, "resuming from the checkpoint");
-            connect::ensure_position_available(&mut conn, &checkpoint.position).await?;
-            let gtid = gtid_at(&mut conn, &checkpoint.position).await;
-            (
-                ResumePoint {
-                    position: checkpoint.position,
-                    gtid,
-                },
-                false,
-            )
-        }
-        (StartFrom::Checkpoint, None) => {
-            let point = end_of_binlog(&mut conn).await?;
-            tracing::info!(%point, checkpoint = %store.location(), "no checkpoint yet: starting from the server's current end of binlog");
-            (point, false)
-        }
-    };
-    // The first write claims the stream: it saves the start (see `save_start`), and clears
-    // the previous holder's `released` mark.
-    let claim = match loaded.filter(|_| !save_start) {
-        Some(loaded) => loaded.restamped(false),
-        None => Checkpoint::new(start.clone()),
-    };
-    if !checkpoint::store_fenced(store.as_ref(), &claim, &ownership.fence, call_timeout).await? {
-        ownership.release().await;
-        return Err(Error::Source(SourceError::LockLost {
-            lock: lock_name,
-            reason: "its hold lapsed before the first write".into(),
-        }));
-    }
-    metrics.checkpoint_written(&claim.position, 0);
-    if save_start {
-        tracing::info!(%start, checkpoint = %store.location(), "start position saved as the checkpoint");
-    }
-    let heartbeat = config.mysql.heartbeat;
-    let server_id = config.mysql.server_id.get();
-    let stream = match &start.gtid {
-        Some(gtid) if by_gtid => {
-            connect::open_stream_gtid(conn, server_id, gtid, &start.position, heartbeat).await?
-        }
-        _ => connect::open_stream(conn, server_id, &start.position, heartbeat).await?,
-    };
-    // Reconnects resume by GTID whenever the state is known and this server can use it.
-    let resume_by_gtid = server.is_mariadb || mysql_gtids;
-    tracing::info!(server = %server.version, start = %start, stream = %config.kinesis.stream, "replicating");
-    metrics.set_state(State::Replicating);
-
-    let (events_tx, events_rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
-    let (acks_tx, acks_rx) = mpsc::channel(ACK_CHANNEL_CAPACITY);
-    let source_cancel = CancellationToken::new();
-    let mut source = tokio::spawn(source::run(
-        SourceConfig {
-            mysql: config.mysql.clone(),
-            filter: config.filter.clone(),
-            lookahead_bytes: config.mysql.transaction_lookahead_bytes,
-            resume_by_gtid,
-            positional_names: false,
-            checksum_crc32: server.checksum_crc32,
-            catalog: !server.row_metadata_full,
-            partition_by_primary_key: config.kinesis.partition_by == PartitionBy::PrimaryKey,
-            max_event_bytes: max_record_bytes,
-            catch_up,
-        },
-        stream,
-        start,
-        events_tx,
-        Arc::clone(&ownership.lock),
-        source_cancel.clone(),
-        Arc::clone(metrics),
-    ));
-    let mut sink = tokio::spawn(sink::run(
-        SinkConfig {
-            stream: config.kinesis.stream.clone(),
-            max_record_bytes,
-            linger: config.kinesis.linger,
-            max_buffered_bytes: config.kinesis.max_buffered_bytes,
-            max_events_per_record: config.kinesis.max_events_per_record,
-            backoff: DEFAULT_BACKOFF,
-            oversize: config.kinesis.oversize,
-            call_timeout,
-        },
-        client,
-        events_rx,
-        acks_tx,
-        Arc::clone(metrics),
-        Arc::clone(&ownership.fence),
-    ));
-    let interval = config.checkpoint.interval;
-    let checkpoint_metrics = Arc::clone(metrics);
-    let (task_store, task_fence) = (Arc::clone(&store), Arc::clone(&ownership.fence));
-    let checkpointer = tokio::spawn(async move {
-        let writer = checkpoint::Writer {
-            interval,
-            fence: &task_fence,
-            timeout: call_timeout,
-        };
-        checkpoint::run(
-            task_store.as_ref(),
-            writer,
-            Some(claim),
-            acks_rx,
-            &checkpoint_metrics,
-        )
-        .await
-    });
-
-    // Run until a signal or until a stage ends on its own (which only happens on error).
-    let mut source_result = None;
-    let mut sink_result = None;
-    let mut lock_lost = false;
+    let wait = fence::takeover_wait(config.mysql.heartbeat, config.kinesis.call_timeout);
+    tracing::info!(wait_ms = wait.as_millis() as u64, "the previous instance did not release the stream cleanly (it crashed, or lost the instance lock): waiting out its lease before writing");
     tokio::select! {
-        _ = shutdown.graceful.cancelled() => {}
-        result = &mut source => source_result = Some(result),
-        result = &mut sink => sink_result = Some(result),
-        // Another instance writes the stream now: nothing of this one may follow.
-        _ = ownership.fence.lost() => lock_lost = true,
+        _ = tokio::time::sleep(wait) => {}
+        _ = shutdown.graceful.cancelled() => {
+            ownership.release().await;
+            return Ok(None);
+        }
     }
-    source_cancel.cancel();
-    metrics.set_state(State::Draining);
-    if lock_lost {
-        source.abort();
-        sink.abort();
-        // Fenced: it writes nothing more.
-        checkpointer.await.ok();
-        ownership.release().await;
-        return Err(Error::Source(SourceError::LockLost {
-            lock: lock_name,
-            reason: "another instance holds it now".into(),
-        }));
-    }
+    let checkpoint = store.load().await?;
+    Ok(Some((ownership, store, checkpoint)))
+}
 
-    let (drain_timeout, _) = stop_budget(config.shutdown.drain_timeout, config.metrics.cloudwatch);
-    let drain = async {
-        let source_result = match source_result.take() {
-            Some(result) => result,
-            None => (&mut source).await,
-        };
-        let sink_result = match sink_result.take() {
-            Some(result) => result,
-            None => (&mut sink).await,
-        };
-        (source_result, sink_result)
+/// The checkpoint task: writes acknowledged boundaries until the sink's sender is gone.
+async fn write_checkpoints(
+    store: Arc<dyn CheckpointStore>,
+    (interval, fence, timeout): (Duration, Arc<Fence>, Duration),
+    claim: Checkpoint,
+    acks: mpsc::Receiver<Boundary>,
+    metrics: Arc<Metrics>,
+) -> Result<Option<Checkpoint>, CheckpointError> {
+    let writer = checkpoint::Writer {
+        interval,
+        fence: &fence,
+        timeout,
     };
-    let mut cut_short = format!("did not finish within {} ms", drain_timeout.as_millis());
-    let drained = tokio::select! {
-        results = drain => Some(results),
-        _ = tokio::time::sleep(drain_timeout) => None,
-        _ = shutdown.immediate.cancelled() => {
-            cut_short = "was abandoned at a second stop signal".into();
-            None
+    checkpoint::run(store.as_ref(), writer, Some(claim), acks, &metrics).await
+}
+
+fn lock_lost(config: &Config, reason: &str) -> Error {
+    Error::Source(SourceError::LockLost {
+        lock: lock::lock_name(&config.kinesis.stream),
+        reason: reason.into(),
+    })
+}
+
+type SourceTask = JoinHandle<Result<SourceSummary, SourceError>>;
+type SinkTask = JoinHandle<Result<SinkSummary, SinkError>>;
+
+/// The running stages.
+struct Stages {
+    source: SourceTask,
+    sink: SinkTask,
+    checkpointer: JoinHandle<Result<Option<Checkpoint>, CheckpointError>>,
+    source_cancel: CancellationToken,
+}
+
+impl Stages {
+    /// Runs until a signal or until a stage ends on its own (which only happens on error),
+    /// then the shutdown sequence of the module docs.
+    async fn run_and_drain(
+        mut self,
+        config: &Config,
+        shutdown: &Shutdown,
+        ownership: Ownership,
+        store: Arc<dyn CheckpointStore>,
+        metrics: &Metrics,
+    ) -> Result<RunOutcome, Error> {
+        let mut source_result = None;
+        let mut sink_result = None;
+        let mut lock_lost = false;
+        tokio::select! {
+            _ = shutdown.graceful.cancelled() => {}
+            result = &mut self.source => source_result = Some(result),
+            result = &mut self.sink => sink_result = Some(result),
+            // Another instance writes the stream now: nothing of this one may follow.
+            _ = ownership.fence.lost() => lock_lost = true,
         }
-    };
-    if drained.is_none() {
-        source.abort();
-        sink.abort();
-    }
-    // The checkpoint task ends once the sink's sender is gone: it always writes what was
-    // acknowledged, even after an aborted drain.
-    let committed = checkpointer
-        .await
-        .map_err(|e| Error::Internal(format!("checkpoint task: {e}")))??;
-    if let Some(checkpoint) = &committed {
-        tracing::info!(position = %checkpoint.resume_point(), "checkpoint written");
-    }
-    // A clean drain leaves nothing in flight: say so, so the next instance need not wait.
-    if let (Some((Ok(Ok(_)), Ok(Ok(_)))), Some(last)) = (&drained, &committed) {
-        match checkpoint::store_fenced(store.as_ref(), &last.restamped(true), &ownership.fence, call_timeout).await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!("the instance lock is in doubt: the checkpoint is not marked released, and the next instance will wait out this one's lease"),
-            Err(error) => tracing::warn!(error = %error_chain(&error), "cannot mark the checkpoint released; the next instance will wait out this one's lease"),
+        self.source_cancel.cancel();
+        metrics.set_state(State::Draining);
+        if lock_lost {
+            self.source.abort();
+            self.sink.abort();
+            // Fenced: it writes nothing more.
+            self.checkpointer.await.ok();
+            ownership.release().await;
+            return Err(self::lock_lost(config, "another instance holds it now"));
         }
-    }
-    let committed = committed.map(|c| c.resume_point());
-    // Only now, with everything drained and checkpointed, may another instance take over.
-    ownership.release().await;
-    let Some((source_result, sink_result)) = drained else {
-        return Err(Error::DrainIncomplete {
-            how: cut_short,
-            committed: committed.map_or("(none)".into(), |p| p.to_string()),
-        });
-    };
-    let summary = sink_result.map_err(|e| Error::Internal(format!("sink task: {e}")))?;
-    let source_summary =
-        match source_result.map_err(|e| Error::Internal(format!("source task: {e}")))? {
-            // The sink's own error explains why the source could not send.
-            Err(SourceError::SinkGone) => {
-                summary?;
-                return Err(Error::Internal(
-                    "the producer stopped without an error".into(),
-                ));
-            }
-            Err(error) => {
-                if let Err(sink_error) = summary {
-                    tracing::error!(error = %sink_error, "the producer failed too");
-                }
-                return Err(error.into());
-            }
-            Ok(source_summary) => source_summary,
+        let (drain_timeout, _) =
+            stop_budget(config.shutdown.drain_timeout, config.metrics.cloudwatch);
+        let (mut source, mut sink) = (self.source, self.sink);
+        let drain = async {
+            let source_result = match source_result.take() {
+                Some(result) => result,
+                None => (&mut source).await,
+            };
+            let sink_result = match sink_result.take() {
+                Some(result) => result,
+                None => (&mut sink).await,
+            };
+            (source_result, sink_result)
         };
+        let mut cut_short = format!("did not finish within {} ms", drain_timeout.as_millis());
+        let drained = tokio::select! {
+            results = drain => Some(results),
+            _ = tokio::time::sleep(drain_timeout) => None,
+            _ = shutdown.immediate.cancelled() => {
+                cut_short = "was abandoned at a second stop signal".into();
+                None
+            }
+        };
+        if drained.is_none() {
+            source.abort();
+            sink.abort();
+        }
+        // The checkpoint task ends once the sink's sender is gone: it always writes what was
+        // acknowledged, even after an aborted drain.
+        let committed = self.checkpointer.await.map_err(|source| Error::Task {
+            task: "checkpoint",
+            source,
+        })??;
+        if let Some(checkpoint) = &committed {
+            tracing::info!(position = %checkpoint.resume_point(), "checkpoint written");
+        }
+        let clean = matches!(&drained, Some((Ok(Ok(_)), Ok(Ok(_)))));
+        if let (true, Some(last)) = (clean, &committed) {
+            release_checkpoint(config, store.as_ref(), last, &ownership.fence).await;
+        }
+        let committed = committed.map(|c| c.resume_point());
+        // Only now, with everything drained and checkpointed, may another instance take over.
+        ownership.release().await;
+        let Some((source_result, sink_result)) = drained else {
+            return Err(Error::DrainIncomplete {
+                how: cut_short,
+                committed: committed.map_or("(none)".into(), |p| p.to_string()),
+            });
+        };
+        outcome(source_result, sink_result, committed, metrics)
+    }
+}
+
+/// After a clean drain nothing is in flight: the checkpoint says so, so that the next
+/// instance need not wait out this one's lease.
+async fn release_checkpoint(
+    config: &Config,
+    store: &dyn CheckpointStore,
+    last: &Checkpoint,
+    fence: &Fence,
+) {
+    let released = last.restamped(true);
+    match checkpoint::store_fenced(store, &released, fence, config.kinesis.call_timeout).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!("the instance lock is in doubt: the checkpoint is not marked released, and the next instance will wait out this one's lease"),
+        Err(error) => tracing::warn!(error = %error_chain(&error), "cannot mark the checkpoint released; the next instance will wait out this one's lease"),
+    }
+}
+
+/// The run's result from the stages' results: a source error explains itself unless it
+/// only says the producer stopped, in which case the producer's error does.
+fn outcome(
+    source_result: Result<Result<SourceSummary, SourceError>, JoinError>,
+    sink_result: Result<Result<SinkSummary, SinkError>, JoinError>,
+    committed: Option<ResumePoint>,
+    metrics: &Metrics,
+) -> Result<RunOutcome, Error> {
+    let task = |task| move |source| Error::Task { task, source };
+    let summary = sink_result.map_err(task("sink"))?;
+    let source_summary = match source_result.map_err(task("source"))? {
+        Err(SourceError::SinkGone) => {
+            summary?;
+            return Err(Error::ProducerStoppedSilently);
+        }
+        Err(error) => {
+            if let Err(sink_error) = summary {
+                tracing::error!(error = %error_chain(&sink_error), "the producer failed too");
+            }
+            return Err(error.into());
+        }
+        Ok(source_summary) => source_summary,
+    };
     let summary = summary?;
     // How full records were: what the record size and linger bought.
     let per_record = |n: u64| {
@@ -666,65 +630,9 @@ impl Ownership {
     }
 }
 
-/// An error and its sources, joined with `: `, for the one place each error is logged. A cause
-/// whose text the error before it already ends with is left out, and so is a part repeated
-/// right after itself (drivers often print their cause and return it as the source too).
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut texts = vec![error.to_string()];
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !texts.last().is_some_and(|last| last.ends_with(&text)) {
-            texts.push(text);
-        }
-        source = cause.source();
-    }
-    let joined = texts.join(": ");
-    let mut parts: Vec<&str> = Vec::new();
-    for part in joined.split(": ") {
-        if parts.last() != Some(&part) {
-            parts.push(part);
-        }
-    }
-    parts.join(": ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Regression (issue 12, item 3): `check` printed the MySQL cause three times.
-    #[test]
-    fn an_error_chain_says_each_cause_once() {
-        #[derive(Debug)]
-        struct E(&'static str, Option<Box<E>>);
-        impl std::fmt::Display for E {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.0)
-            }
-        }
-        impl std::error::Error for E {
-            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-                self.1.as_deref().map(|e| e as _)
-            }
-        }
-        let io = E("Connection refused (os error 111)", None);
-        let driver = E(
-            "Input/output error: Input/output error: Connection refused (os error 111)",
-            Some(Box::new(E(
-                "Input/output error: Connection refused (os error 111)",
-                Some(Box::new(io)),
-            ))),
-        );
-        let top = E(
-            "cannot connect to MySQL at 127.0.0.1:3306",
-            Some(Box::new(driver)),
-        );
-        assert_eq!(
-            error_chain(&top),
-            "cannot connect to MySQL at 127.0.0.1:3306: Input/output error: Connection refused (os error 111)"
-        );
-    }
 
     /// Regression (issue 11, item 12): the stop took the drain timeout plus up to 5 s of final
     /// metrics flush, past ECS's stopTimeout. The two now share the drain timeout.

@@ -29,7 +29,7 @@ pub async fn check(config: &Config, client: &AwsKinesisClient) -> bool {
                 "none yet at {} (run starts at the end of binlog)",
                 store.location()
             )),
-            Err(e) => Err(crate::app::error_chain(e)),
+            Err(e) => Err(crate::report::error_chain(e)),
         },
     );
     report(
@@ -38,11 +38,11 @@ pub async fn check(config: &Config, client: &AwsKinesisClient) -> bool {
             .probe()
             .await
             .map(|()| format!("this process may write {}", store.location()))
-            .map_err(|e| crate::app::error_chain(&e)),
+            .map_err(|e| crate::report::error_chain(&e)),
     );
 
     match connect::connect(&config.mysql).await {
-        Err(error) => report("mysql connection", Err(crate::app::error_chain(&error))),
+        Err(error) => report("mysql connection", Err(crate::report::error_chain(&error))),
         Ok(mut conn) => {
             report(
                 "mysql connection",

@@ -5,12 +5,19 @@
 //! # Layout, in pipeline order
 //!
 //! - [`source`]: the replication connection, binlog decoding, table schemas;
-//! - [`event`]: the JSON contract of one change event;
+//! - [`event`] and [`stream`]: the JSON contract of one change event, and the messages
+//!   between the stages (events, transaction boundaries, partition keys);
 //! - [`sink`]: the Kinesis producer (records, batching, ordering, retries);
 //! - [`checkpoint`]: acknowledgement tracking and the checkpoint store;
-//! - [`config`], [`position`], [`metrics`], [`shutdown`]: what every stage shares (metrics
-//!   also owns the CloudWatch publisher and the `/metrics` and `/health` listener);
+//! - [`config`], [`position`], [`metrics`], [`shutdown`], [`fence`], [`backoff`], [`report`]:
+//!   what every stage shares (metrics also owns the CloudWatch publisher and the `/metrics`
+//!   and `/health` listener);
 //! - [`app`]: wiring only; [`check`] and [`tail`]: the other commands.
+//!
+//! A stage imports only what lies below it: `source`, `sink` and `checkpoint` share the
+//! messages in [`stream`] and never import each other, except the sink's use of the
+//! checkpoint's acknowledgement tracker (the checkpoint lies below the sink). `tests/it/
+//! structure.rs` fails on an import cycle between top-level modules.
 //!
 //! # Guarantees
 //!
@@ -24,6 +31,7 @@
 #![deny(missing_docs)]
 
 pub mod app;
+pub mod backoff;
 pub mod check;
 pub mod checkpoint;
 pub mod config;
@@ -31,7 +39,9 @@ pub mod event;
 pub mod fence;
 pub mod metrics;
 pub mod position;
+pub mod report;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
+pub mod stream;
 pub mod tail;

@@ -14,11 +14,13 @@ use binlog_kinesis::{
     config::{Config, ConfigError, FileConfig, LogConfig, SinkKind},
     metrics::http::probe,
     position::{BinlogPosition, GtidState},
+    report,
     shutdown::Shutdown,
     sink::{
         client::{AwsKinesisClient, KinesisClient},
         local::LocalClient,
     },
+    stream::Message,
 };
 use clap::{Parser, Subcommand};
 
@@ -139,12 +141,12 @@ fn fail(error: &Error) -> ExitCode {
     if tracing::enabled!(tracing::Level::ERROR) {
         // One line, so the exit code never dangles on a line of its own after a multi-line
         // message (a TOML error quotes the line it is about).
-        let message = app::error_chain(error).replace('\n', " ");
+        let message = report::error_chain(error).replace('\n', " ");
         tracing::error!(exit_code = error.exit_code(), "{message}");
     } else {
         eprintln!(
             "error: {} (exit_code={})",
-            app::error_chain(error),
+            report::error_chain(error),
             error.exit_code()
         );
     }
@@ -187,11 +189,8 @@ fn load(config: &ConfigArg) -> Result<Config, Error> {
 }
 
 async fn run(cli: Cli, config: Option<Config>) -> Result<ExitCode, Error> {
-    let loaded = || {
-        config
-            .clone()
-            .ok_or_else(|| Error::Internal("no configuration".into()))
-    };
+    // `main` loads the configuration for every command that takes one.
+    let loaded = || config.clone().expect("loaded by main for this command");
     match cli.command {
         Command::Run {
             config: _,
@@ -199,57 +198,17 @@ async fn run(cli: Cli, config: Option<Config>) -> Result<ExitCode, Error> {
             start_gtid,
             from_end,
         } => {
-            let config = loaded()?;
             let start = match (start_position, start_gtid, from_end) {
                 (Some(position), _, _) => StartFrom::Position(position),
                 (None, Some(gtid), _) => StartFrom::Gtid(gtid),
                 (None, None, true) => StartFrom::End,
                 (None, None, false) => StartFrom::Checkpoint,
             };
-            let shutdown = Shutdown::install()
-                .map_err(|e| Error::Internal(format!("cannot install signal handlers: {e}")))?;
-            let client: Arc<dyn KinesisClient> = match &config.sink {
-                SinkKind::Kinesis => Arc::new(AwsKinesisClient::new(&config.kinesis).await),
-                SinkKind::Stdout => Arc::new(LocalClient::stdout()),
-                SinkKind::File(path) => Arc::new(LocalClient::file(path).map_err(|error| {
-                    Error::Config(ConfigError::Invalid {
-                        section: "sink",
-                        key: "path",
-                        message: format!("cannot open {}: {error}", path.display()),
-                    })
-                })?),
-            };
-            let outcome = app::run(config, start, client, shutdown).await?;
-            tracing::info!(events = outcome.events, checkpoint = ?outcome.committed.map(|p| p.to_string()), "stopped cleanly");
-            Ok(ExitCode::SUCCESS)
+            daemon(loaded(), start).await
         }
-        Command::Decode { files, verbose } => {
-            let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
-            let printer = tokio::spawn(async move {
-                use std::io::Write;
-                let mut out = std::io::BufWriter::new(std::io::stdout());
-                let mut line = Vec::new();
-                while let Some(item) = rx.recv().await {
-                    if let binlog_kinesis::sink::SinkInput::Event(event) = item {
-                        line.clear();
-                        event.line.write_to(&mut line);
-                        // A closed pipe (| head) ends the output quietly.
-                        if out.write_all(&line).is_err() {
-                            return;
-                        }
-                    }
-                }
-                let _flushed: Result<(), _> = out.flush();
-            });
-            let result = binlog_kinesis::source::decode_files(&files, tx, verbose).await;
-            printer
-                .await
-                .map_err(|e| Error::Internal(format!("printer: {e}")))?;
-            result?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Decode { files, verbose } => decode(files, verbose).await,
         Command::Check { .. } => {
-            let config = loaded()?;
+            let config = loaded();
             let client = AwsKinesisClient::new(&config.kinesis).await;
             Ok(if binlog_kinesis::check::check(&config, &client).await {
                 ExitCode::SUCCESS
@@ -260,7 +219,7 @@ async fn run(cli: Cli, config: Option<Config>) -> Result<ExitCode, Error> {
         Command::Healthcheck { addr, .. } => {
             let addr = match addr {
                 Some(addr) => addr,
-                None => loaded()?.http.listen.ok_or_else(|| {
+                None => loaded().http.listen.ok_or_else(|| {
                     Error::Config(ConfigError::Invalid {
                         section: "http",
                         key: "listen",
@@ -268,34 +227,16 @@ async fn run(cli: Cli, config: Option<Config>) -> Result<ExitCode, Error> {
                     })
                 })?,
             };
-            let Some(target) = health_target(&addr).await else {
-                eprintln!("unhealthy: cannot resolve {addr}");
-                return Ok(ExitCode::from(1));
-            };
-            match probe(target, Duration::from_secs(5)).await {
-                Ok(health) if health.status == 200 => {
-                    println!("healthy: {}", health.body);
-                    Ok(ExitCode::SUCCESS)
-                }
-                Ok(health) => {
-                    println!("unhealthy (HTTP {}): {}", health.status, health.body);
-                    Ok(ExitCode::from(1))
-                }
-                Err(error) => {
-                    println!("unhealthy: cannot ask {target}: {error}");
-                    Ok(ExitCode::from(1))
-                }
-            }
+            Ok(healthcheck(&addr).await)
         }
         Command::Tail {
             config: _,
             from_start,
             idle_exit_ms,
         } => {
-            let config = loaded()?;
+            let config = loaded();
             let client = AwsKinesisClient::new(&config.kinesis).await;
-            let shutdown = Shutdown::install()
-                .map_err(|e| Error::Internal(format!("cannot install signal handlers: {e}")))?;
+            let shutdown = Shutdown::install().map_err(Error::Signals)?;
             binlog_kinesis::tail::tail(
                 &client,
                 &config.kinesis.stream,
@@ -304,11 +245,85 @@ async fn run(cli: Cli, config: Option<Config>) -> Result<ExitCode, Error> {
                 shutdown.graceful,
             )
             .await
-            .map_err(|e| Error::Stream {
+            .map_err(|source| Error::Stream {
                 stream: config.kinesis.stream.clone(),
-                message: e.to_string(),
+                source,
             })?;
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `run`: the daemon, until a signal and its drain.
+async fn daemon(config: Config, start: StartFrom) -> Result<ExitCode, Error> {
+    let shutdown = Shutdown::install().map_err(Error::Signals)?;
+    let client: Arc<dyn KinesisClient> = match &config.sink {
+        SinkKind::Kinesis => Arc::new(AwsKinesisClient::new(&config.kinesis).await),
+        SinkKind::Stdout => Arc::new(LocalClient::stdout()),
+        SinkKind::File(path) => Arc::new(LocalClient::file(path).map_err(|error| {
+            Error::Config(ConfigError::Invalid {
+                section: "sink",
+                key: "path",
+                message: format!("cannot open {}: {error}", path.display()),
+            })
+        })?),
+    };
+    let outcome = app::run(config, start, client, shutdown).await?;
+    tracing::info!(events = outcome.events, checkpoint = ?outcome.committed.map(|p| p.to_string()), "stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `decode`: binlog files to event lines on standard output.
+async fn decode(files: Vec<PathBuf>, verbose: bool) -> Result<ExitCode, Error> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let printer = tokio::spawn(async move {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::io::stdout());
+        let mut line = Vec::new();
+        while let Some(item) = rx.recv().await {
+            line.clear();
+            match item {
+                Message::Event(event) => event.line.write_to(&mut line),
+                Message::Comment(comment) => {
+                    line.extend_from_slice(comment.as_bytes());
+                    line.push(b'\n');
+                }
+                Message::Boundary(_) => continue,
+            }
+            // A closed pipe (| head) ends the output quietly.
+            if out.write_all(&line).is_err() {
+                return;
+            }
+        }
+        let _flushed: Result<(), _> = out.flush();
+    });
+    let result = binlog_kinesis::source::decode_files(&files, tx, verbose).await;
+    printer.await.map_err(|source| Error::Task {
+        task: "printer",
+        source,
+    })?;
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `healthcheck`: asks a running daemon's `/health`.
+async fn healthcheck(addr: &str) -> ExitCode {
+    let Some(target) = health_target(addr).await else {
+        eprintln!("unhealthy: cannot resolve {addr}");
+        return ExitCode::from(1);
+    };
+    match probe(target, Duration::from_secs(5)).await {
+        Ok(health) if health.status == 200 => {
+            println!("healthy: {}", health.body);
+            ExitCode::SUCCESS
+        }
+        Ok(health) => {
+            println!("unhealthy (HTTP {}): {}", health.status, health.body);
+            ExitCode::from(1)
+        }
+        Err(error) => {
+            println!("unhealthy: cannot ask {target}: {error}");
+            ExitCode::from(1)
         }
     }
 }

@@ -34,6 +34,7 @@ use crate::{
     fence::Fence,
     metrics::Metrics,
     position::{BinlogPosition, GtidState, ResumePoint},
+    stream::{Boundary, PreparedXa},
 };
 
 /// The current checkpoint format version.
@@ -65,16 +66,6 @@ pub struct Checkpoint {
     /// clears it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub released: bool,
-}
-
-/// An XA transaction prepared and not yet decided, as the checkpoint remembers it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PreparedXa {
-    /// Its XID as the binlog writes it (`X'7831',X'',1`).
-    pub xid: String,
-    /// Where its events start (its GTID event, or its `XA START`).
-    pub position: BinlogPosition,
 }
 
 impl Checkpoint {
@@ -112,6 +103,15 @@ impl Checkpoint {
         ResumePoint {
             position: self.position.clone(),
             gtid: self.gtid.clone(),
+        }
+    }
+
+    /// The boundary it saved: where to resume, with the XA transactions undecided there.
+    pub fn boundary(&self) -> Boundary {
+        Boundary {
+            point: self.resume_point(),
+            binlog_ts: 0,
+            prepared: self.xa_prepared.clone(),
         }
     }
 
@@ -214,28 +214,6 @@ pub trait CheckpointStore: Send + Sync {
     fn location(&self) -> String;
 }
 
-/// An acknowledged transaction boundary, with the binlog timestamp (Unix seconds, 0 when
-/// unknown) of the event that ends it: what the retention headroom metric is computed from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Boundary {
-    /// Where to resume.
-    pub point: ResumePoint,
-    /// The boundary event's binlog timestamp.
-    pub binlog_ts: u32,
-    /// XA transactions prepared before it and undecided at it.
-    pub prepared: Vec<PreparedXa>,
-}
-
-impl From<ResumePoint> for Boundary {
-    fn from(point: ResumePoint) -> Self {
-        Self {
-            prepared: Vec::new(),
-            point,
-            binlog_ts: 0,
-        }
-    }
-}
-
 /// Consecutive failed interval writes tolerated before the run stops: a store that is down
 /// for a moment (an S3 blip, a full disk being cleaned) only delays the checkpoint.
 pub const MAX_CONSECUTIVE_WRITE_FAILURES: u32 = 12;
@@ -280,7 +258,7 @@ pub async fn run(
                     Err(error @ CheckpointError::Conflict { .. }) => return Err(error),
                     Err(error) if failures + 1 < MAX_CONSECUTIVE_WRITE_FAILURES => {
                         failures += 1;
-                        tracing::warn!(error = %crate::app::error_chain(&error), failures, "checkpoint write failed; trying again at the next interval");
+                        tracing::warn!(error = %crate::report::error_chain(&error), failures, "checkpoint write failed; trying again at the next interval");
                     }
                     Err(error) => return Err(error),
                 }

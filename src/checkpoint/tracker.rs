@@ -9,9 +9,9 @@
 
 use std::collections::VecDeque;
 
-use super::Boundary;
 #[cfg(test)]
 use crate::position::ResumePoint;
+use crate::stream::Boundary;
 
 /// The sequence number the sink gives each event, in source order.
 pub type EventSeq = u64;

@@ -145,7 +145,7 @@ where
     };
     // The chain of causes, without the SDK's debug dump; the dump goes to the debug log.
     tracing::debug!(error = %DisplayErrorContext(&error), "kinesis call failed");
-    let mut message = crate::app::error_chain(&error);
+    let mut message = crate::report::error_chain(&error);
     if message.contains("no credentials found") || message.contains("CredentialsNotLoaded") {
         message = "no AWS credentials found (tried the environment, the profile files, web identity, the ECS task role and EC2 instance metadata); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or run with a task role".into();
         return CallError {

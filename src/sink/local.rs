@@ -158,12 +158,14 @@ mod tests {
             Arc::new(crate::fence::Fence::always_open()),
         ));
         input_tx
-            .send(crate::sink::SinkInput::Event(crate::sink::OutboundEvent {
-                table: crate::event::TableName::new("db", "t"),
-                key: "db.t".into(),
-                position: "b.000001:4".parse().unwrap(),
-                line: crate::event::EventLine::raw(b"{}\n".to_vec()),
-            }))
+            .send(crate::stream::Message::Event(
+                crate::stream::OutboundEvent {
+                    table: crate::event::TableName::new("db", "t"),
+                    key: "db.t".into(),
+                    position: "b.000001:4".parse().unwrap(),
+                    line: crate::event::EventLine::raw(b"{}\n".to_vec()),
+                },
+            ))
             .await
             .unwrap();
         drop(input_tx);

@@ -57,18 +57,17 @@ use tokio::{sync::mpsc, task::JoinSet, time::Instant};
 use self::{
     batch::{events_in_record, fits_in_call},
     client::{CallError, KinesisClient, Record, RecordOutcome},
-    retry::{classify, quota_time, Backoff, RetryAction},
+    retry::{classify, quota_time, RetryAction},
 };
 use crate::{
-    checkpoint::{
-        tracker::{self, AckTracker, EventSeq},
-        Boundary,
-    },
+    backoff::Backoff,
+    checkpoint::tracker::{self, AckTracker, EventSeq},
     config::Oversize,
     event::{EventLine, TableName},
     fence::Fence,
     metrics::Metrics,
     position::BinlogPosition,
+    stream::{Boundary, Message},
 };
 
 /// PutRecords calls in flight at once (always for disjoint partition keys).
@@ -79,29 +78,6 @@ const FENCED_POLL: Duration = Duration::from_millis(50);
 
 /// How many input items are taken in one go before the sink looks at its calls again.
 const INPUT_BURST: usize = 1024;
-
-/// What the source sends the sink, in binlog order.
-#[derive(Debug)]
-pub enum SinkInput {
-    /// One encoded change event.
-    Event(OutboundEvent),
-    /// A transaction boundary: every event before it belongs to committed transactions, and
-    /// resuming at this position repeats none of them.
-    Boundary(Boundary),
-}
-
-/// A change event ready to send.
-#[derive(Debug, Clone)]
-pub struct OutboundEvent {
-    /// Its table.
-    pub table: TableName,
-    /// Its partition key: what orders it (see `kinesis.partition_by`).
-    pub key: Arc<str>,
-    /// Where its rows event starts, for error messages.
-    pub position: BinlogPosition,
-    /// The JSON line.
-    pub line: EventLine,
-}
 
 /// The sink's settings.
 #[derive(Debug, Clone)]
@@ -251,7 +227,7 @@ const RETRY_LOG_INTERVAL: Duration = Duration::from_secs(10);
 pub async fn run(
     config: SinkConfig,
     client: Arc<dyn KinesisClient>,
-    input: mpsc::Receiver<SinkInput>,
+    input: mpsc::Receiver<Message>,
     acknowledged: mpsc::Sender<Boundary>,
     metrics: Arc<Metrics>,
     fence: Arc<Fence>,
@@ -265,7 +241,7 @@ pub async fn run(
 async fn run_seeded(
     config: SinkConfig,
     client: Arc<dyn KinesisClient>,
-    mut input: mpsc::Receiver<SinkInput>,
+    mut input: mpsc::Receiver<Message>,
     acknowledged: mpsc::Sender<Boundary>,
     metrics: Arc<Metrics>,
     fence: Arc<Fence>,
@@ -350,10 +326,11 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 impl Producer {
-    fn accept(&mut self, item: SinkInput) -> Result<(), SinkError> {
+    fn accept(&mut self, item: Message) -> Result<(), SinkError> {
         match item {
-            SinkInput::Boundary(position) => self.tracker.push_boundary(position),
-            SinkInput::Event(event) => {
+            Message::Boundary(position) => self.tracker.push_boundary(position),
+            Message::Comment(_) => {}
+            Message::Event(event) => {
                 let len = event.line.len();
                 let size = len + event.key.len();
                 if size > self.config.max_record_bytes {

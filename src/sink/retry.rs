@@ -1,12 +1,12 @@
-//! What to do after a failed put: the classification table for Kinesis error codes, and the
-//! backoff between attempts.
+//! What to do after a failed put: the classification table for Kinesis error codes, the
+//! producer's backoff between attempts, and the shard write quota as time.
 //!
 //! Classification happens here, once, where the error is born: every other part of the sink
 //! only sees [`RetryAction`].
 
 use std::time::Duration;
 
-use rand::{Rng, RngCore};
+use crate::backoff::Backoff;
 
 /// What a failure means for the record or call it hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,37 +61,11 @@ pub fn classify(code: Option<&str>, http_status: Option<u16>) -> RetryAction {
     }
 }
 
-/// Capped exponential backoff with full jitter.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    /// The first delay's upper bound.
-    pub initial: Duration,
-    /// The largest delay.
-    pub max: Duration,
-}
-
 /// The producer's default backoff: 100 ms doubling up to 5 s.
 pub const DEFAULT_BACKOFF: Backoff = Backoff {
     initial: Duration::from_millis(100),
     max: Duration::from_secs(5),
 };
-
-impl Backoff {
-    /// The delay before retry number `attempt` (1 for the first retry): a uniformly random
-    /// duration between half and all of `min(initial * 2^(attempt-1), max)`.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        self.delay_with(attempt, &mut rand::rng())
-    }
-
-    /// [`Backoff::delay`] with the jitter drawn from `rng`, so that a seeded caller (the
-    /// producer's property tests) gets the same delays on every run.
-    pub fn delay_with(&self, attempt: u32, rng: &mut dyn RngCore) -> Duration {
-        let exponent = attempt.saturating_sub(1).min(20);
-        let ceiling = self.initial.saturating_mul(1 << exponent).min(self.max);
-        let half = ceiling / 2;
-        half + rng.random_range(Duration::ZERO..=half)
-    }
-}
 
 /// Kinesis's write quota per shard: bytes per second (data and partition keys).
 pub const SHARD_BYTES_PER_SECOND: u64 = 1 << 20;
@@ -157,16 +131,5 @@ mod tests {
         // A small record takes a record's share: 1 ms.
         assert!(quota_time(100) >= Duration::from_millis(1));
         assert!(quota_time(100) < Duration::from_millis(2));
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let backoff = DEFAULT_BACKOFF;
-        for attempt in 1..40 {
-            let delay = backoff.delay(attempt);
-            assert!(delay <= backoff.max, "attempt {attempt}: {delay:?}");
-        }
-        assert!(backoff.delay(1) <= Duration::from_millis(100));
-        assert!(backoff.delay(30) >= Duration::from_millis(2500));
     }
 }

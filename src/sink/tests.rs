@@ -9,7 +9,7 @@ use std::{
 use proptest::prelude::*;
 
 use super::*;
-use crate::position::ResumePoint;
+use crate::{position::ResumePoint, stream::OutboundEvent};
 
 /// What the fake does with one call.
 #[derive(Debug, Clone)]
@@ -166,18 +166,18 @@ fn config(max_record_bytes: usize) -> SinkConfig {
 }
 
 /// Event `n` of table `t` as a line "t:n\n"; a boundary after every `tx_size` events.
-fn workload(n_events: usize, tables: usize, tx_size: usize) -> Vec<SinkInput> {
+fn workload(n_events: usize, tables: usize, tx_size: usize) -> Vec<Message> {
     let mut items = Vec::new();
     for n in 0..n_events {
         let table = format!("db.t{}", n % tables);
-        items.push(SinkInput::Event(OutboundEvent {
+        items.push(Message::Event(OutboundEvent {
             table: TableName::new("db", &format!("t{}", n % tables)),
             key: table.as_str().into(),
             position: BinlogPosition::new("b.000001", 4 + n as u64).unwrap(),
             line: EventLine::raw(format!("{table}:{n}\n").into_bytes()),
         }));
         if (n + 1) % tx_size == 0 {
-            items.push(SinkInput::Boundary(
+            items.push(Message::Boundary(
                 ResumePoint::at(BinlogPosition::new("b.000001", 5 + n as u64).unwrap()).into(),
             ));
         }
@@ -189,7 +189,7 @@ fn workload(n_events: usize, tables: usize, tx_size: usize) -> Vec<SinkInput> {
 /// checks at each one that every event before it had already been written.
 async fn drive(
     fake: Arc<Fake>,
-    items: Vec<SinkInput>,
+    items: Vec<Message>,
     config: SinkConfig,
 ) -> (Result<SinkSummary, SinkError>, Vec<BinlogPosition>) {
     drive_with_metrics(fake, items, config, Arc::new(Metrics::default())).await
@@ -197,7 +197,7 @@ async fn drive(
 
 async fn drive_with_metrics(
     fake: Arc<Fake>,
-    items: Vec<SinkInput>,
+    items: Vec<Message>,
     config: SinkConfig,
     metrics: Arc<Metrics>,
 ) -> (Result<SinkSummary, SinkError>, Vec<BinlogPosition>) {
@@ -208,7 +208,7 @@ async fn drive_with_metrics(
 /// the items fed.
 async fn drive_seeded(
     fake: Arc<Fake>,
-    items: Vec<SinkInput>,
+    items: Vec<Message>,
     config: SinkConfig,
     metrics: Arc<Metrics>,
     seed: u64,
@@ -349,7 +349,7 @@ async fn a_missing_stream_stops_the_sink_without_acknowledging() {
 #[tokio::test(start_paused = true)]
 async fn an_event_larger_than_a_record_is_an_error_naming_table_and_position() {
     let fake = Arc::new(Fake::default());
-    let items = vec![SinkInput::Event(OutboundEvent {
+    let items = vec![Message::Event(OutboundEvent {
         table: TableName::new("db", "big"),
         key: "db.big".into(),
         position: "b.000001:77".parse().unwrap(),
@@ -387,7 +387,7 @@ async fn max_events_per_record_caps_what_a_record_holds() {
 #[tokio::test(start_paused = true)]
 async fn an_oversize_event_is_skipped_and_counted_when_asked() {
     let fake = Arc::new(Fake::default());
-    let mut items = vec![SinkInput::Event(OutboundEvent {
+    let mut items = vec![Message::Event(OutboundEvent {
         table: TableName::new("db", "big"),
         key: "db.big".into(),
         position: "b.000001:77".parse().unwrap(),
@@ -581,7 +581,7 @@ async fn a_hot_key_is_paced_to_its_shard_quota() {
     let pad = "x".repeat(10_000);
     let mut items = Vec::new();
     for n in 0..n_events {
-        items.push(SinkInput::Event(OutboundEvent {
+        items.push(Message::Event(OutboundEvent {
             table: TableName::new("db", "hot"),
             key: "db.hot".into(),
             position: BinlogPosition::new("b.000001", 4 + n as u64).unwrap(),

@@ -52,7 +52,6 @@ pub struct ServerInfo {
 
 /// Opens a connection, with TLS as `config.tls` says.
 pub async fn connect(config: &MysqlConfig) -> Result<Conn, SourceError> {
-    install_crypto_provider();
     let opts = OptsBuilder::default()
         .ip_or_hostname(config.host.clone())
         .tcp_port(config.port)
@@ -111,16 +110,6 @@ pub async fn connect(config: &MysqlConfig) -> Result<Conn, SourceError> {
             source: error,
         },
     })
-}
-
-/// rustls needs one process-wide crypto provider, and this build links two (ring for the MySQL
-/// driver, aws-lc for the AWS SDK), so it cannot pick one itself: choose ring, once.
-fn install_crypto_provider() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // An error means another part of the process installed one first, which is as good.
-        let _already: Result<(), _> = rustls::crypto::ring::default_provider().install_default();
-    });
 }
 
 /// The server error code inside a `mysql_async` error, if it is one.

@@ -26,16 +26,103 @@ use crate::event::Op;
 
 /// A rows event that cannot be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct DecodeError {
-    /// What is wrong, naming the column where there is one.
-    pub message: String,
+pub enum DecodeError {
+    /// MySQL's partial JSON updates.
+    #[error("partial JSON updates (binlog_row_value_options=PARTIAL_JSON) are not supported yet; set binlog_row_value_options='' on the server")]
+    PartialJsonRows,
+    /// The event and its TABLE_MAP disagree on the number of columns.
+    #[error("rows event has {event} columns, its table map {table}")]
+    ColumnCount {
+        /// Columns in the rows event.
+        event: usize,
+        /// Columns in the table map.
+        table: usize,
+    },
+    /// A row image ends before its null bitmap.
+    #[error("row image is truncated")]
+    Truncated,
+    /// One column's value.
+    #[error("column {name:?} ({column_type})")]
+    Column {
+        /// The column.
+        name: String,
+        /// Its binlog type.
+        column_type: String,
+        /// What is wrong with the value.
+        #[source]
+        source: ValueError,
+    },
 }
 
-fn error(message: impl Into<String>) -> DecodeError {
-    DecodeError {
-        message: message.into(),
-    }
+/// A value that cannot be written as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// The event ends inside the value.
+    #[error("the value is truncated")]
+    Truncated,
+    /// A binary JSON document `mysql_common` cannot read.
+    #[error("cannot convert JSON: {detail}")]
+    Json {
+        /// The parser's words.
+        detail: String,
+    },
+    /// A partial JSON update inside a full rows event.
+    #[error("partial JSON update is not supported yet")]
+    PartialJson,
+    /// A number or time in text form that does not parse.
+    #[error("invalid {kind}")]
+    Invalid {
+        /// The type.
+        kind: &'static str,
+    },
+    /// A BIT value over 8 bytes.
+    #[error("BIT value longer than 64 bits")]
+    BitTooLong,
+    /// An ENUM index past its labels.
+    #[error("ENUM index {index} has no label")]
+    NoEnumLabel {
+        /// The index.
+        index: i64,
+    },
+    /// A GEOMETRY value without its 4-byte SRID.
+    #[error("GEOMETRY value shorter than its SRID")]
+    GeometryTooShort,
+    /// A VECTOR value whose length is not a multiple of 4.
+    #[error("VECTOR value is not a whole number of floats")]
+    VectorLength,
+    /// A float that is NaN or infinite (JSON has no such number).
+    #[error("{value} is not a finite number")]
+    NotFinite {
+        /// The value.
+        value: String,
+    },
+    /// Text that is not UTF-8 where it must be.
+    #[error("value is not valid text")]
+    NotText,
+    /// A character set this daemon does not convert.
+    #[error("text in collation {collation} (character set {charset}) cannot be converted yet")]
+    UnknownCharset {
+        /// The collation id.
+        collation: u16,
+        /// Its character set.
+        charset: String,
+    },
+    /// Bytes that are not valid in the column's character set.
+    #[error("text in collation {collation} is not valid {charset}")]
+    InvalidText {
+        /// The collation id.
+        collation: u16,
+        /// Its character set.
+        charset: String,
+    },
+    /// A value of a type the column's type does not hold.
+    #[error("unsupported value {value} for column type {column_type}")]
+    Unsupported {
+        /// The value.
+        value: String,
+        /// The column's type.
+        column_type: String,
+    },
 }
 
 /// How one column's values become JSON, worked out once per TABLE_MAP: the column's
@@ -208,18 +295,13 @@ pub fn encode_rows(
         RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_) => Op::Insert,
         RowsEventData::UpdateRowsEvent(_) | RowsEventData::UpdateRowsEventV1(_) => Op::Update,
         RowsEventData::DeleteRowsEvent(_) | RowsEventData::DeleteRowsEventV1(_) => Op::Delete,
-        RowsEventData::PartialUpdateRowsEvent(_) => {
-            return Err(error(
-                "partial JSON updates (binlog_row_value_options=PARTIAL_JSON) are not supported yet; set binlog_row_value_options='' on the server",
-            ))
-        }
+        RowsEventData::PartialUpdateRowsEvent(_) => return Err(DecodeError::PartialJsonRows),
     };
     if rows.num_columns() as usize != schema.columns.len() {
-        return Err(error(format!(
-            "rows event has {} columns, its table map {}",
-            rows.num_columns(),
-            schema.columns.len()
-        )));
+        return Err(DecodeError::ColumnCount {
+            event: rows.num_columns() as usize,
+            table: schema.columns.len(),
+        });
     }
     out.op = Some(op);
     out.buf.clear();
@@ -293,7 +375,7 @@ fn write_image<'a>(
     let n_present = (0..schema.columns.len()).filter(|i| present(*i)).count();
     let null_bitmap: &[u8] = buf
         .parse(n_present.div_ceil(8))
-        .map_err(|e| error(format!("row image is truncated: {e}")))?;
+        .map_err(|_| DecodeError::Truncated)?;
     out.spans.clear();
     out.spans.resize(schema.columns.len(), None);
     let start = out.buf.len();
@@ -314,12 +396,14 @@ fn write_image<'a>(
             out.buf.extend_from_slice(b"null");
         } else {
             let room = max_row_bytes.saturating_sub(out.buf.len() - out.row_start + out.skipped);
-            let written = write_value(column, codec, buf, &mut out.buf, room).map_err(|m| {
-                error(format!(
-                    "column {:?} ({:?}): {m}",
-                    column.name, column.column_type
-                ))
-            })?;
+            let written =
+                write_value(column, codec, buf, &mut out.buf, room).map_err(|source| {
+                    DecodeError::Column {
+                        name: column.name.clone(),
+                        column_type: format!("{:?}", column.column_type),
+                        source,
+                    }
+                })?;
             if let Written::Skipped(bytes) = written {
                 out.skipped += bytes;
                 out.buf.extend_from_slice(b"null");
@@ -349,8 +433,8 @@ fn write_value<'a>(
     buf: &mut ParseBuf<'a>,
     out: &mut Vec<u8>,
     room: usize,
-) -> Result<Written, String> {
-    let short = |e: std::io::Error| e.to_string();
+) -> Result<Written, ValueError> {
+    let short = |_: std::io::Error| ValueError::Truncated;
     match codec.kind {
         Kind::Integer { width, unsigned } => {
             let bytes: &[u8] = buf.parse(usize::from(width)).map_err(short)?;
@@ -463,7 +547,7 @@ fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// Converts one decoded binlog value to its JSON form (see the README's value table).
-pub fn to_json(column: &ColumnSchema, value: BinlogValue<'_>) -> Result<Json, String> {
+pub fn to_json(column: &ColumnSchema, value: BinlogValue<'_>) -> Result<Json, ValueError> {
     use ColumnType::*;
     let value = match value {
         BinlogValue::Value(value) => value,
@@ -473,9 +557,11 @@ pub fn to_json(column: &ColumnSchema, value: BinlogValue<'_>) -> Result<Json, St
             return document
                 .parse()
                 .map(Json::from)
-                .map_err(|e| format!("cannot convert JSON: {e}"))
+                .map_err(|e| ValueError::Json {
+                    detail: e.to_string(),
+                })
         }
-        BinlogValue::JsonDiff(_) => return Err("partial JSON update is not supported yet".into()),
+        BinlogValue::JsonDiff(_) => return Err(ValueError::PartialJson),
     };
     let fsp = || column.meta.first().copied().unwrap_or(0).min(6);
     Ok(match (column.column_type, value) {
@@ -502,7 +588,7 @@ pub fn to_json(column: &ColumnSchema, value: BinlogValue<'_>) -> Result<Json, St
             Json::String(normalize_decimal(&utf8(text)?))
         }
         (MYSQL_TYPE_YEAR, Value::Bytes(text)) => {
-            let year: u32 = utf8(text)?.parse().map_err(|_| "invalid YEAR")?;
+            let year: u32 = utf8(text)?.parse().map_err(|_| invalid("YEAR"))?;
             // The server stores YEAR 0 as byte 0, which the library turns into 1900 (never a
             // valid YEAR value otherwise).
             json!(if year == 1900 { 0 } else { year })
@@ -533,16 +619,16 @@ pub fn to_json(column: &ColumnSchema, value: BinlogValue<'_>) -> Result<Json, St
             let text = utf8(text)?;
             let (seconds, micros) = match text.split_once('.') {
                 Some((s, us)) => (
-                    s.parse().map_err(|_| "invalid TIMESTAMP")?,
-                    us.parse().map_err(|_| "invalid TIMESTAMP")?,
+                    s.parse().map_err(|_| invalid("TIMESTAMP"))?,
+                    us.parse().map_err(|_| invalid("TIMESTAMP"))?,
                 ),
-                None => (text.parse().map_err(|_| "invalid TIMESTAMP")?, 0),
+                None => (text.parse().map_err(|_| invalid("TIMESTAMP"))?, 0),
             };
             Json::String(timestamp(seconds, micros, fsp()))
         }
         (MYSQL_TYPE_BIT, Value::Bytes(bytes)) => {
             if bytes.len() > 8 {
-                return Err("BIT value longer than 64 bits".into());
+                return Err(ValueError::BitTooLong);
             }
             json!(bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
         }
@@ -552,7 +638,7 @@ pub fn to_json(column: &ColumnSchema, value: BinlogValue<'_>) -> Result<Json, St
             Some(labels) => labels
                 .get(index as usize - 1)
                 .map(|l| Json::String(l.clone()))
-                .ok_or_else(|| format!("ENUM index {index} has no label"))?,
+                .ok_or(ValueError::NoEnumLabel { index })?,
             None => json!(index),
         },
         (MYSQL_TYPE_SET, Value::Bytes(bytes)) => {
@@ -600,14 +686,14 @@ pub fn to_json(column: &ColumnSchema, value: BinlogValue<'_>) -> Result<Json, St
         }
         (MYSQL_TYPE_GEOMETRY, Value::Bytes(bytes)) => {
             if bytes.len() < 4 {
-                return Err("GEOMETRY value shorter than its SRID".into());
+                return Err(ValueError::GeometryTooShort);
             }
             let srid = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
             json!({"srid": srid, "wkb": BASE64.encode(&bytes[4..])})
         }
         (MYSQL_TYPE_VECTOR, Value::Bytes(bytes)) => {
             if bytes.len() % 4 != 0 {
-                return Err("VECTOR value is not a whole number of floats".into());
+                return Err(ValueError::VectorLength);
             }
             Json::Array(
                 bytes
@@ -620,21 +706,28 @@ pub fn to_json(column: &ColumnSchema, value: BinlogValue<'_>) -> Result<Json, St
             )
         }
         (column_type, value) => {
-            return Err(format!(
-                "unsupported value {value:?} for column type {column_type:?}"
-            ))
+            return Err(ValueError::Unsupported {
+                value: format!("{value:?}"),
+                column_type: format!("{column_type:?}"),
+            })
         }
     })
 }
 
-fn number(value: f64) -> Result<Json, String> {
+fn number(value: f64) -> Result<Json, ValueError> {
     serde_json::Number::from_f64(value)
         .map(Json::Number)
-        .ok_or_else(|| format!("{value} is not a finite number"))
+        .ok_or_else(|| ValueError::NotFinite {
+            value: value.to_string(),
+        })
 }
 
-fn utf8(bytes: Vec<u8>) -> Result<String, String> {
-    String::from_utf8(bytes).map_err(|_| "value is not valid text".to_owned())
+fn utf8(bytes: Vec<u8>) -> Result<String, ValueError> {
+    String::from_utf8(bytes).map_err(|_| ValueError::NotText)
+}
+
+fn invalid(kind: &'static str) -> ValueError {
+    ValueError::Invalid { kind }
 }
 
 /// The declared byte length of a CHAR/BINARY column, from its two metadata bytes.
@@ -716,28 +809,17 @@ fn normalize_decimal(text: &str) -> String {
 /// Collations of MySQL's `latin1`, which is really Windows-1252.
 const LATIN1_COLLATIONS: [u16; 8] = [5, 8, 15, 31, 47, 48, 49, 94];
 
-/// Windows-1252 0x80..=0x9F; MySQL maps the five undefined bytes to the C1 controls.
-const CP1252_HIGH: [char; 32] = [
-    '\u{20AC}', '\u{0081}', '\u{201A}', '\u{0192}', '\u{201E}', '\u{2026}', '\u{2020}', '\u{2021}',
-    '\u{02C6}', '\u{2030}', '\u{0160}', '\u{2039}', '\u{0152}', '\u{008D}', '\u{017D}', '\u{008F}',
-    '\u{0090}', '\u{2018}', '\u{2019}', '\u{201C}', '\u{201D}', '\u{2022}', '\u{2013}', '\u{2014}',
-    '\u{02DC}', '\u{2122}', '\u{0161}', '\u{203A}', '\u{0153}', '\u{009D}', '\u{017E}', '\u{0178}',
-];
-
 /// Text in collation `collation` as UTF-8. The character set comes from the collation id
 /// (MySQL's numbering, which MariaDB shares for every classic character set); latin1 is MySQL's
 /// Windows-1252, the UTF-8 family and ascii pass through, the other common single- and multi-byte
 /// sets are converted. A character set that is not known, or bytes that are not valid in it, are
 /// an error naming the collation rather than a guess.
-fn text(collation: u16, bytes: Vec<u8>) -> Result<String, String> {
+fn text(collation: u16, bytes: Vec<u8>) -> Result<String, ValueError> {
     if LATIN1_COLLATIONS.contains(&collation) {
-        return Ok(bytes
-            .iter()
-            .map(|&b| match b {
-                0x80..=0x9F => CP1252_HIGH[usize::from(b - 0x80)],
-                _ => char::from(b),
-            })
-            .collect());
+        // The WHATWG Windows-1252 decodes every byte, the five undefined ones to the C1
+        // controls, as MySQL does.
+        let (text, _) = encoding_rs::WINDOWS_1252.decode_without_bom_handling(&bytes);
+        return Ok(text.into_owned());
     }
     let collation_info = mysql_common::collations::Collation::from(
         mysql_common::collations::CollationId::from(collation),
@@ -746,8 +828,9 @@ fn text(collation: u16, bytes: Vec<u8>) -> Result<String, String> {
     let encoding = match charset {
         // Unknown ids (MariaDB's newer UCA collations are all UTF-8) and the UTF-8 family.
         "" | "utf8mb4" | "utf8mb3" | "utf8" | "ascii" => {
-            return String::from_utf8(bytes).map_err(|_| {
-                format!("text in collation {collation} ({charset}) is not valid UTF-8")
+            return String::from_utf8(bytes).map_err(|_| ValueError::InvalidText {
+                collation,
+                charset: format!("{charset} (UTF-8)"),
             })
         }
         "utf32" => return utf32(&bytes, collation),
@@ -774,30 +857,33 @@ fn text(collation: u16, bytes: Vec<u8>) -> Result<String, String> {
         "utf16" | "ucs2" => encoding_rs::UTF_16BE,
         "utf16le" => encoding_rs::UTF_16LE,
         other => {
-            return Err(format!(
-                "text in collation {collation} (character set {other}) cannot be converted yet"
-            ))
+            return Err(ValueError::UnknownCharset {
+                collation,
+                charset: other.to_owned(),
+            })
         }
     };
     encoding
         .decode_without_bom_handling_and_without_replacement(&bytes)
         .map(|text| text.into_owned())
-        .ok_or_else(|| format!("text in collation {collation} is not valid {charset}"))
+        .ok_or_else(|| ValueError::InvalidText {
+            collation,
+            charset: charset.to_owned(),
+        })
 }
 
 /// UTF-32 (big-endian code points, MySQL's `utf32`).
-fn utf32(bytes: &[u8], collation: u16) -> Result<String, String> {
+fn utf32(bytes: &[u8], collation: u16) -> Result<String, ValueError> {
+    let not_utf32 = || ValueError::InvalidText {
+        collation,
+        charset: "utf32".into(),
+    };
     if bytes.len() % 4 != 0 {
-        return Err(format!(
-            "text in collation {collation} is not whole UTF-32 characters"
-        ));
+        return Err(not_utf32());
     }
     bytes
         .chunks_exact(4)
-        .map(|c| {
-            char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-                .ok_or_else(|| format!("text in collation {collation} is not valid utf32"))
-        })
+        .map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])).ok_or_else(not_utf32))
         .collect()
 }
 

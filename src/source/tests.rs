@@ -41,13 +41,14 @@ async fn replay_with(path: &Path, positional_names: bool) -> Replay {
         let (mut events, mut boundaries, mut gtids) = (Vec::new(), Vec::new(), Vec::new());
         while let Some(item) = rx.recv().await {
             match item {
-                SinkInput::Event(event) => {
+                Message::Event(event) => {
                     events.push(serde_json::from_slice(&event.line.to_vec()).unwrap())
                 }
-                SinkInput::Boundary(boundary) => {
+                Message::Boundary(boundary) => {
                     gtids.push(boundary.point.gtid.map(|g| g.to_string()));
                     boundaries.push(boundary.point.position);
                 }
+                Message::Comment(_) => {}
             }
         }
         (events, boundaries, gtids)
@@ -238,7 +239,7 @@ async fn run_with_interruption(
     let collector = tokio::spawn(async move {
         let mut lines = Vec::new();
         while let Some(item) = rx.recv().await {
-            if let SinkInput::Event(event) = item {
+            if let Message::Event(event) = item {
                 lines.push(event.line.to_vec());
             }
         }
@@ -271,8 +272,8 @@ async fn run_with_interruption(
         reader.handle(&events[index]).await.unwrap();
         index += 1;
         if !interrupted
-            && interrupt_at.is_some_and(|n| reader.events >= n)
-            && reader.transaction.is_some()
+            && interrupt_at.is_some_and(|n| reader.counts.events >= n)
+            && reader.in_transaction()
         {
             interrupted = true;
             reader.forget_open_transaction();
@@ -358,7 +359,7 @@ async fn decoded(path: &Path) -> (Vec<String>, Result<u64, SourceError>) {
     let collector = tokio::spawn(async move {
         let mut lines = Vec::new();
         while let Some(item) = rx.recv().await {
-            if let SinkInput::Event(event) = item {
+            if let Message::Event(event) = item {
                 lines.push(String::from_utf8(event.line.to_vec()).unwrap());
             }
         }

@@ -25,10 +25,9 @@
 
 use std::collections::HashSet;
 
-use super::OutboundEvent;
 use crate::{
-    checkpoint::PreparedXa,
     position::{BinlogPosition, GtidState},
+    stream::{OutboundEvent, PreparedXa},
 };
 
 /// A prepared transaction's held rows.

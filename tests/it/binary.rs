@@ -433,7 +433,7 @@ async fn check_reports_each_precondition() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_20_random_moments_loses_nothing_and_repeats_only_after_checkpoints() {
-    use rand::Rng;
+    use rand::RngExt;
     let world = setup().await;
     let first = spawn_daemon(&world);
     world.wait_replicating().await;
@@ -663,7 +663,7 @@ fn has_crc32(bytes: &[u8], frames: &[(usize, usize)]) -> bool {
 /// flipped at random (seeded: a failure names its case).
 #[test]
 fn corrupt_and_truncated_binlogs_end_in_exit_7_never_a_panic_or_a_huge_allocation() {
-    use rand::{rngs::StdRng, Rng, SeedableRng};
+    use rand::{rngs::StdRng, RngExt, SeedableRng};
     let dir = tempfile::tempdir().unwrap();
     let mut cases: Vec<(String, Vec<u8>, bool)> = Vec::new();
     let mut rng = StdRng::seed_from_u64(11);

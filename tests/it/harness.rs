@@ -734,6 +734,7 @@ impl Ministack {
     pub async fn cloudwatch(&self) -> aws_sdk_cloudwatch::Client {
         set_test_aws_env();
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(binlog_kinesis::config::https_client())
             .region(aws_config::Region::new("us-east-1"))
             .endpoint_url(&self.url)
             .load()
@@ -744,6 +745,7 @@ impl Ministack {
     pub async fn s3(&self) -> aws_sdk_s3::Client {
         set_test_aws_env();
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(binlog_kinesis::config::https_client())
             .region(aws_config::Region::new("us-east-1"))
             .load()
             .await;

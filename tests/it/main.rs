@@ -10,4 +10,5 @@ mod proxy;
 mod replication;
 mod resilience;
 mod shutdown;
+mod structure;
 mod types;

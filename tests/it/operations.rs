@@ -245,7 +245,7 @@ async fn the_checkpoint_in_s3_survives_the_task_and_resumes_exactly() {
         .unwrap()
         .unwrap_err();
     assert_eq!(error.exit_code(), 9, "{error}");
-    let message = binlog_kinesis::app::error_chain(&error);
+    let message = binlog_kinesis::report::error_chain(&error);
     assert!(
         message.contains("s3://cdc-state/prod/orders.json")
             && message.contains("unknown version 7"),

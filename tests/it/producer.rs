@@ -133,7 +133,7 @@ async fn the_streams_record_size_bounds_records_and_oversize_events_fail_or_are_
     .await
     .unwrap_err();
     assert_eq!(error.exit_code(), 6, "{error}");
-    let message = binlog_kinesis::app::error_chain(&error);
+    let message = binlog_kinesis::report::error_chain(&error);
     assert!(
         message.contains("shop.t") && message.contains("(2048)"),
         "{message}"
@@ -260,6 +260,7 @@ async fn the_quota_proxy_throttles_put_record_as_kinesis_does() {
     let world = World::new().await;
     let proxy = crate::proxy::QuotaProxy::start(&world.kinesis.url, 1, 5, 1 << 20).await;
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(binlog_kinesis::config::https_client())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(&proxy.url)
         .retry_config(aws_config::retry::RetryConfig::disabled())
@@ -332,7 +333,7 @@ async fn an_event_over_max_event_bytes_stops_the_daemon_saying_what_to_change() 
     )
     .await
     .unwrap_err();
-    let message = binlog_kinesis::app::error_chain(&error);
+    let message = binlog_kinesis::report::error_chain(&error);
     assert_eq!(error.exit_code(), 7, "{message}");
     assert!(message.contains("mysql.max_event_bytes"), "{message}");
 }

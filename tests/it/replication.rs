@@ -559,7 +559,7 @@ async fn without_full_row_metadata_the_schema_comes_from_information_schema() {
         .admin(&["INSERT INTO shop.m VALUES (1, 'a', 'new', '', NULL, 0)"])
         .await;
     let error = daemon.task.await.unwrap().unwrap_err();
-    let message = binlog_kinesis::app::error_chain(&error);
+    let message = binlog_kinesis::report::error_chain(&error);
     assert!(message.contains("GRANT SELECT ON shop.*"), "{message}");
     world
         .db
@@ -629,7 +629,7 @@ async fn without_full_row_metadata_the_schema_comes_from_information_schema() {
         .unwrap()
         .unwrap_err();
     assert_eq!(error.exit_code(), 7, "{error}");
-    let message = binlog_kinesis::app::error_chain(&error);
+    let message = binlog_kinesis::report::error_chain(&error);
     assert!(
         message.contains("shop.m") && message.contains("binlog_row_metadata=FULL"),
         "{message}"

@@ -471,7 +471,7 @@ async fn two_replicas_with_one_server_id_end_in_a_clear_error() {
     };
     let error = stopped.task.await.unwrap().expect_err("a clear error");
     assert_eq!(error.exit_code(), 11, "{error}");
-    let message = binlog_kinesis::app::error_chain(&error);
+    let message = binlog_kinesis::report::error_chain(&error);
     assert!(message.contains("mysql.server_id"), "{message}");
     // The other one replicates on.
     world.insert_t(10_000..10_001, 1).await;

@@ -1,0 +1,258 @@
+//! The open transaction: its events held in the lookahead buffer (spilled past the cap),
+//! released at its end with `xid` and `commit`, XA transactions held from PREPARE to their
+//! decision, and the boundaries the checkpoint may take.
+
+use super::{truncate, Applied, Reader, Transaction};
+use crate::{
+    event::{gtid_json, line_prefix, EventLine, Op, TableName},
+    position::{BinlogPosition, ResumePoint},
+    source::{statement::Statement, xa::Prepared, SourceError},
+    stream::{Boundary, Message, OutboundEvent},
+};
+
+impl Reader {
+    pub(super) fn begin(
+        &mut self,
+        applied: Option<Applied>,
+        explicit: bool,
+        begin_at: &BinlogPosition,
+    ) {
+        let gtid = applied.as_ref().map(|a| match a {
+            Applied::Maria(gtid) => gtid.to_string(),
+            Applied::Mysql(gtid) => gtid.to_string(),
+        });
+        self.open.current = Some(Transaction {
+            gtid_json: gtid_json(gtid.as_deref()),
+            applied,
+            explicit,
+            held: Vec::new(),
+            held_bytes: 0,
+            begin_at: begin_at.clone(),
+            xa: false,
+            xid: None,
+        });
+    }
+
+    /// Holds an event in the lookahead buffer, spilling the oldest ones (without xid) past the
+    /// cap.
+    pub(super) async fn hold(&mut self, event: OutboundEvent) -> Result<(), SourceError> {
+        if self.open.skip > 0 {
+            // Sent before the connection was lost; see `forget_open_transaction`.
+            self.open.skip -= 1;
+            self.open.sent += 1;
+            return Ok(());
+        }
+        let cap = self.config.lookahead_bytes;
+        let catching_up = self.catch_up.is_some();
+        let transaction = self.open.current.as_mut().expect("a transaction is open");
+        if catching_up && !transaction.xa {
+            // Delivered before the checkpoint; see `xa::CatchUp`.
+            return Ok(());
+        }
+        transaction.held_bytes += event.line.len();
+        transaction.held.push(event);
+        if transaction.xa {
+            // Sent at its XA COMMIT, whole: it can never spill.
+            if self.prepared.bytes() + transaction.held_bytes > cap {
+                return Err(SourceError::UnsupportedEvent {
+                    event: "XA transaction".into(),
+                    position: transaction.begin_at.clone(),
+                    reason: format!("prepared XA transactions hold more than mysql.transaction_lookahead_bytes ({cap}) of rows until they are committed; raise it"),
+                });
+            }
+            return Ok(());
+        }
+        if transaction.held_bytes > cap && transaction.held.len() > 1 {
+            let keep = transaction.held.pop().expect("two or more held");
+            let spilled = std::mem::replace(&mut transaction.held, vec![keep]);
+            transaction.held_bytes = transaction.held[0].line.len();
+            // Sent as they are: `"xid":null,"commit":false`.
+            for event in spilled {
+                self.send(Message::Event(event)).await?;
+                self.open.sent += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the open transaction at `end`: releases its events stamped with `xid`, the last
+    /// with `commit: true`, then the boundary.
+    pub(super) async fn commit(
+        &mut self,
+        xid: Option<u64>,
+        end: BinlogPosition,
+    ) -> Result<(), SourceError> {
+        if let Some(transaction) = self.end_transaction() {
+            let n_events = transaction.held.len();
+            for (index, mut event) in transaction.held.into_iter().enumerate() {
+                event.line.finish(xid, index + 1 == n_events);
+                self.send(Message::Event(event)).await?;
+            }
+            self.counts.transactions += 1;
+        }
+        self.emit_boundary(end).await
+    }
+
+    /// Closes the open transaction (if any): its GTID joins the state, per-transaction state
+    /// is reset. Returns it, with the events it holds.
+    pub(super) fn end_transaction(&mut self) -> Option<Transaction> {
+        self.open.standalone = false;
+        self.open.sent = 0;
+        self.open.skip = 0;
+        // Servers send every table's TABLE_MAP again in each transaction that uses it, so the
+        // cache never needs to outlive one: clearing it keeps memory flat as table ids grow.
+        self.tables.clear();
+        let transaction = self.open.current.take()?;
+        match (self.gtid_state.as_mut(), &transaction.applied) {
+            (Some(state), Some(Applied::Maria(gtid))) => state.apply(*gtid),
+            (Some(state), Some(Applied::Mysql(gtid))) => state.apply_mysql(gtid),
+            _ => {}
+        }
+        Some(transaction)
+    }
+
+    /// XA_PREPARE: the open XA transaction's rows are held until it is decided; see [`xa`].
+    pub(super) async fn xa_prepared(
+        &mut self,
+        start: &BinlogPosition,
+        end: BinlogPosition,
+    ) -> Result<(), SourceError> {
+        let transaction = self.end_transaction();
+        let Some((xid, transaction)) = transaction.and_then(|t| Some((t.xid.clone()?, t))) else {
+            return Err(SourceError::UnsupportedEvent {
+                event: "XA_PREPARE".into(),
+                position: start.clone(),
+                reason: "an XA PREPARE without the XA transaction it prepares (no XA END before it); the binlog does not start at a transaction boundary here".into(),
+            });
+        };
+        let pending = self
+            .catch_up
+            .as_ref()
+            .is_none_or(|catch_up| catch_up.pending.contains(&xid));
+        if pending {
+            self.prepared.add(Prepared {
+                xid,
+                start: transaction.begin_at,
+                events: transaction.held,
+                bytes: transaction.held_bytes,
+            });
+        }
+        self.emit_boundary(end).await
+    }
+
+    /// `XA COMMIT` (sends the prepared rows as one transaction, here) or `XA ROLLBACK` (drops
+    /// them) of the prepared transaction `xid`, in a group of its own.
+    pub(super) async fn xa_decided(
+        &mut self,
+        xid: &str,
+        committed: bool,
+        start: &BinlogPosition,
+        end: BinlogPosition,
+    ) -> Result<(), SourceError> {
+        if self.open.current.is_none() {
+            let gtid = self.open.pending_gtid.take().map(Applied::Mysql);
+            self.begin(gtid, false, start);
+        }
+        let prepared = self.prepared.take(xid);
+        if committed && self.catch_up.is_none() {
+            let Some(prepared) = prepared else {
+                return Err(SourceError::UnsupportedEvent {
+                    event: "XA COMMIT".into(),
+                    position: start.clone(),
+                    reason: format!("the XA transaction {xid} was prepared before the position this run started from, so its rows were not read and would be lost; start again from a position at or before its XA START (SHOW BINLOG EVENTS shows it), or, to go on without them, after this event ({end})"),
+                });
+            };
+            let transaction = self.open.current.as_mut().expect("begun above");
+            transaction.held_bytes += prepared.bytes;
+            transaction.held.extend(prepared.events);
+        }
+        self.commit(None, end).await
+    }
+
+    pub(super) async fn emit_boundary(
+        &mut self,
+        position: BinlogPosition,
+    ) -> Result<(), SourceError> {
+        if let Some(catch_up) = &self.catch_up {
+            if catch_up.before_checkpoint(&position) {
+                return Ok(());
+            }
+            tracing::info!(position = %position, prepared = self.prepared.checkpoint_list().len(), "read the prepared XA transactions of the checkpoint again");
+            self.catch_up = None;
+        }
+        self.boundary = position.clone();
+        self.metrics.boundary_read(&position);
+        let point = ResumePoint {
+            position,
+            gtid: self.gtid_state.clone(),
+        };
+        self.send(Message::Boundary(Boundary {
+            point,
+            binlog_ts: self.last_ts,
+            prepared: self.prepared.checkpoint_list(),
+        }))
+        .await
+    }
+
+    pub(in crate::source) async fn send(&mut self, item: Message) -> Result<(), SourceError> {
+        if matches!(item, Message::Event(_)) {
+            self.counts.events += 1;
+        }
+        self.output
+            .send(item)
+            .await
+            .map_err(|_| SourceError::SinkGone)
+    }
+
+    /// A statement standing alone (DDL, XA control): it is its own transaction. The next
+    /// TABLE_MAP of an altered table carries its new columns. A TRUNCATE of a table in scope
+    /// becomes a `truncate` event: every row removed at once, with no row images.
+    pub(super) async fn standalone_statement(
+        &mut self,
+        kind: Statement,
+        statement: &str,
+        timestamp: u32,
+        start: &BinlogPosition,
+        end: BinlogPosition,
+    ) -> Result<(), SourceError> {
+        tracing::debug!(position = %start, statement = %truncate(statement, 200), "statement");
+        if let Some(catalog) = &mut self.catalog {
+            catalog.invalidate();
+        }
+        if self.open.current.is_none() {
+            let gtid = self.open.pending_gtid.take().map(Applied::Mysql);
+            self.begin(gtid, false, start);
+        }
+        if let Statement::Truncate(target) = kind {
+            let Some((database, table)) = target else {
+                return Err(SourceError::UnsupportedEvent {
+                    event: "QUERY".into(),
+                    position: start.clone(),
+                    reason: format!("cannot tell which table this TRUNCATE empties ({}); it would be lost from the stream", truncate(statement, 120)),
+                });
+            };
+            if self.config.filter.matches(&database, &table) {
+                let prefix = line_prefix(
+                    Op::Truncate,
+                    &database,
+                    &table,
+                    u64::from(timestamp) * 1000,
+                    start,
+                );
+                let gtid = match &self.open.current {
+                    Some(transaction) => transaction.gtid_json.clone(),
+                    None => gtid_json(None),
+                };
+                let name = TableName::new(&database, &table);
+                let event = OutboundEvent {
+                    key: name.shared(),
+                    table: name,
+                    position: start.clone(),
+                    line: EventLine::build(&prefix, 0, &gtid, None, None, None),
+                };
+                self.hold(event).await?;
+            }
+        }
+        self.commit(None, end).await
+    }
+}
