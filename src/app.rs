@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::source::start::StartFrom;
 use crate::{
     checkpoint::{self, Checkpoint, CheckpointError, CheckpointStore},
-    config::{Config, ConfigError, PartitionBy},
+    config::{Config, ConfigError},
     fence::{self, Fence},
     metrics::{
         cloudwatch::Publisher,
@@ -49,7 +49,6 @@ use crate::{
     sink::{
         self,
         client::{CallError, KinesisClient},
-        retry::DEFAULT_BACKOFF,
         SinkConfig, SinkError, SinkSummary,
     },
     source::{
@@ -286,28 +285,14 @@ async fn replicate(
     tracing::info!(server = %server.version, start = %opened.point, stream = %config.kinesis.stream, "replicating");
     metrics.set_state(State::Replicating);
 
-    let source_config = SourceConfig {
-        mysql: config.mysql.clone(),
-        filter: config.filter.clone(),
-        lookahead_bytes: config.mysql.transaction_lookahead_bytes,
-        resume_by_gtid: facts.resume_by_gtid(),
-        positional_names: false,
-        checksum_crc32: server.checksum_crc32,
-        catalog: !server.row_metadata_full,
-        partition_by_primary_key: config.kinesis.partition_by == PartitionBy::PrimaryKey,
-        max_event_bytes: max_record_bytes,
-        catch_up: opened.catch_up,
-    };
-    let sink_config = SinkConfig {
-        stream: config.kinesis.stream.clone(),
+    let source_config = SourceConfig::live(
+        &config,
+        facts.resume_by_gtid(),
+        &server,
         max_record_bytes,
-        linger: config.kinesis.linger,
-        max_buffered_bytes: config.kinesis.max_buffered_bytes,
-        max_events_per_record: config.kinesis.max_events_per_record,
-        backoff: DEFAULT_BACKOFF,
-        oversize: config.kinesis.oversize,
-        call_timeout,
-    };
+        opened.catch_up,
+    );
+    let sink_config = SinkConfig::new(&config.kinesis, max_record_bytes);
     let (events_tx, events_rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
     let (acks_tx, acks_rx) = mpsc::channel(ACK_CHANNEL_CAPACITY);
     let source_cancel = CancellationToken::new();

@@ -2,26 +2,42 @@
 //! with PASS or FAIL, so one command says everything that would stop replication.
 
 use crate::{
-    checkpoint,
+    checkpoint::{self, Checkpoint},
     config::{Config, SinkKind},
+    report::error_chain,
     sink::client::{AwsKinesisClient, KinesisClient},
     source::connect,
 };
 
 /// Runs the checks, printing each; returns whether all passed.
 pub async fn check(config: &Config, client: &AwsKinesisClient) -> bool {
-    let mut ok = true;
-    let mut report = |name: &str, result: Result<String, String>| {
+    let mut report = Report { ok: true };
+    let checkpoint = check_checkpoint(config, &mut report).await;
+    check_mysql(config, checkpoint.as_ref(), &mut report).await;
+    check_sink(config, client, &mut report).await;
+    report.ok
+}
+
+/// Prints each check's outcome and remembers whether all passed.
+struct Report {
+    ok: bool,
+}
+
+impl Report {
+    fn say(&mut self, name: &str, result: Result<String, String>) {
         match &result {
             Ok(detail) => println!("PASS  {name}: {detail}"),
             Err(detail) => println!("FAIL  {name}: {detail}"),
         }
-        ok &= result.is_ok();
-    };
+        self.ok &= result.is_ok();
+    }
+}
 
+/// The checkpoint: readable, and writable by this process. Returns it when there is one.
+async fn check_checkpoint(config: &Config, report: &mut Report) -> Option<Checkpoint> {
     let store = checkpoint::open_store(&config.checkpoint).await;
     let checkpoint = store.load().await;
-    report(
+    report.say(
         "checkpoint",
         match &checkpoint {
             Ok(Some(c)) => Ok(format!("{} at {}", store.location(), c.position)),
@@ -29,101 +45,110 @@ pub async fn check(config: &Config, client: &AwsKinesisClient) -> bool {
                 "none yet at {} (run starts at the end of binlog)",
                 store.location()
             )),
-            Err(e) => Err(crate::report::error_chain(e)),
+            Err(e) => Err(error_chain(e)),
         },
     );
-    report(
+    report.say(
         "checkpoint writable",
         store
             .probe()
             .await
             .map(|()| format!("this process may write {}", store.location()))
-            .map_err(|e| crate::report::error_chain(&e)),
+            .map_err(|e| error_chain(&e)),
     );
+    checkpoint.ok().flatten()
+}
 
-    match connect::connect(&config.mysql).await {
-        Err(error) => report("mysql connection", Err(crate::report::error_chain(&error))),
-        Ok(mut conn) => {
-            report(
-                "mysql connection",
+/// The server: reachable, its settings, the account's privileges, the checkpoint's position.
+async fn check_mysql(config: &Config, checkpoint: Option<&Checkpoint>, report: &mut Report) {
+    let mut conn = match connect::connect(&config.mysql).await {
+        Err(error) => return report.say("mysql connection", Err(error_chain(&error))),
+        Ok(conn) => conn,
+    };
+    report.say(
+        "mysql connection",
+        Ok(format!(
+            "{}:{} as {}",
+            config.mysql.host, config.mysql.port, config.mysql.user
+        )),
+    );
+    match connect::check_server(&mut conn).await {
+        Ok(info) => {
+            let metadata = if info.row_metadata_full {
+                "FULL"
+            } else {
+                "not FULL (column names from information_schema)"
+            };
+            report.say(
+                "server settings",
                 Ok(format!(
-                    "{}:{} as {}",
-                    config.mysql.host, config.mysql.port, config.mysql.user
+                    "{}: log_bin=ON, binlog_format=ROW, binlog_row_metadata={metadata}",
+                    info.version
                 )),
             );
-            match connect::check_server(&mut conn).await {
-                Ok(info) => {
-                    report(
-                        "server settings",
-                        Ok(format!(
-                            "{}: log_bin=ON, binlog_format=ROW, binlog_row_metadata={}",
-                            info.version,
-                            if info.row_metadata_full {
-                                "FULL"
-                            } else {
-                                "not FULL (column names from information_schema)"
-                            }
-                        )),
-                    );
-                    for warning in info.warnings {
-                        println!("WARN  server settings: {warning}");
-                    }
-                }
-                Err(error) => report("server settings", Err(error.to_string())),
-            }
-            report(
-                "replication privileges",
-                match connect::missing_privileges(&mut conn).await {
-                    Ok(missing) if missing.is_empty() => Ok("REPLICATION SLAVE, REPLICATION CLIENT".into()),
-                    Ok(missing) => Err(format!("missing {}; run: GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{}'", missing.join(", "), config.mysql.user)),
-                    Err(error) => Err(error.to_string()),
-                },
-            );
-            if let Ok(Some(checkpoint)) = &checkpoint {
-                report(
-                    "checkpoint position on server",
-                    connect::ensure_position_available(&mut conn, &checkpoint.position)
-                        .await
-                        .map(|_| format!("{} is available", checkpoint.position))
-                        .map_err(|e| e.to_string()),
-                );
+            for warning in info.warnings {
+                println!("WARN  server settings: {warning}");
             }
         }
+        Err(error) => report.say("server settings", Err(error_chain(&error))),
     }
-
-    match &config.sink {
-        SinkKind::Kinesis => report(
-            "kinesis stream",
-            client
-                .check_stream(&config.kinesis.stream)
+    report.say(
+        "replication privileges",
+        match connect::missing_privileges(&mut conn).await {
+            Ok(missing) if missing.is_empty() => Ok("REPLICATION SLAVE, REPLICATION CLIENT".into()),
+            Ok(missing) => Err(format!(
+                "missing {}; run: GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{}'",
+                missing.join(", "),
+                config.mysql.user
+            )),
+            Err(error) => Err(error_chain(&error)),
+        },
+    );
+    if let Some(checkpoint) = checkpoint {
+        report.say(
+            "checkpoint position on server",
+            connect::ensure_position_available(&mut conn, &checkpoint.position)
                 .await
-                .map(|info| match info.max_record_bytes {
-                    Some(max) => format!(
-                        "{} is ACTIVE, maximum record size {max} bytes",
-                        config.kinesis.stream
-                    ),
-                    None => format!("{} is ACTIVE", config.kinesis.stream),
-                })
-                .map_err(|e| {
-                    // What was tried, then why it failed.
-                    format!(
-                        "{} in region {} at {}: {e}",
-                        config.kinesis.stream,
-                        config
-                            .kinesis
-                            .region
-                            .as_deref()
-                            .unwrap_or("(from the environment)"),
-                        config
-                            .kinesis
-                            .endpoint_url
-                            .as_deref()
-                            .unwrap_or("the AWS endpoint"),
-                    )
-                }),
-        ),
-        SinkKind::Stdout => report("sink", Ok("standard output (no Kinesis)".into())),
-        SinkKind::File(path) => report("sink", Ok(format!("file {} (no Kinesis)", path.display()))),
+                .map(|_| format!("{} is available", checkpoint.position))
+                .map_err(|e| error_chain(&e)),
+        );
     }
-    ok
+}
+
+/// Where the events go: the Kinesis stream is active, or the local sink.
+async fn check_sink(config: &Config, client: &AwsKinesisClient, report: &mut Report) {
+    let kinesis = &config.kinesis;
+    let result = match &config.sink {
+        SinkKind::Kinesis => client
+            .check_stream(&kinesis.stream)
+            .await
+            .map(|info| match info.max_record_bytes {
+                Some(max) => format!(
+                    "{} is ACTIVE, maximum record size {max} bytes",
+                    kinesis.stream
+                ),
+                None => format!("{} is ACTIVE", kinesis.stream),
+            })
+            .map_err(|e| {
+                // What was tried, then why it failed.
+                format!(
+                    "{} in region {} at {}: {}",
+                    kinesis.stream,
+                    kinesis
+                        .region
+                        .as_deref()
+                        .unwrap_or("(from the environment)"),
+                    kinesis
+                        .endpoint_url
+                        .as_deref()
+                        .unwrap_or("the AWS endpoint"),
+                    error_chain(&e)
+                )
+            }),
+        SinkKind::Stdout => return report.say("sink", Ok("standard output (no Kinesis)".into())),
+        SinkKind::File(path) => {
+            return report.say("sink", Ok(format!("file {} (no Kinesis)", path.display())))
+        }
+    };
+    report.say("kinesis stream", result);
 }

@@ -14,7 +14,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use super::{Checkpoint, CheckpointError, CheckpointStore};
+use super::{Checkpoint, CheckpointError, CheckpointStore, StoreError};
 
 /// A checkpoint file.
 #[derive(Debug, Clone)]
@@ -55,7 +55,7 @@ impl FileStore {
             Err(source) => {
                 return Err(CheckpointError::Read {
                     location: self.location(),
-                    source: source.into(),
+                    source: StoreError::Io(source),
                 })
             }
         };
@@ -77,7 +77,7 @@ impl FileStore {
     fn write_error(&self, source: std::io::Error) -> CheckpointError {
         CheckpointError::Write {
             location: self.location(),
-            source: source.into(),
+            source: StoreError::Io(source),
         }
     }
 

@@ -157,7 +157,7 @@ pub enum CheckpointError {
         location: String,
         /// Why.
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: StoreError,
     },
     /// Writing failed.
     #[error("cannot write checkpoint {location}")]
@@ -166,7 +166,7 @@ pub enum CheckpointError {
         location: String,
         /// Why.
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: StoreError,
     },
     /// Another instance wrote the checkpoint since this one last read or wrote it (a
     /// conditional write was refused): permanent, never retried.
@@ -183,6 +183,65 @@ pub enum CheckpointError {
         /// What is wrong.
         message: String,
     },
+}
+
+impl CheckpointError {
+    /// Whether trying again later could succeed (a timeout, a server fault, a full disk)
+    /// rather than someone having to change something (a refused permission, a missing
+    /// bucket, another instance's write, a corrupt document).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CheckpointError::Read { source, .. } | CheckpointError::Write { source, .. } => {
+                source.is_transient()
+            }
+            CheckpointError::Conflict { .. } | CheckpointError::Corrupt { .. } => false,
+        }
+    }
+}
+
+/// What failed underneath a read or write of the store, classified where it is born.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file system.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The call took longer than allowed.
+    #[error("no answer within {} ms", .0.as_millis())]
+    TimedOut(Duration),
+    /// S3 answered with an error, or none (`status` is `None` when no response came).
+    #[error("S3 call failed{}", .status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
+    S3 {
+        /// The HTTP status of the answer.
+        status: Option<u16>,
+        /// The SDK's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The probe's impossible write succeeded.
+    #[error("a write that cannot match any object succeeded: the store does not honour conditional writes (If-Match), which the daemon relies on")]
+    ConditionalWritesIgnored,
+}
+
+impl StoreError {
+    /// See [`CheckpointError::is_transient`]. File errors are transient unless they name a
+    /// permission, a missing folder or a read-only file system; S3 errors are transient
+    /// without an answer, on 5xx and 429 (throttling), permanent on other 4xx (403 access
+    /// denied, 404 no such bucket, 301 wrong region, 400).
+    pub fn is_transient(&self) -> bool {
+        use std::io::ErrorKind::*;
+        match self {
+            StoreError::Io(error) => !matches!(
+                error.kind(),
+                PermissionDenied | NotFound | ReadOnlyFilesystem | InvalidInput | NotADirectory
+            ),
+            StoreError::TimedOut(_) => true,
+            StoreError::S3 { status, .. } => match status {
+                None => true,
+                Some(status) => *status >= 500 || *status == 429,
+            },
+            StoreError::ConditionalWritesIgnored => false,
+        }
+    }
 }
 
 /// The store `config` names.
@@ -254,8 +313,9 @@ pub async fn run(
             _ = ticker.tick() => {
                 match write_if_changed(store, &latest, &mut written, metrics, fence, timeout).await {
                     Ok(()) => failures = 0,
-                    // Another instance owns the checkpoint now: never retried.
-                    Err(error @ CheckpointError::Conflict { .. }) => return Err(error),
+                    // Another instance owns the checkpoint now, or someone must change
+                    // something (a permission, the bucket): never retried.
+                    Err(error) if !error.is_transient() => return Err(error),
                     Err(error) if failures + 1 < MAX_CONSECUTIVE_WRITE_FAILURES => {
                         failures += 1;
                         tracing::warn!(error = %crate::report::error_chain(&error), failures, "checkpoint write failed; trying again at the next interval");
@@ -294,7 +354,7 @@ pub async fn store_fenced(
         Ok(result) => result.map(|()| true),
         Err(_) => Err(CheckpointError::Write {
             location: store.location(),
-            source: format!("no answer within {} ms", timeout.as_millis()).into(),
+            source: StoreError::TimedOut(timeout),
         }),
     }
 }
@@ -374,6 +434,102 @@ mod tests {
             store.load().await.unwrap().is_none(),
             "nothing new to write"
         );
+    }
+
+    /// A store whose writes all fail with the error `fail` makes, counting them.
+    struct Failing {
+        fail: fn() -> StoreError,
+        writes: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl CheckpointStore for Failing {
+        async fn load(&self) -> Result<Option<Checkpoint>, CheckpointError> {
+            Ok(None)
+        }
+        async fn store(&self, _: &Checkpoint) -> Result<(), CheckpointError> {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err(CheckpointError::Write {
+                location: self.location(),
+                source: (self.fail)(),
+            })
+        }
+        async fn probe(&self) -> Result<(), CheckpointError> {
+            Ok(())
+        }
+        fn location(&self) -> String {
+            "failing".into()
+        }
+    }
+
+    /// Writes to `store` with a boundary acknowledged and the sender kept open, until `run`
+    /// gives up; returns how many writes it tried.
+    async fn writes_until_it_stops(store: &Failing) -> usize {
+        let (tx, rx) = mpsc::channel(8);
+        tx.send(ResumePoint::at("b.000001:100".parse().unwrap()).into())
+            .await
+            .unwrap();
+        let error = run(store, writer(), None, rx, &Metrics::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(error, CheckpointError::Write { .. }), "{error}");
+        drop(tx);
+        store.writes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Issue 13: a store that answers access denied or no such bucket stops the run at once;
+    /// it used to be retried 12 times, a minute of a run that could never checkpoint.
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_store_stops_at_once_and_a_failing_one_is_retried() {
+        let status = |status| StoreError::S3 {
+            status: Some(status),
+            source: "refused".into(),
+        };
+        let denied = Failing {
+            fail: || StoreError::S3 {
+                status: Some(403),
+                source: "AccessDenied".into(),
+            },
+            writes: Default::default(),
+        };
+        assert_eq!(writes_until_it_stops(&denied).await, 1);
+        let down = Failing {
+            fail: || StoreError::S3 {
+                status: Some(503),
+                source: "SlowDown".into(),
+            },
+            writes: Default::default(),
+        };
+        assert_eq!(
+            writes_until_it_stops(&down).await,
+            MAX_CONSECUTIVE_WRITE_FAILURES as usize
+        );
+        for (error, transient) in [
+            (status(403), false),
+            (status(404), false),
+            (status(301), false),
+            (status(400), false),
+            (status(500), true),
+            (status(503), true),
+            (status(429), true),
+            (
+                StoreError::S3 {
+                    status: None,
+                    source: "dispatch failure".into(),
+                },
+                true,
+            ),
+            (StoreError::TimedOut(Duration::from_secs(1)), true),
+            (StoreError::ConditionalWritesIgnored, false),
+            (
+                StoreError::Io(std::io::ErrorKind::PermissionDenied.into()),
+                false,
+            ),
+            (StoreError::Io(std::io::ErrorKind::StorageFull.into()), true),
+        ] {
+            assert_eq!(error.is_transient(), transient, "{error:?}");
+        }
     }
 
     fn writer() -> Writer<'static> {

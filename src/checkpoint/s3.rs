@@ -16,9 +16,9 @@ use std::{
     time::Duration,
 };
 
-use aws_sdk_s3::{error::DisplayErrorContext, primitives::ByteStream};
+use aws_sdk_s3::{error::SdkError, primitives::ByteStream};
 
-use super::{Checkpoint, CheckpointError, CheckpointStore};
+use super::{Checkpoint, CheckpointError, CheckpointStore, StoreError};
 
 /// How long one S3 call may take, retries by the SDK included.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -62,18 +62,24 @@ impl S3Store {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn error(&self, message: String) -> Box<dyn std::error::Error + Send + Sync> {
-        message.into()
+    fn read_error(&self, source: StoreError) -> CheckpointError {
+        CheckpointError::Read {
+            location: self.location(),
+            source,
+        }
+    }
+
+    fn write_error(&self, source: StoreError) -> CheckpointError {
+        CheckpointError::Write {
+            location: self.location(),
+            source,
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl CheckpointStore for S3Store {
     async fn load(&self) -> Result<Option<Checkpoint>, CheckpointError> {
-        let read_error = |message: String| CheckpointError::Read {
-            location: self.location(),
-            source: self.error(message),
-        };
         let call = self
             .client
             .get_object()
@@ -81,19 +87,14 @@ impl CheckpointStore for S3Store {
             .key(&self.key)
             .send();
         let output = match tokio::time::timeout(CALL_TIMEOUT, call).await {
-            Err(_) => {
-                return Err(read_error(format!(
-                    "no answer within {} s",
-                    CALL_TIMEOUT.as_secs()
-                )))
-            }
+            Err(_) => return Err(self.read_error(StoreError::TimedOut(CALL_TIMEOUT))),
             Ok(Ok(output)) => output,
             Ok(Err(error)) => {
                 if error.as_service_error().is_some_and(|e| e.is_no_such_key()) {
                     *self.seen() = Some(None);
                     return Ok(None);
                 }
-                return Err(read_error(DisplayErrorContext(&error).to_string()));
+                return Err(self.read_error(s3_error(error)));
             }
         };
         let etag = output.e_tag().map(str::to_owned);
@@ -101,7 +102,12 @@ impl CheckpointStore for S3Store {
             .body
             .collect()
             .await
-            .map_err(|error| read_error(error.to_string()))?
+            .map_err(|error| {
+                self.read_error(StoreError::S3 {
+                    status: None,
+                    source: Box::new(error),
+                })
+            })?
             .into_bytes();
         let checkpoint = Checkpoint::from_bytes(&bytes, &self.location())?;
         *self.seen() = Some(etag);
@@ -109,10 +115,6 @@ impl CheckpointStore for S3Store {
     }
 
     async fn store(&self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
-        let write_error = |message: String| CheckpointError::Write {
-            location: self.location(),
-            source: self.error(message),
-        };
         let mut request = self
             .client
             .put_object()
@@ -127,10 +129,7 @@ impl CheckpointStore for S3Store {
             None => request,
         };
         match tokio::time::timeout(CALL_TIMEOUT, request.send()).await {
-            Err(_) => Err(write_error(format!(
-                "no answer within {} s",
-                CALL_TIMEOUT.as_secs()
-            ))),
+            Err(_) => Err(self.write_error(StoreError::TimedOut(CALL_TIMEOUT))),
             // 412: the object is not the one last seen; 409: another conditional write to it
             // is under way. Either way another instance writes it.
             Ok(Err(error))
@@ -142,7 +141,7 @@ impl CheckpointStore for S3Store {
                     location: self.location(),
                 })
             }
-            Ok(Err(error)) => Err(write_error(DisplayErrorContext(&error).to_string())),
+            Ok(Err(error)) => Err(self.write_error(s3_error(error))),
             Ok(Ok(output)) => {
                 *self.seen() = Some(output.e_tag().map(str::to_owned));
                 Ok(())
@@ -162,13 +161,9 @@ impl CheckpointStore for S3Store {
             .if_match("\"binlog-kinesis-check\"")
             .body(ByteStream::from_static(b""))
             .send();
-        let denied = |message: String| CheckpointError::Write {
-            location: self.location(),
-            source: self.error(message),
-        };
         match tokio::time::timeout(CALL_TIMEOUT, call).await {
-            Err(_) => Err(denied(format!("no answer within {} s", CALL_TIMEOUT.as_secs()))),
-            Ok(Ok(_)) => Err(denied("a write that cannot match any object succeeded: the store does not honour conditional writes (If-Match), which the daemon relies on".into())),
+            Err(_) => Err(self.write_error(StoreError::TimedOut(CALL_TIMEOUT))),
+            Ok(Ok(_)) => Err(self.write_error(StoreError::ConditionalWritesIgnored)),
             Ok(Err(error))
                 if error
                     .raw_response()
@@ -176,14 +171,23 @@ impl CheckpointStore for S3Store {
             {
                 Ok(())
             }
-            Ok(Err(error)) => Err(denied(format!(
-                "cannot write the key (s3:PutObject on it is needed): {}",
-                DisplayErrorContext(&error)
-            ))),
+            // The key cannot be written: s3:PutObject on it is needed.
+            Ok(Err(error)) => Err(self.write_error(s3_error(error))),
         }
     }
 
     fn location(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// An SDK error with the HTTP status of its answer, if one came.
+fn s3_error<E>(error: SdkError<E, aws_smithy_runtime_api::http::Response>) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    StoreError::S3 {
+        status: error.raw_response().map(|r| r.status().as_u16()),
+        source: Box::new(error),
     }
 }

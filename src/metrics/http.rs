@@ -25,7 +25,7 @@ const MAX_REQUEST_BYTES: usize = 8192;
 
 /// The listener could not be started.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr} ([http] listen): {source}; choose another address, or set it empty to turn the listener off")]
+#[error("cannot listen on {addr} ([http] listen); choose another address, or set it empty to turn the listener off")]
 pub struct ListenError {
     /// The address.
     pub addr: String,

@@ -57,12 +57,12 @@ use tokio::{sync::mpsc, task::JoinSet, time::Instant};
 use self::{
     batch::{events_in_record, fits_in_call},
     client::{CallError, KinesisClient, Record, RecordOutcome},
-    retry::{classify, quota_time, RetryAction},
+    retry::{classify, quota_time, RetryAction, DEFAULT_BACKOFF},
 };
 use crate::{
     backoff::Backoff,
     checkpoint::tracker::{self, AckTracker, EventSeq},
-    config::Oversize,
+    config::{KinesisConfig, Oversize},
     event::{EventLine, TableName},
     fence::Fence,
     metrics::Metrics,
@@ -98,6 +98,22 @@ pub struct SinkConfig {
     pub oversize: Oversize,
     /// The longest one PutRecords call may take before it is abandoned and retried.
     pub call_timeout: Duration,
+}
+
+impl SinkConfig {
+    /// The producer's settings for `kinesis`, with records of at most `max_record_bytes`.
+    pub fn new(kinesis: &KinesisConfig, max_record_bytes: usize) -> Self {
+        Self {
+            stream: kinesis.stream.clone(),
+            max_record_bytes,
+            linger: kinesis.linger,
+            max_buffered_bytes: kinesis.max_buffered_bytes,
+            max_events_per_record: kinesis.max_events_per_record,
+            backoff: DEFAULT_BACKOFF,
+            oversize: kinesis.oversize,
+            call_timeout: kinesis.call_timeout,
+        }
+    }
 }
 
 /// Why the sink stopped.
@@ -501,7 +517,8 @@ impl Producer {
                     match outcome {
                         RecordOutcome::Written => self.written(sent),
                         RecordOutcome::Failed { code, message } => {
-                            if classify(Some(&code), None) == RetryAction::Fail {
+                            let action = classify(Some(&code), None);
+                            if action == RetryAction::Fail {
                                 return Err(SinkError::RecordRefused {
                                     stream: self.config.stream.clone(),
                                     table: self.keys[&sent.key].table.clone(),
@@ -509,7 +526,7 @@ impl Producer {
                                     message,
                                 });
                             }
-                            let throttled = code == "ProvisionedThroughputExceededException";
+                            let throttled = action == RetryAction::Throttled;
                             if throttled {
                                 self.metrics.throttled_records.add(1);
                             } else {
@@ -528,8 +545,7 @@ impl Producer {
                 });
             }
             Err(error) => {
-                let throttled =
-                    error.code.as_deref() == Some("ProvisionedThroughputExceededException");
+                let throttled = error.action == RetryAction::Throttled;
                 for sent in sent {
                     if throttled {
                         self.metrics.throttled_records.add(1);

@@ -11,8 +11,11 @@ use crate::backoff::Backoff;
 /// What a failure means for the record or call it hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryAction {
-    /// Try again after a backoff: throttling, a server-side fault, a network problem.
+    /// Try again after a backoff: a server-side fault, a network problem.
     Retry,
+    /// Try again after a backoff: the shard's write quota was exceeded (counted apart, as
+    /// `ThrottledRecords`).
+    Throttled,
     /// Stop: retrying cannot succeed until someone changes something.
     Fail,
 }
@@ -21,9 +24,9 @@ pub enum RetryAction {
 /// and, for calls, the HTTP status.
 pub fn classify(code: Option<&str>, http_status: Option<u16>) -> RetryAction {
     match code {
+        Some("ProvisionedThroughputExceededException") => RetryAction::Throttled,
         Some(
-            "ProvisionedThroughputExceededException"
-            | "InternalFailure"
+            "InternalFailure"
             | "InternalFailureException"
             | "ServiceUnavailable"
             | "ServiceUnavailableException"
@@ -89,7 +92,6 @@ mod tests {
     #[test]
     fn throttling_and_server_faults_are_retried() {
         for code in [
-            "ProvisionedThroughputExceededException",
             "InternalFailure",
             "KMSThrottlingException",
             "ExpiredTokenException",
@@ -100,6 +102,11 @@ mod tests {
                 "{code}"
             );
         }
+        assert_eq!(
+            classify(Some("ProvisionedThroughputExceededException"), Some(400)),
+            RetryAction::Throttled,
+            "counted as throttling, and retried"
+        );
         assert_eq!(classify(None, Some(503)), RetryAction::Retry);
         assert_eq!(classify(None, None), RetryAction::Retry);
         assert_eq!(

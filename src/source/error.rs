@@ -115,7 +115,7 @@ pub enum SourceError {
         source: Box<DecodeError>,
     },
     /// A TABLE_MAP the daemon cannot use.
-    #[error("at {position}: {source}")]
+    #[error("at {position}")]
     Schema {
         /// Where.
         position: BinlogPosition,

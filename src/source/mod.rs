@@ -54,6 +54,7 @@
 pub mod catalog;
 pub mod connect;
 pub mod decode;
+mod dump;
 mod error;
 mod file;
 pub mod integrity;
@@ -76,7 +77,7 @@ use tokio_util::sync::CancellationToken;
 use self::{lock::InstanceLock, reader::Reader, xa::CatchUp};
 use crate::{
     backoff::Backoff,
-    config::{MysqlConfig, TableFilter},
+    config::{Config, MysqlConfig, PartitionBy, TableFilter},
     metrics::{Metrics, State},
     position::{BinlogPosition, ResumePoint},
     stream::Message,
@@ -124,6 +125,30 @@ pub struct SourceConfig {
     /// sent (the sink refuses it by size, see `kinesis.oversize`), so its large values are not
     /// encoded at all. `usize::MAX` where nothing is sent (`decode`).
     pub max_event_bytes: usize,
+}
+
+impl SourceConfig {
+    /// The live reader's settings: from the configuration and what the server said.
+    pub fn live(
+        config: &Config,
+        resume_by_gtid: bool,
+        server: &connect::ServerInfo,
+        max_event_bytes: usize,
+        catch_up: Option<CatchUp>,
+    ) -> Self {
+        Self {
+            mysql: config.mysql.clone(),
+            filter: config.filter.clone(),
+            lookahead_bytes: config.mysql.transaction_lookahead_bytes,
+            resume_by_gtid,
+            positional_names: false,
+            checksum_crc32: server.checksum_crc32,
+            catalog: !server.row_metadata_full,
+            partition_by_primary_key: config.kinesis.partition_by == PartitionBy::PrimaryKey,
+            max_event_bytes,
+            catch_up,
+        }
+    }
 }
 
 /// What the reader did.

@@ -128,19 +128,7 @@ impl TableSchema {
         };
         let n_columns = map.columns_count() as usize;
         if let Some(catalog) = catalog {
-            if catalog.columns.is_empty() {
-                return Err(SchemaError::NotInCatalog {
-                    table: name,
-                    database,
-                });
-            }
-            if catalog.columns.len() != n_columns {
-                return Err(SchemaError::CatalogMismatch {
-                    table: name,
-                    binlog: n_columns,
-                    catalog: catalog.columns.len(),
-                });
-            }
+            check_catalog(catalog, n_columns, &name, &database)?;
         }
         let known = |index: usize| catalog.map(|c| &c.columns[index]);
         let extractor = OptionalMetaExtractor::new(map.iter_optional_meta())
@@ -172,36 +160,28 @@ impl TableSchema {
                 (None, None) if positional_names => format!("@{}", index + 1),
                 (None, None) => return Err(SchemaError::NoColumnNames { table: name }),
             };
-            let signed_in_event = if column_type.is_numeric_type() {
-                signedness.next()
-            } else {
-                None
+            // The event lists signedness for numeric columns only.
+            let unsigned = column_type.is_numeric_type() && {
+                let in_event = signedness.next();
+                known(index).map_or(in_event.unwrap_or(false), |c| c.unsigned)
             };
-            let unsigned = column_type.is_numeric_type()
-                && match known(index) {
-                    Some(column) => column.unsigned,
-                    None => signed_in_event.unwrap_or(false),
-                };
             let from_event = if column_type.is_character_type() {
-                charsets
-                    .next()
-                    .transpose()
-                    .map_err(|e| malformed(e.to_string()))?
+                charsets.next()
             } else if column_type.is_enum_or_set_type() {
-                enum_set_charsets
-                    .next()
-                    .transpose()
-                    .map_err(|e| malformed(e.to_string()))?
+                enum_set_charsets.next()
             } else {
                 None
             };
-            let collation = if column_type.is_character_type() || column_type.is_enum_or_set_type()
-            {
-                from_event
-                    .or_else(|| known(index).map(|c| c.collation))
-                    .unwrap_or(0)
-            } else {
-                0
+            let from_event = from_event
+                .transpose()
+                .map_err(|e| malformed(e.to_string()))?;
+            let collation = match from_event.or_else(|| known(index).map(|c| c.collation)) {
+                Some(collation)
+                    if column_type.is_character_type() || column_type.is_enum_or_set_type() =>
+                {
+                    collation
+                }
+                _ => 0,
             };
             let labels = match column_type {
                 ColumnType::MYSQL_TYPE_ENUM => enum_labels.next(),
@@ -222,21 +202,7 @@ impl TableSchema {
                 labels,
             });
         }
-        let mut primary_key = Vec::new();
-        for index in extractor.iter_primary_key() {
-            let index = index.map_err(|e| malformed(e.to_string()))? as usize;
-            if index >= n_columns {
-                return Err(malformed(format!(
-                    "primary key column {index} does not exist"
-                )));
-            }
-            primary_key.push(index);
-        }
-        if primary_key.is_empty() {
-            if let Some(catalog) = catalog {
-                primary_key = catalog.primary_key.clone();
-            }
-        }
+        let primary_key = primary_key(&extractor, n_columns, catalog).map_err(malformed)?;
         Ok(Self {
             name,
             database,
@@ -246,6 +212,51 @@ impl TableSchema {
             primary_key,
         })
     }
+}
+
+/// A catalog entry that cannot describe the table map's columns.
+fn check_catalog(
+    catalog: &CatalogTable,
+    n_columns: usize,
+    name: &TableName,
+    database: &str,
+) -> Result<(), SchemaError> {
+    if catalog.columns.is_empty() {
+        return Err(SchemaError::NotInCatalog {
+            table: name.clone(),
+            database: database.to_owned(),
+        });
+    }
+    if catalog.columns.len() != n_columns {
+        return Err(SchemaError::CatalogMismatch {
+            table: name.clone(),
+            binlog: n_columns,
+            catalog: catalog.columns.len(),
+        });
+    }
+    Ok(())
+}
+
+/// The primary key's column indexes: from the event's metadata, else from the catalog.
+fn primary_key(
+    extractor: &OptionalMetaExtractor<'_>,
+    n_columns: usize,
+    catalog: Option<&CatalogTable>,
+) -> Result<Vec<usize>, String> {
+    let mut primary_key = Vec::new();
+    for index in extractor.iter_primary_key() {
+        let index = index.map_err(|e| e.to_string())? as usize;
+        if index >= n_columns {
+            return Err(format!("primary key column {index} does not exist"));
+        }
+        primary_key.push(index);
+    }
+    if primary_key.is_empty() {
+        if let Some(catalog) = catalog {
+            primary_key = catalog.primary_key.clone();
+        }
+    }
+    Ok(primary_key)
 }
 
 type Labels = Vec<Vec<String>>;

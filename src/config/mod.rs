@@ -1,0 +1,349 @@
+//! Configuration: a TOML file, environment overrides, then validation into types that cannot be
+//! wrong.
+//!
+//! # Layers
+//!
+//! Defaults < file < environment < command line. Every file key `[section] key` can be set by
+//! the environment variable `BINLOG_KINESIS__SECTION__KEY` (upper case, double underscores);
+//! that is how secrets such as `BINLOG_KINESIS__MYSQL__PASSWORD` arrive on ECS. An environment
+//! value is read as the type the key has: numbers and booleans are parsed, lists are either a
+//! TOML array (`["shop.*","crm.users"]`) or comma separated (`shop.*,crm.users`).
+//!
+//! Unknown sections and keys, in the file or in the environment, are errors: a typo must not
+//! silently fall back to a default.
+//!
+//! # Raw and validated
+//!
+//! [`FileConfig`] is what serde reads; [`Config`] is what the daemon runs with, produced by
+//! [`FileConfig::validate`]. Every stage gets its own section by value.
+
+mod aws;
+mod environment;
+mod filter;
+mod raw;
+mod validate;
+
+use std::{fmt, num::NonZeroU32, path::PathBuf, time::Duration};
+
+use self::validate::invalid;
+
+pub use self::{
+    aws::{aws_sdk_config, https_client},
+    environment::{env_overrides, SECRET_KEYS},
+    filter::TableFilter,
+    raw::*,
+};
+
+/// The environment prefix of per-key overrides.
+pub const ENV_PREFIX: &str = "BINLOG_KINESIS__";
+
+/// The largest Kinesis record that Firehose accepts (1,000 KiB); the default record cap.
+pub const FIREHOSE_MAX_RECORD_BYTES: usize = 1_024_000;
+
+/// Kinesis's own per-record cap (1 MiB, partition key included) on a stream with default
+/// settings.
+pub const KINESIS_MAX_RECORD_BYTES: usize = 1_048_576;
+
+/// A configuration problem: always exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path:?}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped keys.
+    #[error("invalid config file {path:?}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, including the key and line.
+        message: String,
+    },
+    /// An environment override names a key that does not exist or has a malformed value.
+    #[error("invalid environment variable {name}: {message}")]
+    Env {
+        /// The variable.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of its allowed range.
+    #[error("invalid setting [{section}] {key}: {message}")]
+    Invalid {
+        /// The section.
+        section: &'static str,
+        /// The key.
+        key: &'static str,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The source server.
+    pub mysql: MysqlConfig,
+    /// Which tables are captured.
+    pub filter: TableFilter,
+    /// The destination.
+    pub kinesis: KinesisConfig,
+    /// Where progress is saved.
+    pub checkpoint: CheckpointConfig,
+    /// Drain bounds.
+    pub shutdown: ShutdownConfig,
+    /// CloudWatch publishing.
+    pub metrics: MetricsConfig,
+    /// The `/metrics` and `/health` listener.
+    pub http: HttpConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Where records go.
+    pub sink: SinkKind,
+}
+
+/// `[sink] kind`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkKind {
+    /// The Kinesis stream of `[kinesis]`.
+    Kinesis,
+    /// Standard output, one event per line (logs stay on standard error).
+    Stdout,
+    /// A file, appended to.
+    File(PathBuf),
+}
+
+/// A string that never prints: `Debug` and `Display` show `<redacted>`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// How the MySQL connections use TLS (the MySQL client's `--ssl-mode` values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain TCP.
+    Disabled,
+    /// TLS when the server offers it, without verifying its certificate; plain otherwise.
+    Preferred,
+    /// TLS, without verifying the certificate: encrypted, not authenticated.
+    Required,
+    /// TLS, the certificate chain verified against the CA file (or the built-in roots).
+    VerifyCa(Option<PathBuf>),
+    /// As `VerifyCa`, and the certificate must name the host connected to.
+    VerifyIdentity(Option<PathBuf>),
+}
+
+/// `[mysql]`, validated.
+#[derive(Debug, Clone)]
+pub struct MysqlConfig {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Replication user.
+    pub user: String,
+    /// Password.
+    pub password: Secret,
+    /// This replica's server id.
+    pub server_id: NonZeroU32,
+    /// Heartbeat period asked of the server.
+    pub heartbeat: Duration,
+    /// Bytes of one transaction held back to stamp its events with the XID.
+    pub transaction_lookahead_bytes: usize,
+    /// Largest binlog event (packet) accepted from the server: what caps the memory the
+    /// driver needs for one huge row.
+    pub max_event_bytes: usize,
+    /// TLS for every connection to the server.
+    pub tls: TlsMode,
+}
+
+/// `[kinesis]`, validated.
+#[derive(Debug, Clone)]
+pub struct KinesisConfig {
+    /// Stream name.
+    pub stream: String,
+    /// Region; `None` for the default chain.
+    pub region: Option<String>,
+    /// Endpoint override.
+    pub endpoint_url: Option<String>,
+    /// Largest record, data plus partition key.
+    pub max_record_bytes: usize,
+    /// How long a partly filled record waits.
+    pub linger: Duration,
+    /// The longest one PutRecords call (or checkpoint write) may take.
+    pub call_timeout: Duration,
+    /// Cap on event bytes the producer holds.
+    pub max_buffered_bytes: usize,
+    /// What happens to an event larger than a record may be.
+    pub oversize: Oversize,
+    /// Most events in one record (`usize::MAX`: no limit but the size).
+    pub max_events_per_record: usize,
+    /// How events map to partition keys.
+    pub partition_by: PartitionBy,
+}
+
+/// `kinesis.partition_by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionBy {
+    /// `database.table`: every table in binlog order.
+    Table,
+    /// `database.table/<primary key values>`: every row in binlog order, a table spread over
+    /// shards (tables without a primary key fall back to the table).
+    PrimaryKey,
+}
+
+/// `kinesis.oversize`: an event larger than the record size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Oversize {
+    /// Stop with a message naming the table and position; the checkpoint stays before it.
+    Fail,
+    /// Skip it: counted in a metric and logged with table, position and primary key.
+    Skip,
+}
+
+/// `[checkpoint]`, validated.
+#[derive(Debug, Clone)]
+pub struct CheckpointConfig {
+    /// Where the checkpoint lives.
+    pub location: CheckpointLocation,
+    /// Endpoint override for S3.
+    pub endpoint_url: Option<String>,
+    /// The AWS region (`[kinesis] region`) for S3.
+    pub region: Option<String>,
+    /// Write interval.
+    pub interval: Duration,
+}
+
+/// Where the checkpoint is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointLocation {
+    /// A local file (on ECS: an EFS volume, since a Fargate task's disk dies with it).
+    File(PathBuf),
+    /// An S3 object.
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The object key.
+        key: String,
+    },
+}
+
+impl CheckpointLocation {
+    /// Parses `s3://bucket/key`, `file:///path` or a plain path.
+    pub fn parse(url: &str) -> Result<Self, ConfigError> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            return match rest.split_once('/') {
+                Some((bucket, key))
+                    if !bucket.is_empty() && !key.is_empty() && !key.ends_with('/') =>
+                {
+                    Ok(CheckpointLocation::S3 {
+                        bucket: bucket.to_owned(),
+                        key: key.to_owned(),
+                    })
+                }
+                _ => Err(invalid(
+                    "checkpoint",
+                    "url",
+                    "an S3 location must be s3://BUCKET/KEY, with a key that names an object",
+                )),
+            };
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(invalid(
+                    "checkpoint",
+                    "url",
+                    "a file URL must be file:///absolute/path",
+                ));
+            }
+            return Ok(CheckpointLocation::File(PathBuf::from(path)));
+        }
+        if url.contains("://") {
+            return Err(invalid(
+                "checkpoint",
+                "url",
+                "must be s3://BUCKET/KEY, file:///PATH or a plain path",
+            ));
+        }
+        Ok(CheckpointLocation::File(PathBuf::from(url)))
+    }
+}
+
+impl fmt::Display for CheckpointLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckpointLocation::File(path) => write!(f, "{}", path.display()),
+            CheckpointLocation::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+        }
+    }
+}
+
+/// `[metrics]`, validated.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// Publish to CloudWatch.
+    pub cloudwatch: bool,
+    /// CloudWatch namespace.
+    pub namespace: String,
+    /// Publishing interval.
+    pub interval: Duration,
+    /// The `Source` dimension.
+    pub source: String,
+    /// Per-table series.
+    pub per_table: bool,
+    /// Region for CloudWatch.
+    pub region: Option<String>,
+    /// Endpoint override.
+    pub endpoint_url: Option<String>,
+}
+
+/// `[http]`, validated.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Listen address; `None` when off.
+    pub listen: Option<String>,
+    /// How long events may wait without a Kinesis acknowledgement before `/health` says
+    /// `degraded`; `None` never.
+    pub degraded_after: Option<Duration>,
+}
+
+/// `[log]`, validated.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// One JSON object per line instead of text.
+    pub json: bool,
+    /// The filter when `RUST_LOG` is not set.
+    pub level: String,
+}
+
+/// `[shutdown]`, validated.
+#[derive(Debug, Clone)]
+pub struct ShutdownConfig {
+    /// Upper bound on the drain.
+    pub drain_timeout: Duration,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,327 @@
+//! The raw configuration, as serde reads it from TOML and the environment, with its defaults;
+//! [`FileConfig::load`] layers the file and the environment.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    environment::{apply_env, env_overrides, redacted_toml_error},
+    ConfigError, ENV_PREFIX, FIREHOSE_MAX_RECORD_BYTES, SECRET_KEYS,
+};
+
+/// The raw configuration, as read from TOML and the environment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    /// `[mysql]`
+    pub mysql: RawMysql,
+    /// `[filter]`
+    pub filter: RawFilter,
+    /// `[kinesis]`
+    pub kinesis: RawKinesis,
+    /// `[checkpoint]`
+    pub checkpoint: RawCheckpoint,
+    /// `[shutdown]`
+    pub shutdown: RawShutdown,
+    /// `[metrics]`
+    pub metrics: RawMetrics,
+    /// `[http]`
+    pub http: RawHttp,
+    /// `[log]`
+    pub log: RawLog,
+    /// `[sink]`
+    pub sink: RawSink,
+}
+
+/// `[mysql]`: the source server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMysql {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: i64,
+    /// Replication user.
+    pub user: String,
+    /// Password; normally from `BINLOG_KINESIS__MYSQL__PASSWORD`.
+    pub password: String,
+    /// This replica's server id, unique among the server's replicas.
+    pub server_id: i64,
+    /// Heartbeat period asked of the server; a connection silent for 3 periods is dead.
+    pub heartbeat_ms: i64,
+    /// Bytes of one transaction's events held back to stamp them with its XID.
+    pub transaction_lookahead_bytes: i64,
+    /// Largest binlog event accepted; the driver holds a whole event while reading it.
+    pub max_event_bytes: i64,
+    /// `disabled`, `preferred`, `required`, `verify-ca` or `verify-identity`.
+    pub tls_mode: String,
+    /// PEM file of the CA certificates to trust (for example the RDS CA bundle).
+    pub tls_ca_file: String,
+}
+
+impl Default for RawMysql {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 3306,
+            user: "cdc".into(),
+            password: String::new(),
+            server_id: 4242,
+            heartbeat_ms: 5_000,
+            transaction_lookahead_bytes: 8 << 20,
+            max_event_bytes: 1 << 30,
+            tls_mode: "preferred".into(),
+            tls_ca_file: String::new(),
+        }
+    }
+}
+
+/// `[filter]`: which tables are captured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawFilter {
+    /// `db.table` patterns with `*` wildcards; empty means every table.
+    pub include: Vec<String>,
+    /// Patterns removed from what `include` selects.
+    pub exclude: Vec<String>,
+}
+
+/// `[kinesis]`: the destination stream and the producer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawKinesis {
+    /// Stream name.
+    pub stream: String,
+    /// AWS region; empty means the default chain.
+    pub region: String,
+    /// Endpoint override (an emulator or a VPC endpoint); empty means the AWS default.
+    pub endpoint_url: String,
+    /// Largest record, data plus partition key.
+    pub max_record_bytes: i64,
+    /// How long a partly filled record waits for more events of its key.
+    pub linger_ms: i64,
+    /// The longest one PutRecords call may take before it is abandoned and retried.
+    pub call_timeout_ms: i64,
+    /// Cap on event bytes held by the producer (queued or in flight).
+    pub max_buffered_bytes: i64,
+    /// What to do with an event larger than a record may be: `fail` or `skip`.
+    pub oversize: String,
+    /// Most events in one record; 0 for no limit but the size.
+    pub max_events_per_record: i64,
+    /// `table` (per-table order) or `primary_key` (per-row order, spread over shards).
+    pub partition_by: String,
+}
+
+impl Default for RawKinesis {
+    fn default() -> Self {
+        Self {
+            stream: "cdc-events".into(),
+            region: String::new(),
+            endpoint_url: String::new(),
+            max_record_bytes: FIREHOSE_MAX_RECORD_BYTES as i64,
+            linger_ms: 50,
+            call_timeout_ms: crate::fence::CALL_TIMEOUT.as_millis() as i64,
+            max_buffered_bytes: 32 << 20,
+            oversize: "fail".into(),
+            max_events_per_record: 0,
+            partition_by: "table".into(),
+        }
+    }
+}
+
+/// `[checkpoint]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCheckpoint {
+    /// Checkpoint file.
+    pub path: String,
+    /// Where the checkpoint lives as a URL: `s3://bucket/key`, `file:///path` or a plain
+    /// path; when set, it replaces `path`.
+    pub url: String,
+    /// Endpoint override for the S3 store (an emulator or a VPC endpoint).
+    pub endpoint_url: String,
+    /// How often the committed position is written.
+    pub interval_ms: i64,
+}
+
+impl Default for RawCheckpoint {
+    fn default() -> Self {
+        Self {
+            path: "/var/lib/binlog-kinesis/checkpoint.json".into(),
+            url: String::new(),
+            endpoint_url: String::new(),
+            interval_ms: 5_000,
+        }
+    }
+}
+
+/// `[shutdown]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawShutdown {
+    /// Upper bound on the drain after SIGTERM.
+    pub drain_timeout_ms: i64,
+}
+
+impl Default for RawShutdown {
+    fn default() -> Self {
+        Self {
+            drain_timeout_ms: 25_000,
+        }
+    }
+}
+
+/// `[metrics]`: CloudWatch publishing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    /// Publish to CloudWatch.
+    pub cloudwatch: bool,
+    /// CloudWatch namespace.
+    pub namespace: String,
+    /// Publishing interval.
+    pub interval_ms: i64,
+    /// The `Source` dimension; empty means the MySQL host name.
+    pub source: String,
+    /// Also publish per-table series (one billed metric per table).
+    pub per_table: bool,
+    /// AWS region for CloudWatch; empty means `[kinesis] region`.
+    pub region: String,
+    /// Endpoint override for CloudWatch.
+    pub endpoint_url: String,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        Self {
+            cloudwatch: true,
+            namespace: "BinlogKinesis".into(),
+            interval_ms: 60_000,
+            source: String::new(),
+            per_table: false,
+            region: String::new(),
+            endpoint_url: String::new(),
+        }
+    }
+}
+
+/// `[http]`: the `/metrics` and `/health` listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHttp {
+    /// `host:port` to listen on; empty turns the listener off.
+    pub listen: String,
+    /// `/health` reports `degraded` (503) after this long without a Kinesis acknowledgement
+    /// while events wait; 0 never.
+    pub degraded_after_ms: i64,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9187".into(),
+            degraded_after_ms: 300_000,
+        }
+    }
+}
+
+/// `[sink]`: where records go.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSink {
+    /// `kinesis`, `stdout` or `file`.
+    pub kind: String,
+    /// The file, for `kind = "file"`.
+    pub path: String,
+}
+
+impl Default for RawSink {
+    fn default() -> Self {
+        Self {
+            kind: "kinesis".into(),
+            path: String::new(),
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    /// `text` or `json` (one object per line).
+    pub format: String,
+    /// `error`, `warn`, `info`, `debug` or `trace`, or a full filter (`info,binlog_kinesis=debug`);
+    /// `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+impl FileConfig {
+    /// Reads `path` (if any), then applies the `BINLOG_KINESIS__*` variables of the process
+    /// environment. Variables that are not ours are ignored whatever their bytes; one of ours
+    /// whose value is not UTF-8 is an error naming it.
+    pub fn load_from_environment(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load(path, env_overrides(std::env::vars_os())?)
+    }
+
+    /// Reads `path` (if any), then applies the `BINLOG_KINESIS__*` variables from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                let parse_error =
+                    |message: String, span: Option<std::ops::Range<usize>>| ConfigError::Parse {
+                        path: path.to_owned(),
+                        message: redacted_toml_error(&text, &message, span),
+                    };
+                let table: toml::Table =
+                    toml::from_str(&text).map_err(|error: toml::de::Error| {
+                        parse_error(error.message().to_owned(), error.span())
+                    })?;
+                // A secret of the wrong type would be quoted by the type error below.
+                for (section, key) in SECRET_KEYS {
+                    let value = table.get(*section).and_then(|s| s.get(*key));
+                    if value.is_some_and(|v| !v.is_str()) {
+                        return Err(parse_error(
+                            format!("[{section}] {key} must be a string (its value is not shown: it is a secret)"),
+                            None,
+                        ));
+                    }
+                }
+                // Type-check the file on its own first, so its errors name the file.
+                Self::deserialize(toml::Value::Table(table.clone()))
+                    .map_err(|error| parse_error(error.to_string(), None))?;
+                table
+            }
+            None => toml::Table::new(),
+        };
+        let mut overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(ENV_PREFIX))
+            .collect();
+        // By name, stably: for a repeated name the last value wins, as in a shell.
+        overrides.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, value) in overrides {
+            apply_env(&mut table, &name, &value)?;
+        }
+        Self::deserialize(toml::Value::Table(table)).map_err(|error| ConfigError::Env {
+            name: ENV_PREFIX.trim_end_matches('_').to_owned() + "__*",
+            message: error.to_string(),
+        })
+    }
+}

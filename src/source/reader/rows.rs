@@ -1,0 +1,99 @@
+//! Rows events: decoded into event lines, held in the open transaction.
+
+use std::sync::Arc;
+
+use mysql_common::binlog::events::RowsEventData;
+
+use super::{unsupported, Applied, Reader};
+use crate::{
+    event::{gtid_json, line_prefix, EventLine},
+    position::BinlogPosition,
+    source::{decode, schema::TableSchema, SourceError},
+    stream::{partition_key, OutboundEvent},
+};
+
+impl Reader {
+    /// ROWS: each row becomes an event line, held in the open transaction.
+    pub(super) async fn on_rows(
+        &mut self,
+        rows: &RowsEventData<'_>,
+        timestamp: u32,
+        start: &BinlogPosition,
+    ) -> Result<(), SourceError> {
+        let schema = match self.tables.get(&rows.table_id()) {
+            Some(Some(schema)) => Arc::clone(schema),
+            Some(None) => return Ok(()),
+            None => {
+                return Err(unsupported(
+                    "ROWS",
+                    start,
+                    format!("no TABLE_MAP for table id {}", rows.table_id()),
+                ))
+            }
+        };
+        let mut encoded = std::mem::take(&mut self.rows);
+        decode::encode_rows(&schema, rows, &mut encoded, self.config.max_event_bytes).map_err(
+            |source| SourceError::Decode {
+                table: schema.name.clone(),
+                position: start.clone(),
+                source: Box::new(source),
+            },
+        )?;
+        self.metrics.row_events_read.add(encoded.len() as u64);
+        if self.open.current.is_none() {
+            let gtid = self.open.pending_gtid.take().map(Applied::Mysql);
+            self.begin(gtid, true, start);
+        }
+        let result = self.hold_rows(&schema, &encoded, timestamp, start).await;
+        self.rows = encoded;
+        result
+    }
+
+    /// Holds the decoded rows of one rows event as event lines.
+    async fn hold_rows(
+        &mut self,
+        schema: &TableSchema,
+        encoded: &decode::EncodedRows,
+        timestamp: u32,
+        start: &BinlogPosition,
+    ) -> Result<(), SourceError> {
+        let ts_ms = u64::from(timestamp) * 1000;
+        // Inside a compressed transaction every rows event shares the payload's position,
+        // so rows are numbered across the whole payload to keep position + row unique.
+        let row_base = match &mut self.payload {
+            Some(payload) => {
+                let base = payload.rows;
+                payload.rows += encoded.len() as u32;
+                base
+            }
+            None => 0,
+        };
+        let prefix = line_prefix(encoded.op(), &schema.database, &schema.table, ts_ms, start);
+        let gtid = match &self.open.current {
+            Some(transaction) => transaction.gtid_json.clone(),
+            None => gtid_json(None),
+        };
+        let by_primary_key = self.config.partition_by_primary_key;
+        for (row, json) in encoded.iter().enumerate() {
+            let line = match json.oversize {
+                Some(size) => EventLine::too_large(prefix.len() + size, json.primary_key),
+                None => EventLine::build(
+                    &prefix,
+                    row_base + row as u32,
+                    &gtid,
+                    json.primary_key,
+                    json.before,
+                    json.after,
+                ),
+            };
+            let event = OutboundEvent {
+                table: schema.name.clone(),
+                key: partition_key(&schema.name, json.primary_key, by_primary_key),
+                position: start.clone(),
+                line,
+            };
+            self.hold(event).await?;
+        }
+        Ok(())
+    }
+}
