@@ -25,6 +25,8 @@ mod validate;
 
 use std::{fmt, num::NonZeroU32, path::PathBuf, time::Duration};
 
+use serde::{Deserialize, Serialize};
+
 use self::validate::invalid;
 
 pub use self::{
@@ -205,7 +207,8 @@ pub struct KinesisConfig {
 }
 
 /// `kinesis.partition_by`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PartitionBy {
     /// `database.table`: every table in binlog order.
     Table,
@@ -215,7 +218,8 @@ pub enum PartitionBy {
 }
 
 /// `kinesis.oversize`: an event larger than the record size limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Oversize {
     /// Stop with a message naming the table and position; the checkpoint stays before it.
     Fail,

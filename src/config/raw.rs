@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     environment::{apply_env, env_overrides, redacted_toml_error},
-    ConfigError, ENV_PREFIX, FIREHOSE_MAX_RECORD_BYTES, SECRET_KEYS,
+    ConfigError, Oversize, PartitionBy, ENV_PREFIX, FIREHOSE_MAX_RECORD_BYTES, SECRET_KEYS,
 };
 
 /// The raw configuration, as read from TOML and the environment.
@@ -106,11 +106,11 @@ pub struct RawKinesis {
     /// Cap on event bytes held by the producer (queued or in flight).
     pub max_buffered_bytes: i64,
     /// What to do with an event larger than a record may be: `fail` or `skip`.
-    pub oversize: String,
+    pub oversize: Oversize,
     /// Most events in one record; 0 for no limit but the size.
     pub max_events_per_record: i64,
     /// `table` (per-table order) or `primary_key` (per-row order, spread over shards).
-    pub partition_by: String,
+    pub partition_by: PartitionBy,
 }
 
 impl Default for RawKinesis {
@@ -123,9 +123,9 @@ impl Default for RawKinesis {
             linger_ms: 50,
             call_timeout_ms: crate::fence::CALL_TIMEOUT.as_millis() as i64,
             max_buffered_bytes: 32 << 20,
-            oversize: "fail".into(),
+            oversize: Oversize::Fail,
             max_events_per_record: 0,
-            partition_by: "table".into(),
+            partition_by: PartitionBy::Table,
         }
     }
 }
@@ -226,12 +226,34 @@ impl Default for RawHttp {
     }
 }
 
+/// `sink.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkName {
+    /// The Kinesis stream.
+    Kinesis,
+    /// Standard output.
+    Stdout,
+    /// A file (`sink.path`).
+    File,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// `[sink]`: where records go.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawSink {
     /// `kinesis`, `stdout` or `file`.
-    pub kind: String,
+    pub kind: SinkName,
     /// The file, for `kind = "file"`.
     pub path: String,
 }
@@ -239,7 +261,7 @@ pub struct RawSink {
 impl Default for RawSink {
     fn default() -> Self {
         Self {
-            kind: "kinesis".into(),
+            kind: SinkName::Kinesis,
             path: String::new(),
         }
     }
@@ -250,7 +272,7 @@ impl Default for RawSink {
 #[serde(deny_unknown_fields, default)]
 pub struct RawLog {
     /// `text` or `json` (one object per line).
-    pub format: String,
+    pub format: LogFormat,
     /// `error`, `warn`, `info`, `debug` or `trace`, or a full filter (`info,binlog_kinesis=debug`);
     /// `RUST_LOG` wins when set.
     pub level: String,
@@ -259,7 +281,7 @@ pub struct RawLog {
 impl Default for RawLog {
     fn default() -> Self {
         Self {
-            format: "text".into(),
+            format: LogFormat::Text,
             level: "info".into(),
         }
     }

@@ -123,28 +123,8 @@ fn kinesis(kinesis: RawKinesis) -> Result<KinesisConfig, ConfigError> {
                 )
             })?,
         },
-        partition_by: match kinesis.partition_by.trim() {
-            "table" => PartitionBy::Table,
-            "primary_key" => PartitionBy::PrimaryKey,
-            _ => {
-                return Err(invalid(
-                    "kinesis",
-                    "partition_by",
-                    "must be \"table\" or \"primary_key\"",
-                ))
-            }
-        },
-        oversize: match kinesis.oversize.trim() {
-            "fail" => Oversize::Fail,
-            "skip" => Oversize::Skip,
-            _ => {
-                return Err(invalid(
-                    "kinesis",
-                    "oversize",
-                    "must be \"fail\" or \"skip\"",
-                ))
-            }
-        },
+        partition_by: kinesis.partition_by,
+        oversize: kinesis.oversize,
     })
 }
 
@@ -198,11 +178,7 @@ fn metrics(
 
 fn log_config(log: RawLog) -> Result<LogConfig, ConfigError> {
     Ok(LogConfig {
-        json: match log.format.trim() {
-            "text" => false,
-            "json" => true,
-            _ => return Err(invalid("log", "format", "must be \"text\" or \"json\"")),
-        },
+        json: log.format == LogFormat::Json,
         level: {
             let level = non_empty("log", "level", log.level)?;
             check_log_level(&level)?;
@@ -212,22 +188,15 @@ fn log_config(log: RawLog) -> Result<LogConfig, ConfigError> {
 }
 
 fn sink(sink: RawSink) -> Result<SinkKind, ConfigError> {
-    Ok(match (sink.kind.trim(), optional(&sink.path)) {
-        ("kinesis", _) => SinkKind::Kinesis,
-        ("stdout", _) => SinkKind::Stdout,
-        ("file", Some(path)) => SinkKind::File(PathBuf::from(path)),
-        ("file", None) => {
+    Ok(match (sink.kind, optional(&sink.path)) {
+        (SinkName::Kinesis, _) => SinkKind::Kinesis,
+        (SinkName::Stdout, _) => SinkKind::Stdout,
+        (SinkName::File, Some(path)) => SinkKind::File(PathBuf::from(path)),
+        (SinkName::File, None) => {
             return Err(invalid(
                 "sink",
                 "path",
                 "must name the file when kind = \"file\"",
-            ))
-        }
-        _ => {
-            return Err(invalid(
-                "sink",
-                "kind",
-                "must be \"kinesis\", \"stdout\" or \"file\"",
             ))
         }
     })
