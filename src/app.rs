@@ -17,7 +17,7 @@
 //!    interval's counts are not lost.
 //!
 //! `shutdown.drain_timeout_ms` bounds the whole stop, the final flush included (ECS kills the
-//! task at its `stopTimeout`): the flush keeps a share of it ([`stop_budget`]) and steps 2–3 get
+//! task at its `stopTimeout`): the flush keeps a share of it (`stop_budget`) and steps 2–3 get
 //! the rest (cut short by a second signal). Past it the source and sink are aborted, the
 //! checkpoint task still writes what was acknowledged, and the run reports
 //! [`Error::DrainIncomplete`].
@@ -69,13 +69,13 @@ const EVENT_CHANNEL_CAPACITY: usize = 128;
 const ACK_CHANNEL_CAPACITY: usize = 256;
 
 /// How long the last PutMetricData at shutdown may take at most (it is also bounded per call).
-pub const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How `shutdown.drain_timeout_ms` is shared between the drain and the final metrics flush:
 /// `(drain, flush)`, adding up to at most the drain timeout. The flush keeps up to
 /// [`FINAL_FLUSH_TIMEOUT`], never more than a fifth of the budget; without CloudWatch the drain
 /// has it all.
-pub fn stop_budget(drain_timeout: Duration, cloudwatch: bool) -> (Duration, Duration) {
+pub(crate) fn stop_budget(drain_timeout: Duration, cloudwatch: bool) -> (Duration, Duration) {
     let flush = if cloudwatch {
         FINAL_FLUSH_TIMEOUT.min(drain_timeout / 5)
     } else {

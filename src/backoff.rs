@@ -7,23 +7,23 @@ use rand::{Rng, RngExt};
 
 /// Capped exponential backoff with full jitter.
 #[derive(Debug, Clone, Copy)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     /// The first delay's upper bound.
-    pub initial: Duration,
+    pub(crate) initial: Duration,
     /// The largest delay.
-    pub max: Duration,
+    pub(crate) max: Duration,
 }
 
 impl Backoff {
     /// The delay before retry number `attempt` (1 for the first retry): a uniformly random
     /// duration between half and all of `min(initial * 2^(attempt-1), max)`.
-    pub fn delay(&self, attempt: u32) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32) -> Duration {
         self.delay_with(attempt, &mut rand::rng())
     }
 
     /// [`Backoff::delay`] with the jitter drawn from `rng`, so that a seeded caller (the
     /// producer's property tests) gets the same delays on every run.
-    pub fn delay_with(&self, attempt: u32, rng: &mut dyn Rng) -> Duration {
+    pub(crate) fn delay_with(&self, attempt: u32, rng: &mut dyn Rng) -> Duration {
         let exponent = attempt.saturating_sub(1).min(20);
         let ceiling = self.initial.saturating_mul(1 << exponent).min(self.max);
         let half = ceiling / 2;

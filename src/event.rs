@@ -14,9 +14,9 @@
 //!
 //! `xid` and `commit` are only known when the transaction's commit event is read, after its row
 //! events. So the source encodes each event once into an [`EventLine`] that lacks those two
-//! fields, [`EventLine::finish`] records them, and [`EventLine::write_to`] splices them in as
-//! the line is written into a record. Nothing is re-encoded, and [`ChangeEvent::to_line`] goes
-//! through the same [`EventLine::build`] so the two can never disagree.
+//! fields, `EventLine::finish` records them, and [`EventLine::write_to`] splices them in as
+//! the line is written into a record. Nothing is re-encoded, and `ChangeEvent::to_line` (in tests) goes
+//! through the same `EventLine::build` so the two can never disagree.
 
 use std::{fmt, sync::Arc};
 
@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::position::BinlogPosition;
 
 /// A row image: column name to value, in the table's column order.
-pub type RowImage = serde_json::Map<String, serde_json::Value>;
+pub(crate) type RowImage = serde_json::Map<String, serde_json::Value>;
 
 /// What happened to the row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,13 +84,15 @@ pub struct ChangeEvent {
 
 impl ChangeEvent {
     /// The event as one JSON line, ending with `\n`.
-    pub fn to_line(&self) -> Vec<u8> {
+    #[cfg(test)]
+    pub(crate) fn to_line(&self) -> Vec<u8> {
         self.to_event_line().to_vec()
     }
 
     /// The event as the source hands it to the sink: the same bytes as the source's own
     /// encoder produces from binlog values (both go through [`EventLine::build`]).
-    pub fn to_event_line(&self) -> EventLine {
+    #[cfg(test)]
+    pub(crate) fn to_event_line(&self) -> EventLine {
         let prefix = line_prefix(
             self.op,
             &self.database,
@@ -116,11 +118,6 @@ impl ChangeEvent {
         line.finish(self.xid, self.commit);
         line
     }
-
-    /// The fully qualified table name, `database.table`: the default partition key.
-    pub fn table_name(&self) -> TableName {
-        TableName::new(&self.database, &self.table)
-    }
 }
 
 /// `database.table`, each part in backticks when it contains a dot or a backtick (a backtick
@@ -131,14 +128,14 @@ pub struct TableName(Arc<str>);
 
 impl TableName {
     /// Joins a schema and a table name.
-    pub fn new(database: &str, table: &str) -> Self {
+    pub(crate) fn new(database: &str, table: &str) -> Self {
         Self(format!("{}.{}", quote_name(database), quote_name(table)).into())
     }
 
     /// Splits `text`, `database.table` with either part in backticks (a backtick doubled
     /// inside), at its first dot outside backticks; the parts come back unquoted. `None` when
     /// there is no such dot or a part is empty.
-    pub fn split(text: &str) -> Option<(String, String)> {
+    pub(crate) fn split(text: &str) -> Option<(String, String)> {
         let mut parts = vec![String::new()];
         let mut chars = text.chars().peekable();
         let mut quoted = false;
@@ -163,12 +160,12 @@ impl TableName {
 
     /// The `database.table` text, shared (cloning it does not allocate): the default
     /// partition key.
-    pub fn shared(&self) -> Arc<str> {
+    pub(crate) fn shared(&self) -> Arc<str> {
         Arc::clone(&self.0)
     }
 
     /// The `database.table` text.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -191,7 +188,7 @@ impl fmt::Display for TableName {
 /// An event's JSON line on its way to the sink.
 ///
 /// The source encodes each row once, straight from the binlog values, into one buffer that
-/// lacks only the `xid` and `commit` fields (see "Two-step encoding"); [`EventLine::finish`]
+/// lacks only the `xid` and `commit` fields (see "Two-step encoding"); `EventLine::finish`
 /// records them when the transaction ends and [`EventLine::write_to`] splices them in where
 /// the line is written into a record. Nothing is re-encoded or copied on the way.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,7 +213,7 @@ struct Splice {
 }
 
 /// What every row of one rows event shares at the start of its line: `{"op":…,"row":`.
-pub fn line_prefix(
+pub(crate) fn line_prefix(
     op: Op,
     database: &str,
     table: &str,
@@ -239,7 +236,7 @@ pub fn line_prefix(
 }
 
 /// A GTID as its JSON value: a string, or `null`.
-pub fn gtid_json(gtid: Option<&str>) -> Vec<u8> {
+pub(crate) fn gtid_json(gtid: Option<&str>) -> Vec<u8> {
     let mut out = Vec::with_capacity(gtid.map_or(4, |g| g.len() + 2));
     write_json(&mut out, &gtid);
     out
@@ -249,7 +246,7 @@ impl EventLine {
     /// A line from its parts: `prefix` from [`line_prefix`], the row number, the GTID as JSON
     /// ([`gtid_json`]), and the primary key and row images as JSON objects (`null` when
     /// absent).
-    pub fn build(
+    pub(crate) fn build(
         prefix: &[u8],
         row: u32,
         gtid: &[u8],
@@ -298,7 +295,7 @@ impl EventLine {
     /// An event that was not encoded because it is larger than any record may be: `len` is
     /// its size, at least. The sink refuses it by that size (`kinesis.oversize`); it is never
     /// written.
-    pub fn too_large(len: usize, primary_key: Option<&[u8]>) -> Self {
+    pub(crate) fn too_large(len: usize, primary_key: Option<&[u8]>) -> Self {
         let bytes = primary_key.map(<[u8]>::to_vec).unwrap_or_default();
         Self {
             primary_key: primary_key.map(|_| (0, bytes.len())),
@@ -309,7 +306,8 @@ impl EventLine {
     }
 
     /// A line that is complete as it is (it ends with `\n`): comments, tests.
-    pub fn raw(line: Vec<u8>) -> Self {
+    #[cfg(test)]
+    pub(crate) fn raw(line: Vec<u8>) -> Self {
         Self {
             bytes: line,
             splice: None,
@@ -320,7 +318,7 @@ impl EventLine {
 
     /// Sets the fields only the transaction's end tells: its XID, and whether this is its
     /// last event. Until then a line says `"xid":null,"commit":false`.
-    pub fn finish(&mut self, xid: Option<u64>, commit: bool) {
+    pub(crate) fn finish(&mut self, xid: Option<u64>, commit: bool) {
         if let Some(splice) = self.splice.as_mut() {
             splice.xid = xid;
             splice.commit = commit;
@@ -328,7 +326,7 @@ impl EventLine {
     }
 
     /// The length of the line as written, newline included.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         if let Some(len) = self.too_large {
             return len;
         }
@@ -344,13 +342,8 @@ impl EventLine {
     }
 
     /// The heap bytes the line holds (its capacity), for memory accounting.
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.bytes.capacity()
-    }
-
-    /// Whether the line is empty (never, for a built line).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Appends the line, ending with `\n`, to `out`.
@@ -375,14 +368,15 @@ impl EventLine {
     }
 
     /// The line as bytes, ending with `\n`.
-    pub fn to_vec(&self) -> Vec<u8> {
+    #[cfg(test)]
+    pub(crate) fn to_vec(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len());
         self.write_to(&mut out);
         out
     }
 
     /// The event's `primary_key` object as JSON text, when it has one.
-    pub fn primary_key(&self) -> Option<&str> {
+    pub(crate) fn primary_key(&self) -> Option<&str> {
         let (start, end) = self.primary_key?;
         std::str::from_utf8(&self.bytes[start..end]).ok()
     }
@@ -399,7 +393,7 @@ fn commit_field(commit: bool) -> &'static [u8] {
 }
 
 /// Appends `value` as JSON.
-pub fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+pub(crate) fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     // Serializing strings, positions, integers and JSON maps into a Vec cannot fail: the only
     // error sources are I/O (none for a Vec) and non-string map keys (RowImage keys are strings).
     serde_json::to_writer(out, value).expect("serializing a JSON value into memory cannot fail");

@@ -27,25 +27,25 @@ use tokio_util::sync::CancellationToken;
 
 /// The longest one PutRecords call or one checkpoint write may take; a slower one is abandoned
 /// and retried.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a successful lock check keeps the fence open: one heartbeat. The lock is checked
 /// four times per lease, each check bounded by half a lease, so a healthy lock never lets it
 /// lapse.
-pub fn lease(heartbeat: Duration) -> Duration {
+pub(crate) fn lease(heartbeat: Duration) -> Duration {
     heartbeat
 }
 
 /// How long an instance that takes the lock over from one that did not release it cleanly
 /// waits before it writes: the old holder's lease, its last call or checkpoint write, and a
 /// margin for clocks that run at slightly different rates.
-pub fn takeover_wait(heartbeat: Duration, call_timeout: Duration) -> Duration {
+pub(crate) fn takeover_wait(heartbeat: Duration, call_timeout: Duration) -> Duration {
     (lease(heartbeat) + call_timeout).mul_f64(1.1) + Duration::from_millis(500)
 }
 
 /// Open while this instance holds the lock; see the module documentation.
 #[derive(Debug)]
-pub struct Fence {
+pub(crate) struct Fence {
     base: Instant,
     /// Nanoseconds after `base` until which the fence is open; 0 when closed.
     open_until: AtomicU64,
@@ -55,7 +55,7 @@ pub struct Fence {
 
 impl Fence {
     /// A closed fence.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             base: Instant::now(),
             open_until: AtomicU64::new(0),
@@ -65,7 +65,8 @@ impl Fence {
 
     /// A fence that never closes: for tests of the stages alone, and for sinks that write no
     /// shared stream (a local file, stdout).
-    pub fn always_open() -> Self {
+    #[cfg(test)]
+    pub(crate) fn always_open() -> Self {
         let fence = Self::new();
         fence.open_until.store(u64::MAX, Ordering::SeqCst);
         fence
@@ -73,7 +74,7 @@ impl Fence {
 
     /// A lock check that started at `checked_at` found the lock held: open until
     /// `checked_at + lease`.
-    pub fn renew(&self, checked_at: Instant, lease: Duration) {
+    pub(crate) fn renew(&self, checked_at: Instant, lease: Duration) {
         if self.lost.is_cancelled() {
             return;
         }
@@ -83,13 +84,13 @@ impl Fence {
     }
 
     /// Another instance holds the lock: closed for good.
-    pub fn lose(&self) {
+    pub(crate) fn lose(&self) {
         self.open_until.store(0, Ordering::SeqCst);
         self.lost.cancel();
     }
 
     /// Whether writing is allowed now.
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         let now = Instant::now()
             .saturating_duration_since(self.base)
             .as_nanos();
@@ -97,12 +98,13 @@ impl Fence {
     }
 
     /// Whether the lock is known to be lost.
-    pub fn is_lost(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_lost(&self) -> bool {
         self.lost.is_cancelled()
     }
 
     /// Completes when the lock is known to be lost.
-    pub async fn lost(&self) {
+    pub(crate) async fn lost(&self) {
         self.lost.cancelled().await;
     }
 }

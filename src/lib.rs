@@ -9,7 +9,7 @@
 //!   between the stages (events, transaction boundaries, partition keys);
 //! - [`sink`]: the Kinesis producer (records, batching, ordering, retries);
 //! - [`checkpoint`]: acknowledgement tracking and the checkpoint store;
-//! - [`config`], [`position`], [`metrics`], [`shutdown`], [`fence`], [`backoff`], [`report`]:
+//! - [`config`], [`position`], [`metrics`], [`shutdown`], `fence`, `backoff`, [`report`]:
 //!   what every stage shares (metrics also owns the CloudWatch publisher and the `/metrics`
 //!   and `/health` listener);
 //! - [`app`]: wiring only; [`check`] and [`tail`]: the other commands.
@@ -27,16 +27,21 @@
 //! order. After a clean stop and
 //! restart nothing is lost or repeated; after a crash nothing is lost, and only changes after
 //! the last checkpoint repeat.
+//!
+//! # Visibility
+//!
+//! Items are `pub(crate)` unless `main.rs` or the integration tests use them, so the compiler
+//! reports dead code; `unreachable_pub` keeps a `pub` item from hiding in a private module.
 
-#![deny(missing_docs)]
+#![deny(missing_docs, unreachable_pub)]
 
 pub mod app;
-pub mod backoff;
+pub(crate) mod backoff;
 pub mod check;
 pub mod checkpoint;
 pub mod config;
 pub mod event;
-pub mod fence;
+pub(crate) mod fence;
 pub mod metrics;
 pub mod position;
 pub mod report;

@@ -21,7 +21,7 @@ use std::{cmp::Ordering, fmt, str::FromStr, sync::Arc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The first event offset in every binlog file (after the 4-byte magic header).
-pub const FIRST_EVENT_OFFSET: u64 = 4;
+pub(crate) const FIRST_EVENT_OFFSET: u64 = 4;
 
 /// A position in the source server's binary log: a file name and a byte offset in it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -51,7 +51,7 @@ pub enum ParsePositionError {
 
 impl BinlogPosition {
     /// A position; `file` must be a plain file name (no `/`, no `:`, not empty) and `offset` at
-    /// least [`FIRST_EVENT_OFFSET`].
+    /// least `FIRST_EVENT_OFFSET`.
     pub fn new(file: impl Into<String>, offset: u64) -> Result<Self, ParsePositionError> {
         let file = file.into();
         if file.is_empty()
@@ -72,12 +72,12 @@ impl BinlogPosition {
     }
 
     /// The start of a binlog file.
-    pub fn start_of(file: impl Into<String>) -> Result<Self, ParsePositionError> {
+    pub(crate) fn start_of(file: impl Into<String>) -> Result<Self, ParsePositionError> {
         Self::new(file, FIRST_EVENT_OFFSET)
     }
 
     /// The binlog file name.
-    pub fn file(&self) -> &str {
+    pub(crate) fn file(&self) -> &str {
         &self.file
     }
 
@@ -87,7 +87,7 @@ impl BinlogPosition {
     }
 
     /// The same file at another offset.
-    pub fn with_offset(&self, offset: u64) -> Self {
+    pub(crate) fn with_offset(&self, offset: u64) -> Self {
         Self {
             file: self.file.clone(),
             offset: offset.max(FIRST_EVENT_OFFSET),
@@ -150,13 +150,13 @@ impl<'de> Deserialize<'de> for BinlogPosition {
 
 /// One MariaDB GTID: `domain-server-sequence`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MariaGtid {
+pub(crate) struct MariaGtid {
     /// Replication domain.
-    pub domain: u32,
+    pub(crate) domain: u32,
     /// The server that wrote the transaction.
-    pub server: u32,
+    pub(crate) server: u32,
     /// Sequence number within the domain.
-    pub sequence: u64,
+    pub(crate) sequence: u64,
 }
 
 impl fmt::Display for MariaGtid {
@@ -187,13 +187,13 @@ impl FromStr for MariaGtid {
 /// One MySQL GTID: the source server's UUID, an optional tag (MySQL 8.4+) and the
 /// transaction number.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct MysqlGtid {
+pub(crate) struct MysqlGtid {
     /// The server UUID.
-    pub uuid: [u8; 16],
+    pub(crate) uuid: [u8; 16],
     /// The tag, lower case; `None` for untagged GTIDs.
-    pub tag: Option<String>,
+    pub(crate) tag: Option<String>,
     /// The transaction number, from 1.
-    pub gno: u64,
+    pub(crate) gno: u64,
 }
 
 impl fmt::Display for MysqlGtid {
@@ -253,7 +253,7 @@ pub struct GtidState {
 
 impl GtidState {
     /// Records that `gtid`'s transaction is done: it becomes its domain's last GTID.
-    pub fn apply(&mut self, gtid: MariaGtid) {
+    pub(crate) fn apply(&mut self, gtid: MariaGtid) {
         match self.last.binary_search_by_key(&gtid.domain, |g| g.domain) {
             Ok(index) => self.last[index] = gtid,
             Err(index) => self.last.insert(index, gtid),
@@ -261,12 +261,18 @@ impl GtidState {
     }
 
     /// Records that a MySQL transaction is done: its GTID joins the set.
-    pub fn apply_mysql(&mut self, gtid: &MysqlGtid) {
+    pub(crate) fn apply_mysql(&mut self, gtid: &MysqlGtid) {
         self.add_interval(gtid.uuid, gtid.tag.clone(), gtid.gno, gtid.gno);
     }
 
     /// Adds the MySQL GTIDs `uuid[:tag]:first-last` (inclusive) to the set.
-    pub fn add_interval(&mut self, uuid: [u8; 16], tag: Option<String>, first: u64, last: u64) {
+    pub(crate) fn add_interval(
+        &mut self,
+        uuid: [u8; 16],
+        tag: Option<String>,
+        first: u64,
+        last: u64,
+    ) {
         if first == 0 || last < first {
             return;
         }
@@ -289,17 +295,17 @@ impl GtidState {
     }
 
     /// No GTID recorded.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.last.is_empty() && self.executed.is_empty()
     }
 
     /// A MySQL GTID set (rather than a MariaDB position).
-    pub fn is_mysql(&self) -> bool {
+    pub(crate) fn is_mysql(&self) -> bool {
         !self.executed.is_empty()
     }
 
     /// The MySQL GTIDs of `other` that this set lacks, as a set (empty when it has them all).
-    pub fn missing_from(&self, other: &GtidState) -> GtidState {
+    pub(crate) fn missing_from(&self, other: &GtidState) -> GtidState {
         let mut missing = GtidState::default();
         for ((uuid, tag), intervals) in &other.executed {
             let ours = self
@@ -342,7 +348,7 @@ impl GtidState {
 
     /// The MySQL set as (uuid, tag, half-open intervals `[start, end)`), for a
     /// COM_BINLOG_DUMP_GTID request.
-    pub fn mysql_sids(&self) -> Vec<([u8; 16], Option<&str>, Vec<Interval>)> {
+    pub(crate) fn mysql_sids(&self) -> Vec<([u8; 16], Option<&str>, Vec<Interval>)> {
         self.executed
             .iter()
             .map(|((uuid, tag), intervals)| {

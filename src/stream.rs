@@ -30,11 +30,11 @@ pub enum Message {
 #[derive(Debug, Clone)]
 pub struct OutboundEvent {
     /// Its table.
-    pub table: TableName,
+    pub(crate) table: TableName,
     /// Its partition key: what orders it (see `kinesis.partition_by`).
-    pub key: Arc<str>,
+    pub(crate) key: Arc<str>,
     /// Where its rows event starts, for error messages.
-    pub position: BinlogPosition,
+    pub(crate) position: BinlogPosition,
     /// The JSON line.
     pub line: EventLine,
 }
@@ -44,11 +44,11 @@ pub struct OutboundEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Boundary {
     /// Where to resume.
-    pub point: ResumePoint,
+    pub(crate) point: ResumePoint,
     /// The boundary event's binlog timestamp.
-    pub binlog_ts: u32,
+    pub(crate) binlog_ts: u32,
     /// XA transactions prepared before it and undecided at it.
-    pub prepared: Vec<PreparedXa>,
+    pub(crate) prepared: Vec<PreparedXa>,
 }
 
 impl From<ResumePoint> for Boundary {
@@ -64,15 +64,15 @@ impl From<ResumePoint> for Boundary {
 /// An XA transaction prepared and not yet decided, as the checkpoint remembers it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PreparedXa {
+pub(crate) struct PreparedXa {
     /// Its XID as the binlog writes it (`X'7831',X'',1`).
-    pub xid: String,
+    pub(crate) xid: String,
     /// Where its events start (its GTID event, or its `XA START`).
-    pub position: BinlogPosition,
+    pub(crate) position: BinlogPosition,
 }
 
 /// Characters in a partition key (AWS limit).
-pub const MAX_PARTITION_KEY_CHARS: usize = 256;
+pub(crate) const MAX_PARTITION_KEY_CHARS: usize = 256;
 
 /// The partition key of an event: its table (`database.table`), or with `by_primary_key` its
 /// table and key values (`database.table/{"id":7}`), so that each row keeps its order while a
@@ -80,7 +80,7 @@ pub const MAX_PARTITION_KEY_CHARS: usize = 256;
 /// than Kinesis allows has its values replaced by their SHA-256
 /// (`database.table/#<64 hex digits>`): stable across restarts and versions, never truncated
 /// into a collision. A table without a primary key keeps the table key.
-pub fn partition_key(
+pub(crate) fn partition_key(
     table: &TableName,
     primary_key: Option<&[u8]>,
     by_primary_key: bool,

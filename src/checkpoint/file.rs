@@ -10,7 +10,7 @@
 //! instance lock's lease (`crate::fence`) is what keeps them from racing.
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, Mutex},
 };
 
@@ -18,7 +18,7 @@ use super::{Checkpoint, CheckpointError, CheckpointStore, StoreError};
 
 /// A checkpoint file.
 #[derive(Debug, Clone)]
-pub struct FileStore {
+pub(crate) struct FileStore {
     path: PathBuf,
     /// The content as last read or written: `Some(None)` when there was no file, `None` before
     /// the first read or write (the first write is then unconditional).
@@ -27,7 +27,7 @@ pub struct FileStore {
 
 impl FileStore {
     /// A store at `path`; its directory is created on the first write.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
             seen: Arc::default(),
@@ -38,11 +38,6 @@ impl FileStore {
         self.seen
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn load_sync(&self) -> Result<Option<Checkpoint>, CheckpointError> {

@@ -3,8 +3,8 @@
 //! Three positions matter, with the invariant `committed ≤ acknowledged ≤ read`:
 //! - *read*: how far the source has read the binlog;
 //! - *acknowledged*: the latest transaction boundary whose events, and all before them,
-//!   Kinesis has acknowledged (computed by [`tracker::AckTracker`] inside the sink);
-//! - *committed*: the acknowledged position last written to the store by [`run`].
+//!   Kinesis has acknowledged (computed by `tracker::AckTracker` inside the sink);
+//! - *committed*: the acknowledged position last written to the store by `run`.
 //!
 //! The checkpoint only ever names a transaction boundary (the position just after an XID or
 //! COMMIT event, after a DDL statement, or the start of a file after a rotation), so a resumed
@@ -13,13 +13,13 @@
 //! # Store format
 //!
 //! A small versioned JSON document, `{"version":1,"position":"bin.000003:1234",...}`, written
-//! atomically by [`file::FileStore`] (a local file, or an EFS volume on Fargate) or
+//! atomically by `file::FileStore` (a local file, or an EFS volume on Fargate) or
 //! [`s3::S3Store`] (an S3 object: what survives a Fargate task without a volume). A document
 //! with an unknown version is an error, never silently ignored.
 
-pub mod file;
+pub(crate) mod file;
 pub mod s3;
-pub mod tracker;
+pub(crate) mod tracker;
 
 use std::{
     sync::Arc,
@@ -38,34 +38,34 @@ use crate::{
 };
 
 /// The current checkpoint format version.
-pub const CHECKPOINT_VERSION: u32 = 1;
+pub(crate) const CHECKPOINT_VERSION: u32 = 1;
 
 /// A saved resume point.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Checkpoint {
     /// Format version; see [`CHECKPOINT_VERSION`].
-    pub version: u32,
+    pub(crate) version: u32,
     /// The binlog position to resume from: always a transaction boundary.
     pub position: BinlogPosition,
     /// The GTID state at that boundary, when the server assigns GTIDs: what resumes on
     /// another server of the topology after a failover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gtid: Option<GtidState>,
+    pub(crate) gtid: Option<GtidState>,
     /// When it was written, in milliseconds since the Unix epoch (for people and alarms).
-    pub updated_at_ms: u64,
+    pub(crate) updated_at_ms: u64,
     /// XA transactions prepared before `position` and not yet committed or rolled back: their
     /// rows are in the binlog before `position` but belong to the stream only at their
     /// `XA COMMIT`, so a resume reads them again from where they start. Absent when none (a
     /// version 1 document without it is unchanged).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub xa_prepared: Vec<PreparedXa>,
+    pub(crate) xa_prepared: Vec<PreparedXa>,
     /// Written by an instance's last write at a clean stop, before it let go of the instance
     /// lock: nothing of it can still reach the stream, so the next instance need not wait out
     /// its lease (see `crate::fence`). Absent (false) otherwise; every instance's first write
     /// clears it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub released: bool,
+    pub(crate) released: bool,
 }
 
 impl Checkpoint {
@@ -82,7 +82,7 @@ impl Checkpoint {
     }
 
     /// The same checkpoint, stamped now, marked released or not.
-    pub fn restamped(&self, released: bool) -> Self {
+    pub(crate) fn restamped(&self, released: bool) -> Self {
         Self {
             updated_at_ms: now_ms(),
             released,
@@ -91,7 +91,7 @@ impl Checkpoint {
     }
 
     /// A checkpoint at `boundary`, with the XA transactions prepared and undecided there.
-    pub fn at(boundary: &Boundary) -> Self {
+    pub(crate) fn at(boundary: &Boundary) -> Self {
         Self {
             xa_prepared: boundary.prepared.clone(),
             ..Self::new(boundary.point.clone())
@@ -99,7 +99,7 @@ impl Checkpoint {
     }
 
     /// Where to resume.
-    pub fn resume_point(&self) -> ResumePoint {
+    pub(crate) fn resume_point(&self) -> ResumePoint {
         ResumePoint {
             position: self.position.clone(),
             gtid: self.gtid.clone(),
@@ -107,7 +107,7 @@ impl Checkpoint {
     }
 
     /// The boundary it saved: where to resume, with the XA transactions undecided there.
-    pub fn boundary(&self) -> Boundary {
+    pub(crate) fn boundary(&self) -> Boundary {
         Boundary {
             point: self.resume_point(),
             binlog_ts: 0,
@@ -116,7 +116,7 @@ impl Checkpoint {
     }
 
     /// The stored form: one line of JSON.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut text = serde_json::to_vec(self).expect("a checkpoint serializes");
         text.push(b'\n');
         text
@@ -124,7 +124,7 @@ impl Checkpoint {
 
     /// Reads the stored form, checking the version first so that a newer format is reported
     /// as such rather than as a parse error.
-    pub fn from_bytes(bytes: &[u8], location: &str) -> Result<Self, CheckpointError> {
+    pub(crate) fn from_bytes(bytes: &[u8], location: &str) -> Result<Self, CheckpointError> {
         let corrupt = |message: String| CheckpointError::Corrupt {
             location: location.to_owned(),
             message,
@@ -189,7 +189,7 @@ impl CheckpointError {
     /// Whether trying again later could succeed (a timeout, a server fault, a full disk)
     /// rather than someone having to change something (a refused permission, a missing
     /// bucket, another instance's write, a corrupt document).
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         match self {
             CheckpointError::Read { source, .. } | CheckpointError::Write { source, .. } => {
                 source.is_transient()
@@ -227,7 +227,7 @@ impl StoreError {
     /// permission, a missing folder or a read-only file system; S3 errors are transient
     /// without an answer, on 5xx and 429 (throttling), permanent on other 4xx (403 access
     /// denied, 404 no such bucket, 301 wrong region, 400).
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         use std::io::ErrorKind::*;
         match self {
             StoreError::Io(error) => !matches!(
@@ -245,7 +245,7 @@ impl StoreError {
 }
 
 /// The store `config` names.
-pub async fn open_store(config: &CheckpointConfig) -> Arc<dyn CheckpointStore> {
+pub(crate) async fn open_store(config: &CheckpointConfig) -> Arc<dyn CheckpointStore> {
     match &config.location {
         CheckpointLocation::File(path) => Arc::new(file::FileStore::new(path.clone())),
         CheckpointLocation::S3 { bucket, key } => Arc::new(
@@ -275,7 +275,7 @@ pub trait CheckpointStore: Send + Sync {
 
 /// Consecutive failed interval writes tolerated before the run stops: a store that is down
 /// for a moment (an S3 blip, a full disk being cleaned) only delays the checkpoint.
-pub const MAX_CONSECUTIVE_WRITE_FAILURES: u32 = 12;
+pub(crate) const MAX_CONSECUTIVE_WRITE_FAILURES: u32 = 12;
 
 /// Writes the acknowledged positions that arrive on `acknowledged` to `store`, at most once per
 /// `interval` and once more when the channel closes. Returns the last position written, or
@@ -287,7 +287,7 @@ pub const MAX_CONSECUTIVE_WRITE_FAILURES: u32 = 12;
 ///
 /// This task is never cancelled: it ends only when the sink, the channel's only sender, has
 /// finished, so no acknowledgement is lost at shutdown.
-pub async fn run(
+pub(crate) async fn run(
     store: &dyn CheckpointStore,
     writer: Writer<'_>,
     saved: Option<Checkpoint>,
@@ -331,17 +331,17 @@ pub async fn run(
 
 /// How the checkpoint task writes.
 #[derive(Debug, Clone, Copy)]
-pub struct Writer<'a> {
+pub(crate) struct Writer<'a> {
     /// How often it writes the latest acknowledged boundary.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// It writes only while this is open: never without the instance lock.
-    pub fence: &'a Fence,
+    pub(crate) fence: &'a Fence,
     /// The longest one write may take.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 /// Writes `checkpoint` if the fence is open, bounded by `timeout`; `Ok(false)` when fenced.
-pub async fn store_fenced(
+pub(crate) async fn store_fenced(
     store: &dyn CheckpointStore,
     checkpoint: &Checkpoint,
     fence: &Fence,

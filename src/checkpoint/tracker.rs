@@ -14,7 +14,7 @@ use crate::position::ResumePoint;
 use crate::stream::Boundary;
 
 /// The sequence number the sink gives each event, in source order.
-pub type EventSeq = u64;
+pub(crate) type EventSeq = u64;
 
 #[derive(Debug)]
 enum Slot {
@@ -27,7 +27,7 @@ enum Slot {
 
 /// Tracks acknowledgements and yields committable boundaries. See the module docs.
 #[derive(Debug, Default)]
-pub struct AckTracker {
+pub(crate) struct AckTracker {
     /// Sequence number of `slots[0]` if it is an event; events and boundaries interleave, so
     /// each event slot's sequence number is `first_seq` plus the events before it.
     first_seq: EventSeq,
@@ -40,16 +40,17 @@ pub struct AckTracker {
 }
 
 /// What the tracker holds per unresolved event, for memory accounting.
-pub const BYTES_PER_EVENT: usize = std::mem::size_of::<Slot>() + std::mem::size_of::<usize>();
+pub(crate) const BYTES_PER_EVENT: usize =
+    std::mem::size_of::<Slot>() + std::mem::size_of::<usize>();
 
 impl AckTracker {
     /// An empty tracker.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Registers the next event; returns its sequence number.
-    pub fn push_event(&mut self) -> EventSeq {
+    pub(crate) fn push_event(&mut self) -> EventSeq {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.event_index.push_back(self.popped + self.slots.len());
@@ -58,14 +59,14 @@ impl AckTracker {
     }
 
     /// Registers a transaction boundary after every event pushed so far.
-    pub fn push_boundary(&mut self, boundary: impl Into<Boundary>) {
+    pub(crate) fn push_boundary(&mut self, boundary: impl Into<Boundary>) {
         self.slots
             .push_back(Slot::Boundary(Box::new(boundary.into())));
     }
 
     /// Marks an event acknowledged. Acknowledging an unknown or already resolved event is an
     /// internal error, reported as `false`.
-    pub fn ack(&mut self, seq: EventSeq) -> bool {
+    pub(crate) fn ack(&mut self, seq: EventSeq) -> bool {
         let Some(relative) = seq.checked_sub(self.first_seq) else {
             return false;
         };
@@ -83,7 +84,7 @@ impl AckTracker {
 
     /// Pops the resolved prefix and returns the last boundary in it, if any: the new
     /// acknowledged position.
-    pub fn take_committable(&mut self) -> Option<Boundary> {
+    pub(crate) fn take_committable(&mut self) -> Option<Boundary> {
         let mut committable = None;
         loop {
             match self.slots.front() {
@@ -106,7 +107,7 @@ impl AckTracker {
     }
 
     /// Events not yet acknowledged or not yet popped.
-    pub fn unresolved_events(&self) -> usize {
+    pub(crate) fn unresolved_events(&self) -> usize {
         self.event_index.len()
     }
 }

@@ -3,7 +3,7 @@
 /// The AWS SDK settings every client starts from: the region and endpoint when configured,
 /// otherwise the default chain (environment, profile, ECS task role), which also honours
 /// `AWS_ENDPOINT_URL_<SERVICE>`.
-pub async fn aws_sdk_config(
+pub(crate) async fn aws_sdk_config(
     region: Option<&str>,
     endpoint_url: Option<&str>,
 ) -> aws_config::SdkConfig {

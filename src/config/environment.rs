@@ -5,11 +5,11 @@ use super::{validate::invalid, ConfigError, FileConfig, ENV_PREFIX};
 
 /// Settings whose values never appear in a message, as `(section, key)`. A new secret setting
 /// is added here.
-pub const SECRET_KEYS: &[(&str, &str)] = &[("mysql", "password")];
+pub(crate) const SECRET_KEYS: &[(&str, &str)] = &[("mysql", "password")];
 
 /// The daemon's own variables among `vars`, as text. Other variables are skipped unread: a
 /// non-UTF-8 value elsewhere in the environment is none of the daemon's business.
-pub fn env_overrides(
+pub(crate) fn env_overrides(
     vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
 ) -> Result<Vec<(String, String)>, ConfigError> {
     let mut ours = Vec::new();

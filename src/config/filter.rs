@@ -5,7 +5,7 @@ use super::ConfigError;
 
 /// Include/exclude patterns over `database.table`, `*` matching any run of characters.
 #[derive(Debug, Clone, Default)]
-pub struct TableFilter {
+pub(crate) struct TableFilter {
     /// `(database, table)` patterns.
     include: Vec<(String, String)>,
     exclude: Vec<(String, String)>,
@@ -14,7 +14,7 @@ pub struct TableFilter {
 impl TableFilter {
     /// Validates the patterns: each is `DATABASE.TABLE`, split at the first dot outside
     /// backticks (`` `my.db`.* `` names the database `my.db`), each part non-empty.
-    pub fn new(include: &[String], exclude: &[String]) -> Result<Self, ConfigError> {
+    pub(crate) fn new(include: &[String], exclude: &[String]) -> Result<Self, ConfigError> {
         let check = |key: &'static str,
                      patterns: &[String]|
          -> Result<Vec<(String, String)>, ConfigError> {
@@ -40,7 +40,7 @@ impl TableFilter {
 
     /// Whether changes to `database.table` are captured: the database matches a pattern's
     /// first part and the table its second.
-    pub fn matches(&self, database: &str, table: &str) -> bool {
+    pub(crate) fn matches(&self, database: &str, table: &str) -> bool {
         let hit = |(db, t): &(String, String)| glob(db, database) && glob(t, table);
         let included = self.include.is_empty() || self.include.iter().any(hit);
         included && !self.exclude.iter().any(hit)

@@ -29,22 +29,14 @@ use serde::{Deserialize, Serialize};
 
 use self::validate::invalid;
 
-pub use self::{
-    aws::{aws_sdk_config, https_client},
-    environment::{env_overrides, SECRET_KEYS},
-    filter::TableFilter,
-    raw::*,
-};
+pub(crate) use self::{aws::aws_sdk_config, environment::SECRET_KEYS, filter::TableFilter};
+pub use self::{aws::https_client, raw::*};
 
 /// The environment prefix of per-key overrides.
-pub const ENV_PREFIX: &str = "BINLOG_KINESIS__";
+pub(crate) const ENV_PREFIX: &str = "BINLOG_KINESIS__";
 
 /// The largest Kinesis record that Firehose accepts (1,000 KiB); the default record cap.
-pub const FIREHOSE_MAX_RECORD_BYTES: usize = 1_024_000;
-
-/// Kinesis's own per-record cap (1 MiB, partition key included) on a stream with default
-/// settings.
-pub const KINESIS_MAX_RECORD_BYTES: usize = 1_048_576;
+pub(crate) const FIREHOSE_MAX_RECORD_BYTES: usize = 1_024_000;
 
 /// A configuration problem: always exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +84,7 @@ pub struct Config {
     /// The source server.
     pub mysql: MysqlConfig,
     /// Which tables are captured.
-    pub filter: TableFilter,
+    pub(crate) filter: TableFilter,
     /// The destination.
     pub kinesis: KinesisConfig,
     /// Where progress is saved.
@@ -100,7 +92,7 @@ pub struct Config {
     /// Drain bounds.
     pub shutdown: ShutdownConfig,
     /// CloudWatch publishing.
-    pub metrics: MetricsConfig,
+    pub(crate) metrics: MetricsConfig,
     /// The `/metrics` and `/health` listener.
     pub http: HttpConfig,
     /// Logging.
@@ -122,16 +114,11 @@ pub enum SinkKind {
 
 /// A string that never prints: `Debug` and `Display` show `<redacted>`.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
     /// The secret itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -144,7 +131,7 @@ impl fmt::Debug for Secret {
 
 /// How the MySQL connections use TLS (the MySQL client's `--ssl-mode` values).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TlsMode {
+pub(crate) enum TlsMode {
     /// Plain TCP.
     Disabled,
     /// TLS when the server offers it, without verifying its certificate; plain otherwise.
@@ -161,24 +148,24 @@ pub enum TlsMode {
 #[derive(Debug, Clone)]
 pub struct MysqlConfig {
     /// Host name or address.
-    pub host: String,
+    pub(crate) host: String,
     /// TCP port.
-    pub port: u16,
+    pub(crate) port: u16,
     /// Replication user.
-    pub user: String,
+    pub(crate) user: String,
     /// Password.
-    pub password: Secret,
+    pub(crate) password: Secret,
     /// This replica's server id.
-    pub server_id: NonZeroU32,
+    pub(crate) server_id: NonZeroU32,
     /// Heartbeat period asked of the server.
-    pub heartbeat: Duration,
+    pub(crate) heartbeat: Duration,
     /// Bytes of one transaction held back to stamp its events with the XID.
-    pub transaction_lookahead_bytes: usize,
+    pub(crate) transaction_lookahead_bytes: usize,
     /// Largest binlog event (packet) accepted from the server: what caps the memory the
     /// driver needs for one huge row.
-    pub max_event_bytes: usize,
+    pub(crate) max_event_bytes: usize,
     /// TLS for every connection to the server.
-    pub tls: TlsMode,
+    pub(crate) tls: TlsMode,
 }
 
 /// `[kinesis]`, validated.
@@ -187,29 +174,29 @@ pub struct KinesisConfig {
     /// Stream name.
     pub stream: String,
     /// Region; `None` for the default chain.
-    pub region: Option<String>,
+    pub(crate) region: Option<String>,
     /// Endpoint override.
-    pub endpoint_url: Option<String>,
+    pub(crate) endpoint_url: Option<String>,
     /// Largest record, data plus partition key.
-    pub max_record_bytes: usize,
+    pub(crate) max_record_bytes: usize,
     /// How long a partly filled record waits.
-    pub linger: Duration,
+    pub(crate) linger: Duration,
     /// The longest one PutRecords call (or checkpoint write) may take.
-    pub call_timeout: Duration,
+    pub(crate) call_timeout: Duration,
     /// Cap on event bytes the producer holds.
-    pub max_buffered_bytes: usize,
+    pub(crate) max_buffered_bytes: usize,
     /// What happens to an event larger than a record may be.
-    pub oversize: Oversize,
+    pub(crate) oversize: Oversize,
     /// Most events in one record (`usize::MAX`: no limit but the size).
-    pub max_events_per_record: usize,
+    pub(crate) max_events_per_record: usize,
     /// How events map to partition keys.
-    pub partition_by: PartitionBy,
+    pub(crate) partition_by: PartitionBy,
 }
 
 /// `kinesis.partition_by`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum PartitionBy {
+pub(crate) enum PartitionBy {
     /// `database.table`: every table in binlog order.
     Table,
     /// `database.table/<primary key values>`: every row in binlog order, a table spread over
@@ -220,7 +207,7 @@ pub enum PartitionBy {
 /// `kinesis.oversize`: an event larger than the record size limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Oversize {
+pub(crate) enum Oversize {
     /// Stop with a message naming the table and position; the checkpoint stays before it.
     Fail,
     /// Skip it: counted in a metric and logged with table, position and primary key.
@@ -233,11 +220,11 @@ pub struct CheckpointConfig {
     /// Where the checkpoint lives.
     pub location: CheckpointLocation,
     /// Endpoint override for S3.
-    pub endpoint_url: Option<String>,
+    pub(crate) endpoint_url: Option<String>,
     /// The AWS region (`[kinesis] region`) for S3.
-    pub region: Option<String>,
+    pub(crate) region: Option<String>,
     /// Write interval.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
 }
 
 /// Where the checkpoint is stored.
@@ -256,7 +243,7 @@ pub enum CheckpointLocation {
 
 impl CheckpointLocation {
     /// Parses `s3://bucket/key`, `file:///path` or a plain path.
-    pub fn parse(url: &str) -> Result<Self, ConfigError> {
+    pub(crate) fn parse(url: &str) -> Result<Self, ConfigError> {
         if let Some(rest) = url.strip_prefix("s3://") {
             return match rest.split_once('/') {
                 Some((bucket, key))
@@ -306,21 +293,21 @@ impl fmt::Display for CheckpointLocation {
 
 /// `[metrics]`, validated.
 #[derive(Debug, Clone)]
-pub struct MetricsConfig {
+pub(crate) struct MetricsConfig {
     /// Publish to CloudWatch.
-    pub cloudwatch: bool,
+    pub(crate) cloudwatch: bool,
     /// CloudWatch namespace.
-    pub namespace: String,
+    pub(crate) namespace: String,
     /// Publishing interval.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// The `Source` dimension.
-    pub source: String,
+    pub(crate) source: String,
     /// Per-table series.
-    pub per_table: bool,
+    pub(crate) per_table: bool,
     /// Region for CloudWatch.
-    pub region: Option<String>,
+    pub(crate) region: Option<String>,
     /// Endpoint override.
-    pub endpoint_url: Option<String>,
+    pub(crate) endpoint_url: Option<String>,
 }
 
 /// `[http]`, validated.
@@ -330,7 +317,7 @@ pub struct HttpConfig {
     pub listen: Option<String>,
     /// How long events may wait without a Kinesis acknowledgement before `/health` says
     /// `degraded`; `None` never.
-    pub degraded_after: Option<Duration>,
+    pub(crate) degraded_after: Option<Duration>,
 }
 
 /// `[log]`, validated.

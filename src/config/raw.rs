@@ -15,49 +15,49 @@ use super::{
 #[serde(deny_unknown_fields, default)]
 pub struct FileConfig {
     /// `[mysql]`
-    pub mysql: RawMysql,
+    pub(crate) mysql: RawMysql,
     /// `[filter]`
-    pub filter: RawFilter,
+    pub(crate) filter: RawFilter,
     /// `[kinesis]`
-    pub kinesis: RawKinesis,
+    pub(crate) kinesis: RawKinesis,
     /// `[checkpoint]`
-    pub checkpoint: RawCheckpoint,
+    pub(crate) checkpoint: RawCheckpoint,
     /// `[shutdown]`
-    pub shutdown: RawShutdown,
+    pub(crate) shutdown: RawShutdown,
     /// `[metrics]`
-    pub metrics: RawMetrics,
+    pub(crate) metrics: RawMetrics,
     /// `[http]`
-    pub http: RawHttp,
+    pub(crate) http: RawHttp,
     /// `[log]`
-    pub log: RawLog,
+    pub(crate) log: RawLog,
     /// `[sink]`
-    pub sink: RawSink,
+    pub(crate) sink: RawSink,
 }
 
 /// `[mysql]`: the source server.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawMysql {
+pub(crate) struct RawMysql {
     /// Host name or address.
-    pub host: String,
+    pub(crate) host: String,
     /// TCP port.
-    pub port: i64,
+    pub(crate) port: i64,
     /// Replication user.
-    pub user: String,
+    pub(crate) user: String,
     /// Password; normally from `BINLOG_KINESIS__MYSQL__PASSWORD`.
-    pub password: String,
+    pub(crate) password: String,
     /// This replica's server id, unique among the server's replicas.
-    pub server_id: i64,
+    pub(crate) server_id: i64,
     /// Heartbeat period asked of the server; a connection silent for 3 periods is dead.
-    pub heartbeat_ms: i64,
+    pub(crate) heartbeat_ms: i64,
     /// Bytes of one transaction's events held back to stamp them with its XID.
-    pub transaction_lookahead_bytes: i64,
+    pub(crate) transaction_lookahead_bytes: i64,
     /// Largest binlog event accepted; the driver holds a whole event while reading it.
-    pub max_event_bytes: i64,
+    pub(crate) max_event_bytes: i64,
     /// `disabled`, `preferred`, `required`, `verify-ca` or `verify-identity`.
-    pub tls_mode: String,
+    pub(crate) tls_mode: String,
     /// PEM file of the CA certificates to trust (for example the RDS CA bundle).
-    pub tls_ca_file: String,
+    pub(crate) tls_ca_file: String,
 }
 
 impl Default for RawMysql {
@@ -80,37 +80,37 @@ impl Default for RawMysql {
 /// `[filter]`: which tables are captured.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawFilter {
+pub(crate) struct RawFilter {
     /// `db.table` patterns with `*` wildcards; empty means every table.
-    pub include: Vec<String>,
+    pub(crate) include: Vec<String>,
     /// Patterns removed from what `include` selects.
-    pub exclude: Vec<String>,
+    pub(crate) exclude: Vec<String>,
 }
 
 /// `[kinesis]`: the destination stream and the producer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawKinesis {
+pub(crate) struct RawKinesis {
     /// Stream name.
-    pub stream: String,
+    pub(crate) stream: String,
     /// AWS region; empty means the default chain.
-    pub region: String,
+    pub(crate) region: String,
     /// Endpoint override (an emulator or a VPC endpoint); empty means the AWS default.
-    pub endpoint_url: String,
+    pub(crate) endpoint_url: String,
     /// Largest record, data plus partition key.
-    pub max_record_bytes: i64,
+    pub(crate) max_record_bytes: i64,
     /// How long a partly filled record waits for more events of its key.
-    pub linger_ms: i64,
+    pub(crate) linger_ms: i64,
     /// The longest one PutRecords call may take before it is abandoned and retried.
-    pub call_timeout_ms: i64,
+    pub(crate) call_timeout_ms: i64,
     /// Cap on event bytes held by the producer (queued or in flight).
-    pub max_buffered_bytes: i64,
+    pub(crate) max_buffered_bytes: i64,
     /// What to do with an event larger than a record may be: `fail` or `skip`.
-    pub oversize: Oversize,
+    pub(crate) oversize: Oversize,
     /// Most events in one record; 0 for no limit but the size.
-    pub max_events_per_record: i64,
+    pub(crate) max_events_per_record: i64,
     /// `table` (per-table order) or `primary_key` (per-row order, spread over shards).
-    pub partition_by: PartitionBy,
+    pub(crate) partition_by: PartitionBy,
 }
 
 impl Default for RawKinesis {
@@ -133,16 +133,16 @@ impl Default for RawKinesis {
 /// `[checkpoint]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawCheckpoint {
+pub(crate) struct RawCheckpoint {
     /// Checkpoint file.
-    pub path: String,
+    pub(crate) path: String,
     /// Where the checkpoint lives as a URL: `s3://bucket/key`, `file:///path` or a plain
     /// path; when set, it replaces `path`.
-    pub url: String,
+    pub(crate) url: String,
     /// Endpoint override for the S3 store (an emulator or a VPC endpoint).
-    pub endpoint_url: String,
+    pub(crate) endpoint_url: String,
     /// How often the committed position is written.
-    pub interval_ms: i64,
+    pub(crate) interval_ms: i64,
 }
 
 impl Default for RawCheckpoint {
@@ -159,9 +159,9 @@ impl Default for RawCheckpoint {
 /// `[shutdown]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawShutdown {
+pub(crate) struct RawShutdown {
     /// Upper bound on the drain after SIGTERM.
-    pub drain_timeout_ms: i64,
+    pub(crate) drain_timeout_ms: i64,
 }
 
 impl Default for RawShutdown {
@@ -175,21 +175,21 @@ impl Default for RawShutdown {
 /// `[metrics]`: CloudWatch publishing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawMetrics {
+pub(crate) struct RawMetrics {
     /// Publish to CloudWatch.
-    pub cloudwatch: bool,
+    pub(crate) cloudwatch: bool,
     /// CloudWatch namespace.
-    pub namespace: String,
+    pub(crate) namespace: String,
     /// Publishing interval.
-    pub interval_ms: i64,
+    pub(crate) interval_ms: i64,
     /// The `Source` dimension; empty means the MySQL host name.
-    pub source: String,
+    pub(crate) source: String,
     /// Also publish per-table series (one billed metric per table).
-    pub per_table: bool,
+    pub(crate) per_table: bool,
     /// AWS region for CloudWatch; empty means `[kinesis] region`.
-    pub region: String,
+    pub(crate) region: String,
     /// Endpoint override for CloudWatch.
-    pub endpoint_url: String,
+    pub(crate) endpoint_url: String,
 }
 
 impl Default for RawMetrics {
@@ -209,12 +209,12 @@ impl Default for RawMetrics {
 /// `[http]`: the `/metrics` and `/health` listener.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawHttp {
+pub(crate) struct RawHttp {
     /// `host:port` to listen on; empty turns the listener off.
-    pub listen: String,
+    pub(crate) listen: String,
     /// `/health` reports `degraded` (503) after this long without a Kinesis acknowledgement
     /// while events wait; 0 never.
-    pub degraded_after_ms: i64,
+    pub(crate) degraded_after_ms: i64,
 }
 
 impl Default for RawHttp {
@@ -229,7 +229,7 @@ impl Default for RawHttp {
 /// `sink.kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum SinkName {
+pub(crate) enum SinkName {
     /// The Kinesis stream.
     Kinesis,
     /// Standard output.
@@ -241,7 +241,7 @@ pub enum SinkName {
 /// `log.format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines.
     Text,
     /// One JSON object per line.
@@ -251,11 +251,11 @@ pub enum LogFormat {
 /// `[sink]`: where records go.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawSink {
+pub(crate) struct RawSink {
     /// `kinesis`, `stdout` or `file`.
-    pub kind: SinkName,
+    pub(crate) kind: SinkName,
     /// The file, for `kind = "file"`.
-    pub path: String,
+    pub(crate) path: String,
 }
 
 impl Default for RawSink {
@@ -270,12 +270,12 @@ impl Default for RawSink {
 /// `[log]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawLog {
+pub(crate) struct RawLog {
     /// `text` or `json` (one object per line).
-    pub format: LogFormat,
+    pub(crate) format: LogFormat,
     /// `error`, `warn`, `info`, `debug` or `trace`, or a full filter (`info,binlog_kinesis=debug`);
     /// `RUST_LOG` wins when set.
-    pub level: String,
+    pub(crate) level: String,
 }
 
 impl Default for RawLog {

@@ -3,7 +3,7 @@
 
 /// The kind of a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Only grows; CloudWatch gets the increase per interval (`Sum`).
     Counter,
     /// A value at the moment of publishing.
@@ -14,7 +14,7 @@ pub enum Kind {
 
 /// A CloudWatch unit, with its Prometheus scaling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
+pub(crate) enum Unit {
     /// A count of things.
     Count,
     /// Bytes.
@@ -27,7 +27,7 @@ pub enum Unit {
 
 impl Unit {
     /// The CloudWatch unit name.
-    pub fn cloudwatch(self) -> &'static str {
+    pub(crate) fn cloudwatch(self) -> &'static str {
         match self {
             Unit::Count => "Count",
             Unit::Bytes => "Bytes",
@@ -43,18 +43,18 @@ pub struct Metric {
     /// The CloudWatch metric name.
     pub name: &'static str,
     /// The Prometheus metric name.
-    pub prometheus: &'static str,
+    pub(crate) prometheus: &'static str,
     /// Counter, gauge or distribution.
-    pub kind: Kind,
+    pub(crate) kind: Kind,
     /// The unit.
-    pub unit: Unit,
+    pub(crate) unit: Unit,
     /// What it means, for people and for the Prometheus `# HELP` line.
-    pub help: &'static str,
+    pub(crate) help: &'static str,
 }
 
 /// Gauge, seconds: now minus the binlog timestamp of the last event read; 0 after a heartbeat
 /// (the server had nothing newer). Not published until the first event or heartbeat.
-pub const REPLICATION_LAG: Metric = Metric {
+pub(crate) const REPLICATION_LAG: Metric = Metric {
     name: "ReplicationLag",
     prometheus: "binlog_kinesis_replication_lag_seconds",
     kind: Kind::Gauge,
@@ -64,7 +64,7 @@ pub const REPLICATION_LAG: Metric = Metric {
 
 /// Gauge, seconds: how long changes that were read have waited for the checkpoint; 0 while
 /// everything read is checkpointed (an idle database does not look stuck).
-pub const SECONDS_SINCE_CHECKPOINT: Metric = Metric {
+pub(crate) const SECONDS_SINCE_CHECKPOINT: Metric = Metric {
     name: "SecondsSinceCheckpoint",
     prometheus: "binlog_kinesis_seconds_since_checkpoint",
     kind: Kind::Gauge,
@@ -74,7 +74,7 @@ pub const SECONDS_SINCE_CHECKPOINT: Metric = Metric {
 
 /// Gauge, seconds: a lower bound on how long until the server's binlog retention removes the
 /// file the checkpoint points into. Published only when the server expires binlogs.
-pub const BINLOG_RETENTION_HEADROOM: Metric = Metric {
+pub(crate) const BINLOG_RETENTION_HEADROOM: Metric = Metric {
     name: "BinlogRetentionHeadroom",
     prometheus: "binlog_kinesis_binlog_retention_headroom_seconds",
     kind: Kind::Gauge,
@@ -84,7 +84,7 @@ pub const BINLOG_RETENTION_HEADROOM: Metric = Metric {
 
 /// Gauge, count: 1 while this instance holds the lock and replicates, 0 otherwise (standby,
 /// starting, draining). Alarm on its absence or on a maximum below 1.
-pub const REPLICATING: Metric = Metric {
+pub(crate) const REPLICATING: Metric = Metric {
     name: "Replicating",
     prometheus: "binlog_kinesis_replicating",
     kind: Kind::Gauge,
@@ -93,7 +93,7 @@ pub const REPLICATING: Metric = Metric {
 };
 
 /// Counter: row changes read from the binlog for captured tables (one JSON event each).
-pub const ROW_EVENTS_READ: Metric = Metric {
+pub(crate) const ROW_EVENTS_READ: Metric = Metric {
     name: "RowEventsRead",
     prometheus: "binlog_kinesis_row_events_read_total",
     kind: Kind::Counter,
@@ -102,7 +102,7 @@ pub const ROW_EVENTS_READ: Metric = Metric {
 };
 
 /// Counter: events Kinesis acknowledged.
-pub const EVENTS_PUT: Metric = Metric {
+pub(crate) const EVENTS_PUT: Metric = Metric {
     name: "EventsPut",
     prometheus: "binlog_kinesis_events_put_total",
     kind: Kind::Counter,
@@ -111,7 +111,7 @@ pub const EVENTS_PUT: Metric = Metric {
 };
 
 /// Counter: records Kinesis acknowledged (a record holds one or more events of one table).
-pub const RECORDS_PUT: Metric = Metric {
+pub(crate) const RECORDS_PUT: Metric = Metric {
     name: "RecordsPut",
     prometheus: "binlog_kinesis_records_put_total",
     kind: Kind::Counter,
@@ -120,7 +120,7 @@ pub const RECORDS_PUT: Metric = Metric {
 };
 
 /// Counter, bytes: record data plus partition keys acknowledged by Kinesis.
-pub const BYTES_PUT: Metric = Metric {
+pub(crate) const BYTES_PUT: Metric = Metric {
     name: "BytesPut",
     prometheus: "binlog_kinesis_put_bytes_total",
     kind: Kind::Counter,
@@ -129,7 +129,7 @@ pub const BYTES_PUT: Metric = Metric {
 };
 
 /// Distribution, milliseconds: duration of each PutRecords call, successful or not.
-pub const PUT_LATENCY: Metric = Metric {
+pub(crate) const PUT_LATENCY: Metric = Metric {
     name: "PutLatency",
     prometheus: "binlog_kinesis_put_latency_seconds",
     kind: Kind::Distribution,
@@ -138,7 +138,7 @@ pub const PUT_LATENCY: Metric = Metric {
 };
 
 /// Counter: records refused with `ProvisionedThroughputExceededException` (then retried).
-pub const THROTTLED_RECORDS: Metric = Metric {
+pub(crate) const THROTTLED_RECORDS: Metric = Metric {
     name: "ThrottledRecords",
     prometheus: "binlog_kinesis_throttled_records_total",
     kind: Kind::Counter,
@@ -148,7 +148,7 @@ pub const THROTTLED_RECORDS: Metric = Metric {
 
 /// Counter: record attempts that failed for any other reason (a per-record error or a failed
 /// call); retried unless the error is permanent.
-pub const FAILED_RECORDS: Metric = Metric {
+pub(crate) const FAILED_RECORDS: Metric = Metric {
     name: "FailedRecords",
     prometheus: "binlog_kinesis_failed_records_total",
     kind: Kind::Counter,
@@ -157,7 +157,7 @@ pub const FAILED_RECORDS: Metric = Metric {
 };
 
 /// Counter: record attempts retried after a failure (throttled or failed).
-pub const RETRIES: Metric = Metric {
+pub(crate) const RETRIES: Metric = Metric {
     name: "Retries",
     prometheus: "binlog_kinesis_retries_total",
     kind: Kind::Counter,
@@ -166,7 +166,7 @@ pub const RETRIES: Metric = Metric {
 };
 
 /// Counter: events larger than a record may be, skipped under `kinesis.oversize = "skip"`.
-pub const OVERSIZE_SKIPPED: Metric = Metric {
+pub(crate) const OVERSIZE_SKIPPED: Metric = Metric {
     name: "OversizeEventsSkipped",
     prometheus: "binlog_kinesis_oversize_events_skipped_total",
     kind: Kind::Counter,
@@ -176,7 +176,7 @@ pub const OVERSIZE_SKIPPED: Metric = Metric {
 
 /// Counter: replication connections lost and reopened (one per incident, however many
 /// attempts it took).
-pub const RECONNECTS: Metric = Metric {
+pub(crate) const RECONNECTS: Metric = Metric {
     name: "Reconnects",
     prometheus: "binlog_kinesis_reconnects_total",
     kind: Kind::Counter,
@@ -186,7 +186,7 @@ pub const RECONNECTS: Metric = Metric {
 };
 
 /// Counter: checkpoints written.
-pub const CHECKPOINTS_WRITTEN: Metric = Metric {
+pub(crate) const CHECKPOINTS_WRITTEN: Metric = Metric {
     name: "CheckpointsWritten",
     prometheus: "binlog_kinesis_checkpoints_written_total",
     kind: Kind::Counter,
@@ -196,7 +196,7 @@ pub const CHECKPOINTS_WRITTEN: Metric = Metric {
 
 /// Counter: PutMetricData calls that failed (logged, never fatal); visible in Prometheus and
 /// in CloudWatch once publishing works again.
-pub const PUBLISH_FAILURES: Metric = Metric {
+pub(crate) const PUBLISH_FAILURES: Metric = Metric {
     name: "MetricsPublishFailures",
     prometheus: "binlog_kinesis_metrics_publish_failures_total",
     kind: Kind::Counter,
@@ -205,7 +205,7 @@ pub const PUBLISH_FAILURES: Metric = Metric {
 };
 
 /// Counter, per table (only with `[metrics] per_table = true`): events acknowledged.
-pub const TABLE_EVENTS_PUT: Metric = Metric {
+pub(crate) const TABLE_EVENTS_PUT: Metric = Metric {
     name: "TableEventsPut",
     prometheus: "binlog_kinesis_table_events_put_total",
     kind: Kind::Counter,

@@ -28,7 +28,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Sends metrics to CloudWatch.
 #[derive(Debug)]
-pub struct Publisher {
+pub(crate) struct Publisher {
     client: aws_sdk_cloudwatch::Client,
     namespace: String,
     dimensions: Vec<Dimension>,
@@ -42,7 +42,7 @@ pub struct Publisher {
 impl Publisher {
     /// A publisher for `metrics` with the settings of `[metrics]`; `stream` is the `Stream`
     /// dimension.
-    pub async fn new(config: &MetricsConfig, stream: &str, metrics: Arc<Metrics>) -> Self {
+    pub(crate) async fn new(config: &MetricsConfig, stream: &str, metrics: Arc<Metrics>) -> Self {
         let sdk_config =
             crate::config::aws_sdk_config(config.region.as_deref(), config.endpoint_url.as_deref())
                 .await;
@@ -63,7 +63,7 @@ impl Publisher {
     }
 
     /// Publishes every `interval` until `stop` fires, then once more.
-    pub async fn run(mut self, interval: Duration, stop: CancellationToken) {
+    pub(crate) async fn run(mut self, interval: Duration, stop: CancellationToken) {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -77,7 +77,7 @@ impl Publisher {
 
     /// One round: every metric's current value (counters as their increase), in calls of at
     /// most 1000 datums.
-    pub async fn publish(&mut self) {
+    pub(crate) async fn publish(&mut self) {
         let now = std::time::SystemTime::now();
         let snapshot = self.metrics.snapshot(now);
         let latency = self.metrics.take_latency_window();

@@ -28,23 +28,23 @@ const MAX_REQUEST_BYTES: usize = 8192;
 #[error("cannot listen on {addr} ([http] listen); choose another address, or set it empty to turn the listener off")]
 pub struct ListenError {
     /// The address.
-    pub addr: String,
+    pub(crate) addr: String,
     /// Why.
     #[source]
-    pub source: std::io::Error,
+    pub(crate) source: std::io::Error,
 }
 
 /// The labels every Prometheus sample carries.
 #[derive(Debug, Clone)]
-pub struct Labels {
+pub(crate) struct Labels {
     /// The stream name.
-    pub stream: String,
+    pub(crate) stream: String,
     /// The `[metrics] source` label.
-    pub source: String,
+    pub(crate) source: String,
 }
 
 /// Binds `addr`; the returned listener serves with [`serve`].
-pub async fn bind(addr: &str) -> Result<TcpListener, ListenError> {
+pub(crate) async fn bind(addr: &str) -> Result<TcpListener, ListenError> {
     TcpListener::bind(addr).await.map_err(|source| ListenError {
         addr: addr.to_owned(),
         source,
@@ -52,7 +52,7 @@ pub async fn bind(addr: &str) -> Result<TcpListener, ListenError> {
 }
 
 /// Serves `/metrics` and `/health` until `stop` fires.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     labels: Labels,

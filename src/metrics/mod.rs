@@ -1,5 +1,5 @@
 //! Metrics: the catalog (every metric the daemon exports, with its unit and meaning), the
-//! shared registry the stages update, and its two outlets: [`cloudwatch`] (PutMetricData on an
+//! shared registry the stages update, and its two outlets: `cloudwatch` (PutMetricData on an
 //! interval) and [`http`] (`GET /metrics` in Prometheus text, `GET /health`).
 //!
 //! # Naming
@@ -17,7 +17,7 @@
 //! the CloudWatch publisher sends their increase since its last successful call.
 
 mod catalog;
-pub mod cloudwatch;
+pub(crate) mod cloudwatch;
 pub mod http;
 
 pub use self::catalog::*;
@@ -36,7 +36,7 @@ use crate::{event::TableName, position::BinlogPosition};
 /// What the daemon is doing, for `/health` and the `Replicating` gauge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub enum State {
+pub(crate) enum State {
     /// Checking the stream, taking the lock, connecting.
     Starting = 0,
     /// Waiting for the active instance to let go of the lock.
@@ -64,7 +64,7 @@ impl State {
     }
 
     /// The name `/health` reports.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             State::Starting => "starting",
             State::Standby => "standby",
@@ -78,7 +78,7 @@ impl State {
     /// Whether an orchestrator should keep this task: replicating, reconnecting on its own,
     /// draining, or a standby waiting its turn. Starting is not yet healthy (ECS's
     /// `startPeriod` covers it) and stopped never is.
-    pub fn is_healthy(self) -> bool {
+    pub(crate) fn is_healthy(self) -> bool {
         matches!(
             self,
             State::Standby | State::Replicating | State::Reconnecting | State::Draining
@@ -88,31 +88,31 @@ impl State {
 
 /// A monotonic counter.
 #[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
+pub(crate) struct Counter(AtomicU64);
 
 impl Counter {
     /// Adds `n`.
-    pub fn add(&self, n: u64) {
+    pub(crate) fn add(&self, n: u64) {
         self.0.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The total so far.
-    pub fn get(&self) -> u64 {
+    pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 }
 
 /// Samples of a distribution: count, sum, min and max, cumulative.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Samples.
-    pub count: u64,
+    pub(crate) count: u64,
     /// Their sum.
-    pub sum: f64,
+    pub(crate) sum: f64,
     /// The smallest.
-    pub min: f64,
+    pub(crate) min: f64,
     /// The largest.
-    pub max: f64,
+    pub(crate) max: f64,
 }
 
 impl Stats {
@@ -141,29 +141,29 @@ struct Progress {
 
 /// The registry: every stage holds an `Arc<Metrics>` and updates it as it works.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// See [`ROW_EVENTS_READ`].
-    pub row_events_read: Counter,
+    pub(crate) row_events_read: Counter,
     /// See [`EVENTS_PUT`].
-    pub events_put: Counter,
+    pub(crate) events_put: Counter,
     /// See [`RECORDS_PUT`].
-    pub records_put: Counter,
+    pub(crate) records_put: Counter,
     /// See [`BYTES_PUT`].
-    pub bytes_put: Counter,
+    pub(crate) bytes_put: Counter,
     /// See [`THROTTLED_RECORDS`].
-    pub throttled_records: Counter,
+    pub(crate) throttled_records: Counter,
     /// See [`FAILED_RECORDS`].
-    pub failed_records: Counter,
+    pub(crate) failed_records: Counter,
     /// See [`RETRIES`].
-    pub retries: Counter,
+    pub(crate) retries: Counter,
     /// See [`OVERSIZE_SKIPPED`].
-    pub oversize_skipped: Counter,
+    pub(crate) oversize_skipped: Counter,
     /// See [`RECONNECTS`].
-    pub reconnects: Counter,
+    pub(crate) reconnects: Counter,
     /// See [`CHECKPOINTS_WRITTEN`].
-    pub checkpoints_written: Counter,
+    pub(crate) checkpoints_written: Counter,
     /// See [`PUBLISH_FAILURES`].
-    pub publish_failures: Counter,
+    pub(crate) publish_failures: Counter,
     put_latency: Mutex<Stats>,
     /// Put latency samples not yet sent to CloudWatch.
     put_latency_window: Mutex<Stats>,
@@ -191,22 +191,22 @@ impl Default for Metrics {
 
 /// The values of every metric at one moment.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// Counters and their totals, in catalog order.
-    pub counters: Vec<(Metric, u64)>,
+    pub(crate) counters: Vec<(Metric, u64)>,
     /// Gauges with a value now (a gauge with nothing to say yet is left out).
-    pub gauges: Vec<(Metric, f64)>,
+    pub(crate) gauges: Vec<(Metric, f64)>,
     /// Put latency samples so far, in milliseconds.
-    pub put_latency: Stats,
+    pub(crate) put_latency: Stats,
     /// Per-table event totals, when enabled.
-    pub per_table: Vec<(TableName, u64)>,
+    pub(crate) per_table: Vec<(TableName, u64)>,
     /// The daemon's state.
-    pub state: State,
+    pub(crate) state: State,
 }
 
 impl Metrics {
     /// An empty registry; `per_table` keeps the per-table series.
-    pub fn new(per_table: bool) -> Self {
+    pub(crate) fn new(per_table: bool) -> Self {
         Self {
             row_events_read: Counter::default(),
             events_put: Counter::default(),
@@ -232,24 +232,24 @@ impl Metrics {
     }
 
     /// Sets the daemon's state.
-    pub fn set_state(&self, state: State) {
+    pub(crate) fn set_state(&self, state: State) {
         self.state.store(state as u8, Ordering::Relaxed);
     }
 
     /// The daemon's state.
-    pub fn state(&self) -> State {
+    pub(crate) fn state(&self) -> State {
         State::from_u8(self.state.load(Ordering::Relaxed))
     }
 
     /// `/health` says `degraded` once events have waited this long without a Kinesis
     /// acknowledgement (`None`: never).
-    pub fn set_degraded_after(&self, after: Option<Duration>) {
+    pub(crate) fn set_degraded_after(&self, after: Option<Duration>) {
         let ms = after.map_or(0, |d| d.as_millis().max(1) as u64);
         self.degraded_after_ms.store(ms, Ordering::Relaxed);
     }
 
     /// The producer holds events (`waiting`) or not; called as it works.
-    pub fn producer_waiting(&self, waiting: bool) {
+    pub(crate) fn producer_waiting(&self, waiting: bool) {
         if !waiting {
             self.unacknowledged_since_ms.store(0, Ordering::Relaxed);
         } else if self.unacknowledged_since_ms.load(Ordering::Relaxed) == 0 {
@@ -259,7 +259,7 @@ impl Metrics {
     }
 
     /// Kinesis acknowledged a record: whatever still waits, waits from now.
-    pub fn producer_acknowledged(&self) {
+    pub(crate) fn producer_acknowledged(&self) {
         if self.unacknowledged_since_ms.load(Ordering::Relaxed) != 0 {
             self.unacknowledged_since_ms
                 .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
@@ -269,7 +269,7 @@ impl Metrics {
     /// What `/health` says at `now`: the state's name and whether an orchestrator should keep
     /// the task, or `degraded` when events have waited past `http.degraded_after_ms` without
     /// an acknowledgement (Kinesis accepts nothing).
-    pub fn health(&self, now: SystemTime) -> (&'static str, bool) {
+    pub(crate) fn health(&self, now: SystemTime) -> (&'static str, bool) {
         let state = self.state();
         let after = self.degraded_after_ms.load(Ordering::Relaxed);
         let since = self.unacknowledged_since_ms.load(Ordering::Relaxed);
@@ -282,7 +282,7 @@ impl Metrics {
     }
 
     /// The server's binlog retention; `None` when binlogs never expire.
-    pub fn set_retention(&self, retention: Option<Duration>) {
+    pub(crate) fn set_retention(&self, retention: Option<Duration>) {
         self.retention_seconds.store(
             retention.map_or(-1, |r| r.as_secs().min(i64::MAX as u64) as i64),
             Ordering::Relaxed,
@@ -290,7 +290,7 @@ impl Metrics {
     }
 
     /// The source read an event written at `binlog_ts` (Unix seconds; 0 = no timestamp).
-    pub fn event_read(&self, binlog_ts: u32) {
+    pub(crate) fn event_read(&self, binlog_ts: u32) {
         if binlog_ts != 0 {
             self.read_time_ms
                 .store(u64::from(binlog_ts) * 1000, Ordering::Relaxed);
@@ -298,13 +298,13 @@ impl Metrics {
     }
 
     /// The source got a heartbeat: the server had nothing newer, so the reader is current.
-    pub fn heartbeat(&self) {
+    pub(crate) fn heartbeat(&self) {
         self.read_time_ms
             .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
     }
 
     /// The source read a transaction boundary.
-    pub fn boundary_read(&self, position: &BinlogPosition) {
+    pub(crate) fn boundary_read(&self, position: &BinlogPosition) {
         let mut progress = lock(&self.progress);
         progress.read = Some(position.clone());
         if progress.waiting_since.is_none() {
@@ -313,7 +313,7 @@ impl Metrics {
     }
 
     /// The checkpoint task wrote `position`, whose event has binlog timestamp `binlog_ts`.
-    pub fn checkpoint_written(&self, position: &BinlogPosition, binlog_ts: u32) {
+    pub(crate) fn checkpoint_written(&self, position: &BinlogPosition, binlog_ts: u32) {
         self.checkpoints_written.add(1);
         let mut progress = lock(&self.progress);
         let caught_up = progress.read.as_ref() == Some(position);
@@ -322,19 +322,19 @@ impl Metrics {
     }
 
     /// One PutRecords call took `elapsed`.
-    pub fn put_call(&self, elapsed: Duration) {
+    pub(crate) fn put_call(&self, elapsed: Duration) {
         let ms = elapsed.as_secs_f64() * 1000.0;
         lock(&self.put_latency).record(ms);
         lock(&self.put_latency_window).record(ms);
     }
 
     /// The put latency samples since the last call (for CloudWatch's statistic set).
-    pub fn take_latency_window(&self) -> Stats {
+    pub(crate) fn take_latency_window(&self) -> Stats {
         std::mem::take(&mut *lock(&self.put_latency_window))
     }
 
     /// Puts samples taken by [`Self::take_latency_window`] back, after a failed publish.
-    pub fn restore_latency_window(&self, taken: Stats) {
+    pub(crate) fn restore_latency_window(&self, taken: Stats) {
         let mut window = lock(&self.put_latency_window);
         if taken.count == 0 {
             return;
@@ -350,14 +350,14 @@ impl Metrics {
     }
 
     /// Kinesis acknowledged `events` events of `table`.
-    pub fn table_events_put(&self, table: &TableName, events: u64) {
+    pub(crate) fn table_events_put(&self, table: &TableName, events: u64) {
         if let Some(per_table) = &self.per_table {
             *lock(per_table).entry(table.clone()).or_default() += events;
         }
     }
 
     /// Every metric's value at `now`.
-    pub fn snapshot(&self, now: SystemTime) -> Snapshot {
+    pub(crate) fn snapshot(&self, now: SystemTime) -> Snapshot {
         let now_ms = unix_ms(now);
         let state = self.state();
         let counters = vec![
@@ -429,7 +429,7 @@ impl Metrics {
 
 impl Snapshot {
     /// The Prometheus text exposition (format 0.0.4) of this snapshot, with the common labels.
-    pub fn prometheus(&self, labels: &[(&str, &str)]) -> String {
+    pub(crate) fn prometheus(&self, labels: &[(&str, &str)]) -> String {
         let common: Vec<String> = labels
             .iter()
             .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))

@@ -6,15 +6,15 @@
 //! A record never exceeds the configured maximum, partition key included.
 
 /// Records per PutRecords call (AWS limit).
-pub const MAX_RECORDS_PER_CALL: usize = 500;
+pub(crate) const MAX_RECORDS_PER_CALL: usize = 500;
 
 /// Bytes per PutRecords call, data and partition keys (AWS limit: 5 MiB).
-pub const MAX_BYTES_PER_CALL: usize = 5 * 1024 * 1024;
+pub(crate) const MAX_BYTES_PER_CALL: usize = 5 * 1024 * 1024;
 
 /// How many leading events (of the line lengths `lines`) fit in one record for a key of
 /// `key_len` bytes, given `max_record_bytes` and at most `max_events`, and their bytes. Returns
 /// 0 only when the first event alone is too large.
-pub fn events_in_record(
+pub(crate) fn events_in_record(
     lines: impl IntoIterator<Item = usize>,
     key_len: usize,
     max_record_bytes: usize,
@@ -34,7 +34,7 @@ pub fn events_in_record(
 
 /// Whether a record of `record_bytes` (data plus key) still fits in a call that already holds
 /// `n_records` records and `call_bytes` bytes.
-pub fn fits_in_call(n_records: usize, call_bytes: usize, record_bytes: usize) -> bool {
+pub(crate) fn fits_in_call(n_records: usize, call_bytes: usize, record_bytes: usize) -> bool {
     n_records < MAX_RECORDS_PER_CALL && call_bytes + record_bytes <= MAX_BYTES_PER_CALL
 }
 

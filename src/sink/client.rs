@@ -106,7 +106,7 @@ impl AwsKinesisClient {
 
     /// The stream's status (`ACTIVE`, `CREATING`, ...) and, when it reports one, its maximum
     /// record size in bytes, from DescribeStreamSummary.
-    pub async fn stream_status(
+    pub(crate) async fn stream_status(
         &self,
         stream: &str,
     ) -> Result<(StreamStatus, Option<usize>), CallError> {
@@ -132,7 +132,7 @@ impl AwsKinesisClient {
 }
 
 /// Turns an SDK error into a classified [`CallError`].
-pub fn call_error<E>(error: SdkError<E, aws_smithy_runtime_api::http::Response>) -> CallError
+pub(crate) fn call_error<E>(error: SdkError<E, aws_smithy_runtime_api::http::Response>) -> CallError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {

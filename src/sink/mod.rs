@@ -17,7 +17,7 @@
 //!
 //! # Acknowledgements
 //!
-//! Each event gets a sequence number in the [`AckTracker`] as it arrives; a record's events are
+//! Each event gets a sequence number in the `AckTracker` as it arrives; a record's events are
 //! acknowledged when Kinesis reports the record written. Transaction boundaries from the
 //! source pass through the tracker, and every boundary whose events (and all before them) are
 //! acknowledged is sent to the checkpoint task.
@@ -31,7 +31,7 @@
 //!
 //! # One writer
 //!
-//! No call starts while the write [`Fence`] is closed (this instance's hold on the instance
+//! No call starts while the write `Fence` is closed (this instance's hold on the instance
 //! lock is in doubt), and every call is abandoned after `call_timeout`: so once the fence has
 //! been closed for that long, nothing of this instance can still land in the stream.
 //!
@@ -40,7 +40,7 @@
 //! The sink is never cancelled. It ends when its input closes and every queued event has been
 //! acknowledged; it then reports the final boundary and drops the acknowledgement sender.
 
-pub mod batch;
+pub(crate) mod batch;
 pub mod client;
 pub mod local;
 pub mod retry;
@@ -71,7 +71,7 @@ use crate::{
 };
 
 /// PutRecords calls in flight at once (always for disjoint partition keys).
-pub const MAX_CONCURRENT_CALLS: usize = 4;
+pub(crate) const MAX_CONCURRENT_CALLS: usize = 4;
 
 /// How often a fenced producer looks whether it may write again.
 const FENCED_POLL: Duration = Duration::from_millis(50);
@@ -81,28 +81,28 @@ const INPUT_BURST: usize = 1024;
 
 /// The sink's settings.
 #[derive(Debug, Clone)]
-pub struct SinkConfig {
+pub(crate) struct SinkConfig {
     /// The stream.
-    pub stream: String,
+    pub(crate) stream: String,
     /// Largest record, data plus partition key.
-    pub max_record_bytes: usize,
+    pub(crate) max_record_bytes: usize,
     /// How long a partly filled record waits for more events.
-    pub linger: Duration,
+    pub(crate) linger: Duration,
     /// Cap on event bytes held.
-    pub max_buffered_bytes: usize,
+    pub(crate) max_buffered_bytes: usize,
     /// Most events in one record (`usize::MAX` for no limit but the size).
-    pub max_events_per_record: usize,
+    pub(crate) max_events_per_record: usize,
     /// Backoff between attempts of a failed record.
-    pub backoff: Backoff,
+    pub(crate) backoff: Backoff,
     /// What happens to an event larger than `max_record_bytes`.
-    pub oversize: Oversize,
+    pub(crate) oversize: Oversize,
     /// The longest one PutRecords call may take before it is abandoned and retried.
-    pub call_timeout: Duration,
+    pub(crate) call_timeout: Duration,
 }
 
 impl SinkConfig {
     /// The producer's settings for `kinesis`, with records of at most `max_record_bytes`.
-    pub fn new(kinesis: &KinesisConfig, max_record_bytes: usize) -> Self {
+    pub(crate) fn new(kinesis: &KinesisConfig, max_record_bytes: usize) -> Self {
         Self {
             stream: kinesis.stream.clone(),
             max_record_bytes,
@@ -161,15 +161,15 @@ pub enum SinkError {
 
 /// What the sink did, for the final log line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct SinkSummary {
+pub(crate) struct SinkSummary {
     /// Events acknowledged by Kinesis.
-    pub events: u64,
+    pub(crate) events: u64,
     /// Records written.
-    pub records: u64,
+    pub(crate) records: u64,
     /// PutRecords calls made.
-    pub calls: u64,
+    pub(crate) calls: u64,
     /// Record or call failures that were retried.
-    pub retries: u64,
+    pub(crate) retries: u64,
 }
 
 struct Queued {
@@ -240,7 +240,7 @@ const RETRY_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Runs the producer until `input` closes and everything is acknowledged; sends each new
 /// acknowledged boundary on `acknowledged`.
-pub async fn run(
+pub(crate) async fn run(
     config: SinkConfig,
     client: Arc<dyn KinesisClient>,
     input: mpsc::Receiver<Message>,

@@ -22,7 +22,7 @@ pub enum RetryAction {
 
 /// Classifies a Kinesis error by its code (per-record `ErrorCode` or the call's error code)
 /// and, for calls, the HTTP status.
-pub fn classify(code: Option<&str>, http_status: Option<u16>) -> RetryAction {
+pub(crate) fn classify(code: Option<&str>, http_status: Option<u16>) -> RetryAction {
     match code {
         Some("ProvisionedThroughputExceededException") => RetryAction::Throttled,
         Some(
@@ -65,21 +65,21 @@ pub fn classify(code: Option<&str>, http_status: Option<u16>) -> RetryAction {
 }
 
 /// The producer's default backoff: 100 ms doubling up to 5 s.
-pub const DEFAULT_BACKOFF: Backoff = Backoff {
+pub(crate) const DEFAULT_BACKOFF: Backoff = Backoff {
     initial: Duration::from_millis(100),
     max: Duration::from_secs(5),
 };
 
 /// Kinesis's write quota per shard: bytes per second (data and partition keys).
-pub const SHARD_BYTES_PER_SECOND: u64 = 1 << 20;
+pub(crate) const SHARD_BYTES_PER_SECOND: u64 = 1 << 20;
 
 /// Kinesis's write quota per shard: records per second.
-pub const SHARD_RECORDS_PER_SECOND: u64 = 1000;
+pub(crate) const SHARD_RECORDS_PER_SECOND: u64 = 1000;
 
 /// How much of a shard's write quota a record of `bytes` (data and key) takes, as time: the
 /// time the shard needs to refill it, with a small margin for clock skew between here and
 /// Kinesis.
-pub fn quota_time(bytes: usize) -> Duration {
+pub(crate) fn quota_time(bytes: usize) -> Duration {
     let by_bytes = Duration::from_secs_f64(bytes as f64 / SHARD_BYTES_PER_SECOND as f64);
     let by_records = Duration::from_secs(1) / SHARD_RECORDS_PER_SECOND as u32;
     by_bytes.max(by_records).mul_f64(1.02)

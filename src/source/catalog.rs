@@ -22,28 +22,28 @@ use crate::{config::MysqlConfig, event::TableName};
 
 /// One column as `information_schema.COLUMNS` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CatalogColumn {
+pub(crate) struct CatalogColumn {
     /// The name.
-    pub name: String,
+    pub(crate) name: String,
     /// `UNSIGNED`, for numeric columns.
-    pub unsigned: bool,
+    pub(crate) unsigned: bool,
     /// The collation id; `binary` (63) for columns without one.
-    pub collation: u16,
+    pub(crate) collation: u16,
     /// ENUM or SET labels, in definition order.
-    pub labels: Option<Vec<String>>,
+    pub(crate) labels: Option<Vec<String>>,
 }
 
 /// A table as `information_schema` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CatalogTable {
+pub(crate) struct CatalogTable {
     /// The columns in table order.
-    pub columns: Vec<CatalogColumn>,
+    pub(crate) columns: Vec<CatalogColumn>,
     /// Indexes into `columns` of the primary key, in key order.
-    pub primary_key: Vec<usize>,
+    pub(crate) primary_key: Vec<usize>,
 }
 
 /// The cache of looked-up tables, with its own connection (opened on first use).
-pub struct Catalog {
+pub(crate) struct Catalog {
     mysql: MysqlConfig,
     conn: Option<Conn>,
     tables: HashMap<TableName, Arc<CatalogTable>>,
@@ -51,7 +51,7 @@ pub struct Catalog {
 
 impl Catalog {
     /// An empty catalog that connects with `mysql` when first asked.
-    pub fn new(mysql: MysqlConfig) -> Self {
+    pub(crate) fn new(mysql: MysqlConfig) -> Self {
         Self {
             mysql,
             conn: None,
@@ -60,7 +60,7 @@ impl Catalog {
     }
 
     /// The table's definition, from the cache or from the server.
-    pub async fn table(
+    pub(crate) async fn table(
         &mut self,
         database: &str,
         table: &str,
@@ -88,7 +88,7 @@ impl Catalog {
     }
 
     /// Forgets every cached table: called for every DDL statement in the binlog.
-    pub fn invalidate(&mut self) {
+    pub(crate) fn invalidate(&mut self) {
         self.tables.clear();
     }
 }

@@ -12,7 +12,7 @@ use std::{path::PathBuf, time::Duration};
 
 use mysql_async::{prelude::Queryable, Conn, DriverError, OptsBuilder, SslOpts};
 
-pub use super::dump::{open_stream, open_stream_gtid, stream_error};
+pub(crate) use super::dump::{open_stream, open_stream_gtid, stream_error};
 use super::SourceError;
 use crate::{
     config::{MysqlConfig, TlsMode},
@@ -23,30 +23,30 @@ use crate::{
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `ER_ACCESS_DENIED_ERROR`
-pub const ER_ACCESS_DENIED: u16 = 1045;
+pub(crate) const ER_ACCESS_DENIED: u16 = 1045;
 /// `ER_MASTER_FATAL_ERROR_READING_BINLOG`: the requested position or GTID is not on the server.
-pub const ER_MASTER_FATAL_ERROR_READING_BINLOG: u16 = 1236;
+pub(crate) const ER_MASTER_FATAL_ERROR_READING_BINLOG: u16 = 1236;
 /// `ER_SPECIFIC_ACCESS_DENIED_ERROR`: a privilege is missing.
-pub const ER_SPECIFIC_ACCESS_DENIED: u16 = 1227;
+pub(crate) const ER_SPECIFIC_ACCESS_DENIED: u16 = 1227;
 /// MariaDB's `ER_SLAVE_SAME_ID`: a replica with the same `server_id` connected, and the server
 /// ended this one's binlog dump (<https://mariadb.com/kb/en/mariadb-error-codes/>).
-pub const ER_SLAVE_SAME_ID: u16 = 4052;
+pub(crate) const ER_SLAVE_SAME_ID: u16 = 4052;
 
 /// What the daemon learned about the server at startup.
 #[derive(Debug, Clone)]
-pub struct ServerInfo {
+pub(crate) struct ServerInfo {
     /// `@@version`.
-    pub version: String,
+    pub(crate) version: String,
     /// MariaDB rather than MySQL.
-    pub is_mariadb: bool,
+    pub(crate) is_mariadb: bool,
     /// Events carry CRC32 checksums.
-    pub checksum_crc32: bool,
+    pub(crate) checksum_crc32: bool,
     /// `binlog_row_metadata=FULL`: every TABLE_MAP names its columns.
-    pub row_metadata_full: bool,
+    pub(crate) row_metadata_full: bool,
     /// How long the server keeps binlog files; `None` when it never removes them.
-    pub binlog_retention: Option<std::time::Duration>,
+    pub(crate) binlog_retention: Option<std::time::Duration>,
     /// Warnings that do not stop `run` (for `check` and the log).
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 /// Opens a connection, with TLS as `config.tls` says.
@@ -112,7 +112,7 @@ pub async fn connect(config: &MysqlConfig) -> Result<Conn, SourceError> {
 }
 
 /// The server error code inside a `mysql_async` error, if it is one.
-pub fn server_code(error: &mysql_async::Error) -> Option<u16> {
+pub(crate) fn server_code(error: &mysql_async::Error) -> Option<u16> {
     match error {
         mysql_async::Error::Server(server) => Some(server.code),
         _ => None,
@@ -134,7 +134,7 @@ async fn variable(conn: &mut Conn, name: &str) -> Result<Option<String>, SourceE
 
 /// Checks the settings `run` depends on. Returns the server facts, or the first setting that
 /// stops replication, with what to change.
-pub async fn check_server(conn: &mut Conn) -> Result<ServerInfo, SourceError> {
+pub(crate) async fn check_server(conn: &mut Conn) -> Result<ServerInfo, SourceError> {
     let version = variable(conn, "version").await?.unwrap_or_default();
     let is_mariadb = version.to_ascii_lowercase().contains("mariadb");
     let mut warnings = Vec::new();
@@ -260,7 +260,7 @@ async fn binlog_retention(
 
 /// Whether the account holds REPLICATION SLAVE (to stream) and REPLICATION CLIENT / BINLOG
 /// MONITOR (to list binlogs); returns the missing ones.
-pub async fn missing_privileges(conn: &mut Conn) -> Result<Vec<&'static str>, SourceError> {
+pub(crate) async fn missing_privileges(conn: &mut Conn) -> Result<Vec<&'static str>, SourceError> {
     let grants: Vec<String> = conn
         .query("SHOW GRANTS")
         .await
@@ -282,13 +282,13 @@ pub async fn missing_privileges(conn: &mut Conn) -> Result<Vec<&'static str>, So
 }
 
 /// The server's current end of binlog.
-pub async fn current_position(conn: &mut Conn) -> Result<BinlogPosition, SourceError> {
+pub(crate) async fn current_position(conn: &mut Conn) -> Result<BinlogPosition, SourceError> {
     Ok(current_status(conn).await?.0)
 }
 
 /// The server's current end of binlog and, on MySQL, the GTID set executed up to it
 /// (`Executed_Gtid_Set`, read in the same statement so that the two agree).
-pub async fn current_status(
+pub(crate) async fn current_status(
     conn: &mut Conn,
 ) -> Result<(BinlogPosition, Option<GtidState>), SourceError> {
     // MySQL 8.4 removed SHOW MASTER STATUS; MariaDB and older MySQL lack the new form.
@@ -340,7 +340,7 @@ pub async fn current_status(
 }
 
 /// Whether a MySQL server assigns GTIDs (`gtid_mode=ON`), so that a GTID set resumes.
-pub async fn mysql_gtid_mode_on(conn: &mut Conn) -> Result<bool, SourceError> {
+pub(crate) async fn mysql_gtid_mode_on(conn: &mut Conn) -> Result<bool, SourceError> {
     Ok(variable(conn, "gtid_mode")
         .await?
         .is_some_and(|mode| mode.eq_ignore_ascii_case("ON")))
@@ -348,7 +348,7 @@ pub async fn mysql_gtid_mode_on(conn: &mut Conn) -> Result<bool, SourceError> {
 
 /// Fails when the MySQL server purged GTIDs that `state` has not seen: resuming from it would
 /// skip them.
-pub async fn ensure_gtids_available(
+pub(crate) async fn ensure_gtids_available(
     conn: &mut Conn,
     state: &GtidState,
     position: &BinlogPosition,
@@ -373,7 +373,7 @@ pub async fn ensure_gtids_available(
 }
 
 /// The binlog files the server still has, oldest first, with their sizes.
-pub async fn binary_logs(conn: &mut Conn) -> Result<Vec<(String, u64)>, SourceError> {
+pub(crate) async fn binary_logs(conn: &mut Conn) -> Result<Vec<(String, u64)>, SourceError> {
     let rows: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await.map_err(|error| {
         if server_code(&error) == Some(ER_SPECIFIC_ACCESS_DENIED) {
             SourceError::MissingPrivilege {
@@ -395,7 +395,7 @@ pub async fn binary_logs(conn: &mut Conn) -> Result<Vec<(String, u64)>, SourceEr
 
 /// Fails with [`SourceError::PositionNotOnServer`] unless `position` is inside a binlog file
 /// the server still has.
-pub async fn ensure_position_available(
+pub(crate) async fn ensure_position_available(
     conn: &mut Conn,
     position: &BinlogPosition,
 ) -> Result<(), SourceError> {
@@ -438,7 +438,7 @@ const NEARBY_SCAN_LIMIT: u64 = 200_000;
 /// inside a file the server has) is where an event starts and a transaction may start: a
 /// position inside an event, or at a row event in the middle of a transaction, would have the
 /// reader decode garbage or rows without their table.
-pub async fn ensure_transaction_start(
+pub(crate) async fn ensure_transaction_start(
     conn: &mut Conn,
     position: &BinlogPosition,
 ) -> Result<(), SourceError> {
@@ -540,7 +540,7 @@ async fn transaction_starts_around(
 
 /// The MariaDB GTID state at a file position of this server (`BINLOG_GTID_POS`); `None` on
 /// servers without it (MySQL) or when it cannot tell.
-pub async fn gtid_state_at(conn: &mut Conn, position: &BinlogPosition) -> Option<GtidState> {
+pub(crate) async fn gtid_state_at(conn: &mut Conn, position: &BinlogPosition) -> Option<GtidState> {
     let row: Result<Option<Option<String>>, _> = conn
         .exec_first(
             "SELECT BINLOG_GTID_POS(?, ?)",

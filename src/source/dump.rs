@@ -16,7 +16,7 @@ use crate::position::{BinlogPosition, GtidState};
 
 /// Turns `conn` into a binlog stream from `position`, with server heartbeats every
 /// `heartbeat`.
-pub async fn open_stream(
+pub(crate) async fn open_stream(
     conn: Conn,
     server_id: u32,
     position: &BinlogPosition,
@@ -63,7 +63,7 @@ async fn open(
 /// Turns `conn` into a binlog stream that starts after the GTID state `state` (a MariaDB
 /// position or a MySQL set), on any server of the topology. `position` is only for error
 /// messages.
-pub async fn open_stream_gtid(
+pub(crate) async fn open_stream_gtid(
     conn: Conn,
     server_id: u32,
     state: &GtidState,
@@ -146,7 +146,7 @@ async fn open_stream_mysql_gtid(
 }
 
 /// Classifies an error of the binlog stream.
-pub fn stream_error(error: mysql_async::Error, position: &BinlogPosition) -> SourceError {
+pub(crate) fn stream_error(error: mysql_async::Error, position: &BinlogPosition) -> SourceError {
     if is_packet_too_large(&error) {
         return SourceError::EventTooLarge {
             position: position.clone(),

@@ -203,7 +203,7 @@ pub enum SourceError {
 impl SourceError {
     /// Whether reconnecting could help (a network fault) rather than someone having to
     /// change something.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         matches!(
             self,
             SourceError::Connect { .. }

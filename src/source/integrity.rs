@@ -7,7 +7,7 @@
 //! errors. The decoder (`mysql_common`) trusts the counts in an event body and reserves memory
 //! for them before reading what they count, so a corrupt count asks for terabytes and aborts the
 //! process. The bodies whose counts are read that way are checked here first against the
-//! event's own length; the file reader ([`super::file`]) checks every event's length against
+//! event's own length; the file reader (`super::file`) checks every event's length against
 //! the file before anything is read.
 
 use mysql_common::{

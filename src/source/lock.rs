@@ -37,7 +37,7 @@ const ACQUIRE_WAIT_SECONDS: u32 = 1;
 
 /// The lock name for a stream: `binlog-kinesis:<stream>`, or a stable hash of it when longer
 /// than MySQL allows.
-pub fn lock_name(stream: &str) -> String {
+pub(crate) fn lock_name(stream: &str) -> String {
     let name = format!("binlog-kinesis:{stream}");
     if name.len() <= MAX_LOCK_NAME {
         return name;
@@ -50,7 +50,7 @@ pub fn lock_name(stream: &str) -> String {
 }
 
 /// A held instance lock. Dropping it closes the connection, which releases the lock.
-pub struct InstanceLock {
+pub(crate) struct InstanceLock {
     config: MysqlConfig,
     /// The connection holding the lock; `None` after it failed, until [`Self::ensure`].
     conn: Option<Conn>,
@@ -64,7 +64,7 @@ pub struct InstanceLock {
 
 impl InstanceLock {
     /// Waits until this instance holds the lock. Returns `None` if `stop` fires first.
-    pub async fn acquire(
+    pub(crate) async fn acquire(
         config: &MysqlConfig,
         name: &str,
         stop: &CancellationToken,
@@ -104,7 +104,7 @@ impl InstanceLock {
     /// Makes sure the lock is still held, taking it again on a new connection if its
     /// connection failed (a server restart ends every connection). Fails permanently with
     /// [`SourceError::LockLost`] if another instance took it meanwhile.
-    pub async fn ensure(&mut self) -> Result<(), SourceError> {
+    pub(crate) async fn ensure(&mut self) -> Result<(), SourceError> {
         if self.conn.is_some() {
             match self.check().await {
                 Ok(()) => return Ok(()),
@@ -152,7 +152,7 @@ impl InstanceLock {
     /// Checks that the lock is still held. A failed connection is a transient
     /// [`SourceError::LockConnectionLost`]: the caller stops reading and calls [`Self::ensure`]
     /// before reading again. A lock held by someone else is [`SourceError::LockLost`].
-    pub async fn check(&mut self) -> Result<(), SourceError> {
+    pub(crate) async fn check(&mut self) -> Result<(), SourceError> {
         let Some(conn) = self.conn.as_mut() else {
             return Err(SourceError::LockConnectionLost {
                 reason: "not connected".into(),
@@ -183,7 +183,7 @@ impl InstanceLock {
 /// lease (taking it again on a new connection after a connection fault), renews the fence on
 /// every success, and closes it for good when another instance holds the lock. Ends then, or
 /// when `stop` fires.
-pub async fn keep(
+pub(crate) async fn keep(
     lock: std::sync::Arc<tokio::sync::Mutex<InstanceLock>>,
     fence: std::sync::Arc<Fence>,
     heartbeat: Duration,

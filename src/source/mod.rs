@@ -40,9 +40,16 @@
 //!
 //! The stream is requested from a `file:offset` boundary, or from a GTID state (MariaDB:
 //! `@slave_connect_state`; MySQL: COM_BINLOG_DUMP_GTID with the executed set). The checkpoint's
-//! file must still be on the server ([`connect::ensure_position_available`]), or no GTID the
-//! checkpoint lacks may have been purged ([`connect::ensure_gtids_available`]); otherwise the
+//! file must still be on the server (`connect::ensure_position_available`), or no GTID the
+//! checkpoint lacks may have been purged (`connect::ensure_gtids_available`); otherwise the
 //! run stops with [`SourceError::PositionNotOnServer`], never a silent skip.
+//!
+//! # Bad input
+//!
+//! Decoding returns errors, it never panics: a corrupt, truncated or unknown event is a
+//! [`SourceError`] naming its position, and the run stops there (nothing after it is sent, the
+//! checkpoint stays before it). There is no `catch_unwind` as a safety net: a panic while
+//! decoding would be a bug to fix, not a case to recover from.
 //!
 //! # GTID state
 //!
@@ -51,19 +58,19 @@
 //! file position without a known state learns it from the next PREVIOUS_GTIDS event (the
 //! second event of every file); until then its boundaries carry none.
 
-pub mod catalog;
+pub(crate) mod catalog;
 pub mod connect;
 pub mod decode;
 mod dump;
 mod error;
 mod file;
 pub mod integrity;
-pub mod lock;
+pub(crate) mod lock;
 mod reader;
 pub mod schema;
 pub mod start;
 mod statement;
-pub mod xa;
+pub(crate) mod xa;
 
 pub use self::error::SourceError;
 
@@ -85,51 +92,51 @@ use crate::{
 
 /// MariaDB event types `mysql_common` does not know (binlog/log_event.h).
 pub(crate) mod mariadb {
-    pub const ANNOTATE_ROWS: u8 = 160;
-    pub const BINLOG_CHECKPOINT: u8 = 161;
-    pub const GTID: u8 = 162;
-    pub const GTID_LIST: u8 = 163;
+    pub(crate) const ANNOTATE_ROWS: u8 = 160;
+    pub(crate) const BINLOG_CHECKPOINT: u8 = 161;
+    pub(crate) const GTID: u8 = 162;
+    pub(crate) const GTID_LIST: u8 = 163;
     /// 164: START_ENCRYPTION (`encrypt_binlog=ON`); 165..=171: compressed QUERY and ROWS
     /// events (`log_bin_compress=ON`).
-    pub const LAST_COMPRESSED: u8 = 171;
+    pub(crate) const LAST_COMPRESSED: u8 = 171;
     /// GTID flags2: the transaction is a single statement without BEGIN/COMMIT (DDL).
-    pub const FL_STANDALONE: u8 = 1;
+    pub(crate) const FL_STANDALONE: u8 = 1;
     /// GTID flags2: the transaction is an XA transaction written at its `XA PREPARE`.
-    pub const FL_PREPARED_XA: u8 = 64;
+    pub(crate) const FL_PREPARED_XA: u8 = 64;
 }
 
 /// The reader's settings.
 #[derive(Debug, Clone)]
-pub struct SourceConfig {
+pub(crate) struct SourceConfig {
     /// How to reach the server again after a lost connection.
-    pub mysql: MysqlConfig,
+    pub(crate) mysql: MysqlConfig,
     /// Which tables are captured.
-    pub filter: TableFilter,
+    pub(crate) filter: TableFilter,
     /// Cap on one transaction's held-back bytes.
-    pub lookahead_bytes: usize,
+    pub(crate) lookahead_bytes: usize,
     /// Reconnect by GTID state rather than file position (MariaDB with GTIDs).
-    pub resume_by_gtid: bool,
+    pub(crate) resume_by_gtid: bool,
     /// Name columns `@1`, `@2`, ... when the binlog has no names, instead of stopping
     /// (offline decoding only: a live stream requires `binlog_row_metadata=FULL`).
-    pub positional_names: bool,
+    pub(crate) positional_names: bool,
     /// Whether the server writes CRC32 checksums (for the rotate event that opens a connection).
-    pub checksum_crc32: bool,
+    pub(crate) checksum_crc32: bool,
     /// Take what TABLE_MAP events lack (names, labels, keys) from `information_schema`: the
     /// server does not log full row metadata.
-    pub catalog: bool,
+    pub(crate) catalog: bool,
     /// Partition by primary key rather than by table.
-    pub partition_by_primary_key: bool,
+    pub(crate) partition_by_primary_key: bool,
     /// Resuming from a checkpoint that lists prepared XA transactions: read them again first.
-    pub catch_up: Option<CatchUp>,
+    pub(crate) catch_up: Option<CatchUp>,
     /// The largest event worth encoding: a row whose images alone are larger can never be
     /// sent (the sink refuses it by size, see `kinesis.oversize`), so its large values are not
     /// encoded at all. `usize::MAX` where nothing is sent (`decode`).
-    pub max_event_bytes: usize,
+    pub(crate) max_event_bytes: usize,
 }
 
 impl SourceConfig {
     /// The live reader's settings: from the configuration and what the server said.
-    pub fn live(
+    pub(crate) fn live(
         config: &Config,
         resume_by_gtid: bool,
         server: &connect::ServerInfo,
@@ -153,15 +160,11 @@ impl SourceConfig {
 
 /// What the reader did.
 #[derive(Debug, Clone, Default)]
-pub struct SourceSummary {
+pub(crate) struct SourceSummary {
     /// Row events sent.
-    pub events: u64,
-    /// Transactions completed.
-    pub transactions: u64,
+    pub(crate) events: u64,
     /// Connections reopened after a loss.
-    pub reconnects: u64,
-    /// The last boundary read.
-    pub position: Option<BinlogPosition>,
+    pub(crate) reconnects: u64,
 }
 
 /// A duplicate `server_id` this many times within [`SERVER_ID_CONFLICT_WINDOW`] is a
@@ -178,7 +181,7 @@ const RECONNECT_BACKOFF: Backoff = Backoff {
 /// Reads `stream`, which starts at `start`, until `cancel` fires between transactions or a
 /// permanent error stops it. A lost, killed or silent connection is reopened from the last
 /// transaction boundary read, with capped exponential backoff; see "# Reconnecting".
-pub async fn run(
+pub(crate) async fn run(
     config: SourceConfig,
     stream: BinlogStream,
     start: ResumePoint,

@@ -3,11 +3,11 @@
 //! With `binlog_row_metadata=FULL` (MySQL 8.0.1+, MariaDB 10.5+) every TABLE_MAP event carries
 //! the column names, signedness, character sets, ENUM/SET labels and primary key, so the daemon
 //! needs no schema history and no SQL parser: an `ALTER TABLE` mid-stream simply shows up in the
-//! next TABLE_MAP. [`TableSchema::from_table_map`] precomputes, once per TABLE_MAP, everything
+//! next TABLE_MAP. `TableSchema::from_table_map` precomputes, once per TABLE_MAP, everything
 //! the per-row decoder needs.
 //!
 //! Without FULL metadata, the names, signedness, collations, labels and primary key that the
-//! event lacks come from a [`CatalogTable`] (`information_schema`), and the event's own column
+//! event lacks come from a `CatalogTable` (`information_schema`), and the event's own column
 //! types still drive decoding.
 
 use mysql_common::{
@@ -19,40 +19,40 @@ use super::{catalog::CatalogTable, decode::ColumnCodec};
 use crate::event::TableName;
 
 /// Collation id of the `binary` character set.
-pub const BINARY_COLLATION: u16 = 63;
+pub(crate) const BINARY_COLLATION: u16 = 63;
 
 /// One column, with what decoding its values needs.
 #[derive(Debug, Clone)]
-pub struct ColumnSchema {
+pub(crate) struct ColumnSchema {
     /// The name.
-    pub name: String,
+    pub(crate) name: String,
     /// The real type (ENUM and SET resolved from MYSQL_TYPE_STRING).
-    pub column_type: ColumnType,
+    pub(crate) column_type: ColumnType,
     /// The type metadata bytes from the TABLE_MAP.
-    pub meta: Vec<u8>,
+    pub(crate) meta: Vec<u8>,
     /// UNSIGNED, for numeric columns.
-    pub unsigned: bool,
+    pub(crate) unsigned: bool,
     /// Collation id, for character, ENUM and SET columns; 0 when unknown.
-    pub collation: u16,
+    pub(crate) collation: u16,
     /// ENUM or SET labels in definition order.
-    pub labels: Option<Vec<String>>,
+    pub(crate) labels: Option<Vec<String>>,
 }
 
 /// A table as the binlog describes it.
 #[derive(Debug, Clone)]
-pub struct TableSchema {
+pub(crate) struct TableSchema {
     /// `database.table`.
-    pub name: TableName,
+    pub(crate) name: TableName,
     /// The database.
-    pub database: String,
+    pub(crate) database: String,
     /// The table.
-    pub table: String,
+    pub(crate) table: String,
     /// The columns in table order.
-    pub columns: Vec<ColumnSchema>,
+    pub(crate) columns: Vec<ColumnSchema>,
     /// Indexes into `columns` of the primary key, in key order; empty without a key.
-    pub primary_key: Vec<usize>,
+    pub(crate) primary_key: Vec<usize>,
     /// How each column's values are written as JSON, in column order.
-    pub codecs: Vec<ColumnCodec>,
+    pub(crate) codecs: Vec<ColumnCodec>,
 }
 
 /// A TABLE_MAP the daemon cannot use.
@@ -99,7 +99,7 @@ impl TableSchema {
     /// Precomputes the schema of a TABLE_MAP event. Without column names in the event,
     /// `positional_names` names the columns `@1`, `@2`, ... (as `mariadb-binlog` does) instead of
     /// failing.
-    pub fn from_table_map(
+    pub(crate) fn from_table_map(
         map: &TableMapEvent<'_>,
         positional_names: bool,
     ) -> Result<Self, SchemaError> {
@@ -107,7 +107,7 @@ impl TableSchema {
     }
 
     /// As [`Self::from_table_map`], with what the event lacks taken from `catalog`.
-    pub fn from_table_map_and_catalog(
+    pub(crate) fn from_table_map_and_catalog(
         map: &TableMapEvent<'_>,
         catalog: &CatalogTable,
     ) -> Result<Self, SchemaError> {

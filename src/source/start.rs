@@ -1,5 +1,5 @@
-//! Where replication starts: a pure decision ([`plan`]) from what the operator asked for, the
-//! saved checkpoint and two facts about the server, then [`open`], which checks the chosen
+//! Where replication starts: a pure decision (`plan`) from what the operator asked for, the
+//! saved checkpoint and two facts about the server, then `open`, which checks the chosen
 //! point on the server (still there? a transaction start? no needed GTID purged?) and opens
 //! the binlog stream there.
 //!
@@ -37,30 +37,30 @@ pub enum StartFrom {
 
 /// What [`plan`] needs to know about the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServerFacts {
+pub(crate) struct ServerFacts {
     /// MariaDB (GTIDs are domain-server-sequence) rather than MySQL.
-    pub is_mariadb: bool,
+    pub(crate) is_mariadb: bool,
     /// MySQL with `gtid_mode=ON`: a GTID set can start a stream.
-    pub mysql_gtids: bool,
+    pub(crate) mysql_gtids: bool,
 }
 
 impl ServerFacts {
     /// Whether `gtid` can start a stream on this server.
-    pub fn can_resume(&self, gtid: &GtidState) -> bool {
+    pub(crate) fn can_resume(&self, gtid: &GtidState) -> bool {
         !gtid.is_empty()
             && (gtid.is_mysql() != self.is_mariadb)
             && (self.is_mariadb || self.mysql_gtids)
     }
 
     /// Whether reconnects may resume by GTID whenever the state is known.
-    pub fn resume_by_gtid(&self) -> bool {
+    pub(crate) fn resume_by_gtid(&self) -> bool {
         self.is_mariadb || self.mysql_gtids
     }
 }
 
 /// Where to start, decided; [`open`] carries it out.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartPlan {
+pub(crate) enum StartPlan {
     /// `--start-position`: there, once the server confirms it is a transaction start.
     Position(BinlogPosition),
     /// `--start-gtid`: after that state, by GTID.
@@ -90,7 +90,7 @@ impl StartPlan {
     /// Whether this start is saved as the checkpoint before the first event is read: every
     /// start but a resume from the checkpoint, so that a run that stops before its first
     /// acknowledged boundary restarts from here, not from a later end of binlog.
-    pub fn saved_before_reading(&self) -> bool {
+    pub(crate) fn saved_before_reading(&self) -> bool {
         !matches!(
             self,
             StartPlan::CatchUp { .. }
@@ -102,7 +102,7 @@ impl StartPlan {
 
 /// Decides where to start from what was asked, the checkpoint (as the boundary it saved) and
 /// the server's facts. The only refusal here is a `--start-gtid` the server cannot use.
-pub fn plan(
+pub(crate) fn plan(
     asked: StartFrom,
     checkpoint: Option<Boundary>,
     server: ServerFacts,
@@ -149,20 +149,20 @@ pub fn plan(
 }
 
 /// Where the stream was opened.
-pub struct Opened {
+pub(crate) struct Opened {
     /// The stream, at `point`.
-    pub stream: BinlogStream,
+    pub(crate) stream: BinlogStream,
     /// Where it starts, with the GTID state there when known.
-    pub point: ResumePoint,
+    pub(crate) point: ResumePoint,
     /// Reading the checkpoint's prepared XA transactions again first.
-    pub catch_up: Option<CatchUp>,
+    pub(crate) catch_up: Option<CatchUp>,
 }
 
 /// Checks the planned start on the server and opens the binlog stream there. On MariaDB the
 /// GTID state at a file position comes from `BINLOG_GTID_POS`, so every checkpoint can resume
 /// on another server of the topology; on MySQL it is known at the end of the binlog
 /// (`Executed_Gtid_Set`) and at the start of every file (PREVIOUS_GTIDS).
-pub async fn open(
+pub(crate) async fn open(
     mut conn: Conn,
     plan: StartPlan,
     server: ServerFacts,

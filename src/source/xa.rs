@@ -90,13 +90,13 @@ impl PreparedSet {
 /// Reading again the prepared transactions a checkpoint lists, from the earliest one's start
 /// up to the checkpoint's position, where everything else was delivered already.
 #[derive(Debug, Clone)]
-pub struct CatchUp {
+pub(crate) struct CatchUp {
     /// The checkpoint's position: from here on the reader reads as usual.
-    pub until: BinlogPosition,
+    pub(crate) until: BinlogPosition,
     /// The XIDs to hold again.
-    pub pending: HashSet<String>,
+    pub(crate) pending: HashSet<String>,
     /// The GTID state at the start, restored when a reconnect starts the catch-up over.
-    pub initial_gtid: Option<GtidState>,
+    pub(crate) initial_gtid: Option<GtidState>,
 }
 
 impl CatchUp {

@@ -129,7 +129,7 @@ pub enum ValueError {
 /// straight from the event bytes. Every other type goes through `mysql_common`'s parser and
 /// [`to_json`]; the tests hold the fast paths to exactly what [`to_json`] writes.
 #[derive(Debug, Clone)]
-pub struct ColumnCodec {
+pub(crate) struct ColumnCodec {
     /// `"name":`.
     key: Vec<u8>,
     kind: Kind,
@@ -157,7 +157,7 @@ enum Text {
 
 impl ColumnCodec {
     /// The codec of `column`.
-    pub fn new(column: &ColumnSchema) -> Self {
+    pub(crate) fn new(column: &ColumnSchema) -> Self {
         use ColumnType::*;
         let mut key = Vec::with_capacity(column.name.len() + 3);
         crate::event::write_json(&mut key, &column.name);
@@ -216,7 +216,7 @@ fn is_utf8(collation: u16) -> bool {
 /// The rows of one rows event as JSON objects, back to back in one buffer that is reused
 /// from event to event.
 #[derive(Debug, Default)]
-pub struct EncodedRows {
+pub(crate) struct EncodedRows {
     op: Option<Op>,
     buf: Vec<u8>,
     rows: Vec<EncodedRow>,
@@ -239,37 +239,32 @@ struct EncodedRow {
 /// One row change as JSON objects; `None` where the event has no such image (or the table
 /// no primary key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RowJson<'a> {
+pub(crate) struct RowJson<'a> {
     /// The primary-key columns of the row's latest image.
-    pub primary_key: Option<&'a [u8]>,
+    pub(crate) primary_key: Option<&'a [u8]>,
     /// The before image (updates and deletes).
-    pub before: Option<&'a [u8]>,
+    pub(crate) before: Option<&'a [u8]>,
     /// The after image (inserts and updates).
-    pub after: Option<&'a [u8]>,
+    pub(crate) after: Option<&'a [u8]>,
     /// Set when the row's images alone are larger than the limit given to [`encode_rows`]:
     /// at least this many bytes. Its large values were then never encoded (they are `null`
     /// in the images), so it must not be sent, only reported.
-    pub oversize: Option<usize>,
+    pub(crate) oversize: Option<usize>,
 }
 
 impl EncodedRows {
     /// Insert, update or delete: the same for every row of an event.
-    pub fn op(&self) -> Op {
+    pub(crate) fn op(&self) -> Op {
         self.op.unwrap_or(Op::Insert)
     }
 
     /// How many rows the event has.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.rows.len()
     }
 
-    /// Whether the event has no rows.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
     /// The rows, in event order.
-    pub fn iter(&self) -> impl Iterator<Item = RowJson<'_>> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = RowJson<'_>> {
         let fragment = |span: Option<(usize, usize)>| span.map(|(a, b)| &self.buf[a..b]);
         self.rows.iter().map(move |row| RowJson {
             primary_key: fragment(row.primary_key),
@@ -284,7 +279,7 @@ impl EncodedRows {
 /// exceed `max_row_bytes` is marked [`RowJson::oversize`], and values that would take it past
 /// the limit are not encoded at all: a huge BLOB that can never be sent costs no encoding
 /// memory.
-pub fn encode_rows(
+pub(crate) fn encode_rows(
     schema: &TableSchema,
     rows: &RowsEventData<'_>,
     out: &mut EncodedRows,
@@ -547,7 +542,7 @@ fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
 
 mod value;
 
-pub use self::value::to_json;
+pub(crate) use self::value::to_json;
 use self::value::LATIN1_COLLATIONS;
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use super::ValueError;
 use crate::source::schema::{ColumnSchema, BINARY_COLLATION};
 
 /// Converts one decoded binlog value to its JSON form (see the README's value table).
-pub fn to_json(column: &ColumnSchema, value: BinlogValue<'_>) -> Result<Json, ValueError> {
+pub(crate) fn to_json(column: &ColumnSchema, value: BinlogValue<'_>) -> Result<Json, ValueError> {
     let value = match value {
         BinlogValue::Value(value) => value,
         // MySQL's binary JSON. Opaque scalars inside a document (DECIMAL, DATE, TIME,

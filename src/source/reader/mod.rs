@@ -86,8 +86,6 @@ struct Payload {
 pub(super) struct Counts {
     /// Row events sent.
     pub(super) events: u64,
-    /// Transactions completed.
-    pub(super) transactions: u64,
     /// Connections reopened after a loss.
     pub(super) reconnects: u64,
 }
@@ -259,9 +257,7 @@ impl Reader {
     pub(super) fn summary(&self) -> SourceSummary {
         SourceSummary {
             events: self.counts.events,
-            transactions: self.counts.transactions,
             reconnects: self.counts.reconnects,
-            position: Some(self.boundary.clone()),
         }
     }
 

@@ -88,7 +88,6 @@ impl Reader {
                 event.line.finish(xid, index + 1 == n_events);
                 self.send(Message::Event(event)).await?;
             }
-            self.counts.transactions += 1;
         }
         self.emit_boundary(end).await
     }
