@@ -157,6 +157,7 @@ impl Error {
                 SourceError::UnsupportedEvent { .. }
                 | SourceError::Decode { .. }
                 | SourceError::Schema { .. }
+                | SourceError::Snapshot(_)
                 | SourceError::Protocol { .. }
                 | SourceError::File { .. }
                 | SourceError::Integrity { .. }

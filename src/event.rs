@@ -40,6 +40,8 @@ pub enum Op {
     /// `TRUNCATE TABLE`: every row of the table removed at once; `before`, `after` and
     /// `primary_key` are null.
     Truncate,
+    /// A row as a snapshot read it: `before` is null, `after` the row.
+    Read,
 }
 
 impl Op {
@@ -49,6 +51,7 @@ impl Op {
             Op::Update => "update",
             Op::Delete => "delete",
             Op::Truncate => "truncate",
+            Op::Read => "read",
         }
     }
 }

@@ -31,6 +31,10 @@ pub(crate) struct CatalogColumn {
     pub(crate) collation: u16,
     /// ENUM or SET labels, in definition order.
     pub(crate) labels: Option<Vec<String>>,
+    /// `DATA_TYPE`, lower case (`int`, `varchar`, `timestamp`, ...).
+    pub(crate) data_type: String,
+    /// `DATETIME_PRECISION`: fractional second digits of times (0 for other types).
+    pub(crate) fsp: u8,
 }
 
 /// A table as `information_schema` describes it.
@@ -93,14 +97,23 @@ impl Catalog {
     }
 }
 
-async fn load(conn: &mut Conn, database: &str, table: &str) -> Result<CatalogTable, SourceError> {
+/// `COLUMN_NAME, COLUMN_TYPE, collation id, DATA_TYPE, DATETIME_PRECISION`.
+type ColumnRow = (String, String, Option<u64>, String, Option<u64>);
+
+/// The table's columns (with what snapshots need: data type, fractional digits) and primary
+/// key; no columns when the table does not exist or the user cannot see it.
+pub(crate) async fn load(
+    conn: &mut Conn,
+    database: &str,
+    table: &str,
+) -> Result<CatalogTable, SourceError> {
     let query_error = |source| SourceError::Query {
         what: "reading a table definition from information_schema",
         source,
     };
-    let rows: Vec<(String, String, Option<u64>)> = conn
+    let rows: Vec<ColumnRow> = conn
         .exec(
-            "SELECT c.COLUMN_NAME, c.COLUMN_TYPE, co.ID \
+            "SELECT c.COLUMN_NAME, c.COLUMN_TYPE, co.ID, c.DATA_TYPE, c.DATETIME_PRECISION \
              FROM information_schema.COLUMNS c \
              LEFT JOIN information_schema.COLLATIONS co ON co.COLLATION_NAME = c.COLLATION_NAME \
              WHERE c.TABLE_SCHEMA = ? AND c.TABLE_NAME = ? \
@@ -111,16 +124,20 @@ async fn load(conn: &mut Conn, database: &str, table: &str) -> Result<CatalogTab
         .map_err(query_error)?;
     let columns: Vec<CatalogColumn> = rows
         .into_iter()
-        .map(|(name, column_type, collation)| CatalogColumn {
-            name,
-            unsigned: is_unsigned(&column_type),
-            // Binary strings and BLOBs have no collation in information_schema; in the binlog
-            // they have the `binary` one.
-            collation: collation
-                .and_then(|c| u16::try_from(c).ok())
-                .unwrap_or(super::schema::BINARY_COLLATION),
-            labels: labels(&column_type),
-        })
+        .map(
+            |(name, column_type, collation, data_type, fsp)| CatalogColumn {
+                name,
+                unsigned: is_unsigned(&column_type),
+                // Binary strings and BLOBs have no collation in information_schema; in the binlog
+                // they have the `binary` one.
+                collation: collation
+                    .and_then(|c| u16::try_from(c).ok())
+                    .unwrap_or(super::schema::BINARY_COLLATION),
+                labels: labels(&column_type),
+                data_type: data_type.to_ascii_lowercase(),
+                fsp: fsp.map_or(0, |p| p.min(6) as u8),
+            },
+        )
         .collect();
     let key: Vec<String> = conn
         .exec(

@@ -1,7 +1,7 @@
 //! Why the reader stopped, each error classified where it is born: [`SourceError::is_transient`]
 //! says whether reconnecting could help.
 
-use super::{decode::DecodeError, integrity, schema::SchemaError};
+use super::{decode::DecodeError, integrity, schema::SchemaError, snapshot};
 use crate::{
     event::TableName,
     position::{BinlogPosition, GtidState},
@@ -114,6 +114,9 @@ pub enum SourceError {
         #[source]
         source: Box<DecodeError>,
     },
+    /// A table a snapshot cannot read.
+    #[error(transparent)]
+    Snapshot(Box<snapshot::SnapshotError>),
     /// A TABLE_MAP the daemon cannot use.
     #[error("at {position}")]
     Schema {

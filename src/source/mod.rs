@@ -68,6 +68,7 @@ pub mod integrity;
 pub(crate) mod lock;
 mod reader;
 pub mod schema;
+pub mod snapshot;
 pub mod start;
 mod statement;
 pub(crate) mod xa;

@@ -106,6 +106,24 @@ impl TableSchema {
         Self::build(map, positional_names, None)
     }
 
+    /// A table from its columns and primary key (what a snapshot reads from
+    /// `information_schema`).
+    pub(crate) fn from_columns(
+        database: &str,
+        table: &str,
+        columns: Vec<ColumnSchema>,
+        primary_key: Vec<usize>,
+    ) -> Self {
+        Self {
+            name: TableName::new(database, table),
+            database: database.to_owned(),
+            table: table.to_owned(),
+            codecs: columns.iter().map(ColumnCodec::new).collect(),
+            columns,
+            primary_key,
+        }
+    }
+
     /// As [`Self::from_table_map`], with what the event lacks taken from `catalog`.
     pub(crate) fn from_table_map_and_catalog(
         map: &TableMapEvent<'_>,

@@ -100,23 +100,33 @@ fn families() -> Vec<(&'static str, Vec<&'static str>, Vec<Value>)> {
     ]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_type_family_arrives_exactly_as_the_value_table_says() {
-    let world = World::new().await;
+/// Creates database `shop` with a table per family, runs `extra`, starts the daemon.
+async fn world_with_families(world: &World, extra: &[&str]) -> crate::harness::Daemon {
     let mut setup = vec!["CREATE DATABASE shop CHARACTER SET utf8mb4".to_owned()];
     for (definition, _, _) in families() {
         setup.push(format!("CREATE TABLE shop.{definition}"));
     }
+    setup.extend(extra.iter().map(|s| s.to_string()));
     world
         .db
         .admin(&setup.iter().map(String::as_str).collect::<Vec<_>>())
         .await;
-    let daemon = world.running_daemon(&[]).await;
+    world.running_daemon(&[]).await
+}
 
-    let mut writes = vec![
+/// The start of a write session whose literal values are UTF-8 and UTC.
+fn utc_writes() -> Vec<String> {
+    vec![
         "SET NAMES utf8mb4".to_owned(),
         "SET time_zone = '+00:00'".to_owned(),
-    ];
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_type_family_arrives_exactly_as_the_value_table_says() {
+    let world = World::new().await;
+    let daemon = world_with_families(&world, &[]).await;
+    let mut writes = utc_writes();
     let mut expected = Vec::new();
     for (definition, rows, afters) in families() {
         let table = definition.split(' ').next().unwrap();
@@ -163,4 +173,79 @@ async fn every_type_family_arrives_exactly_as_the_value_table_says() {
     );
     assert!(delete.after.is_none());
     daemon.stop().await.unwrap();
+}
+
+/// Issue 14 (first step): a row read by a snapshot is the line its insert was, but for `op`,
+/// the position fields and `xid`/`commit`, for every type family of the matrix; chunks of one
+/// row page through each table by its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_line_equals_the_insert_line_for_every_type_family() {
+    use binlog_kinesis::{
+        event::{ChangeEvent, Op},
+        position::BinlogPosition,
+        source::{connect, snapshot},
+    };
+    use mysql_async::prelude::Queryable;
+
+    let world = World::new().await;
+    let daemon = world_with_families(&world, &["GRANT SELECT ON shop.* TO 'cdc'@'%'"]).await;
+    let mut writes = utc_writes();
+    let mut n = 0;
+    for (definition, rows, _) in families() {
+        let table = definition.split(' ').next().unwrap();
+        for row in &rows {
+            writes.push(format!("INSERT INTO shop.{table} VALUES {row}"));
+        }
+        n += rows.len();
+    }
+    world
+        .db
+        .admin(&writes.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    let inserts = world.shop_events(n).await;
+    daemon.stop().await.unwrap();
+
+    let mysql = world.config(&[]).mysql;
+    let mut conn = connect::connect(&mysql).await.unwrap();
+    snapshot::prepare_connection(&mut conn).await.unwrap();
+    // A session time zone far from UTC: TIMESTAMPs must not depend on it.
+    conn.query_drop("SET time_zone = '-08:00'").await.unwrap();
+    let position: BinlogPosition = "mariadb-bin.000001:4".parse().unwrap();
+    let mut compared = 0;
+    for (definition, rows, _) in families() {
+        let name = definition.split(' ').next().unwrap();
+        let table = snapshot::SnapshotTable::describe(&mut conn, "shop", name)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {}", binlog_kinesis::report::error_chain(&e)));
+        let mut read = Vec::new();
+        let mut after = None;
+        loop {
+            let chunk = table
+                .read_chunk(&mut conn, after.as_deref(), 1)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {}", binlog_kinesis::report::error_chain(&e)));
+            let Some(last) = chunk.last_key else { break };
+            read.extend(chunk.rows);
+            after = Some(last);
+        }
+        assert_eq!(read.len(), rows.len(), "{name}: every row, once");
+        for (index, row) in read.iter().enumerate() {
+            let mut bytes = Vec::new();
+            table
+                .line(row, index as u32, &position, 0)
+                .write_to(&mut bytes);
+            let line: ChangeEvent = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|e| panic!("{name}: {e}: {}", String::from_utf8_lossy(&bytes)));
+            assert_eq!(line.op, Op::Read);
+            let insert = inserts
+                .iter()
+                .find(|e| e.table == name && e.primary_key == line.primary_key)
+                .unwrap_or_else(|| panic!("{name}: no insert with key {:?}", line.primary_key));
+            assert_eq!(line.database, insert.database);
+            assert_eq!(line.before, None);
+            assert_eq!(line.after, insert.after, "{name} row {index}");
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, n);
 }

@@ -156,6 +156,11 @@ enum Text {
 }
 
 impl ColumnCodec {
+    /// The column's `"name":`, escaped.
+    pub(crate) fn key(&self) -> &[u8] {
+        &self.key
+    }
+
     /// The codec of `column`.
     pub(crate) fn new(column: &ColumnSchema) -> Self {
         use ColumnType::*;
@@ -542,8 +547,8 @@ fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
 
 mod value;
 
-pub(crate) use self::value::to_json;
 use self::value::LATIN1_COLLATIONS;
+pub(crate) use self::value::{to_json, unix_timestamp_json};
 
 #[cfg(test)]
 mod tests;

@@ -282,6 +282,21 @@ pub(super) fn timestamp(seconds: i64, micros: u32, fsp: u8) -> String {
     )
 }
 
+/// A TIMESTAMP given as `UNIX_TIMESTAMP()` text (`1700000000` or `1700000000.123`, the
+/// fraction in as many digits as the column has), as [`to_json`] writes the binlog's.
+pub(crate) fn unix_timestamp_json(text: &str, fsp: u8) -> Option<Json> {
+    let (seconds, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let seconds = seconds.parse().ok()?;
+    let micros = if fraction.is_empty() {
+        0
+    } else if fraction.len() <= 6 && fraction.bytes().all(|b| b.is_ascii_digit()) {
+        fraction.parse::<u32>().ok()? * 10u32.pow(6 - fraction.len() as u32)
+    } else {
+        return None;
+    };
+    Some(Json::String(timestamp(seconds, micros, fsp.min(6))))
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;

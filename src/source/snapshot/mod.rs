@@ -1,0 +1,493 @@
+//! Snapshots: a table's current rows as `read` events (issue 14, first step).
+//!
+//! This step reads a table in primary-key chunks and encodes each row exactly as the binlog
+//! path encodes an insert of it: the same `ColumnSchema`s, the same value conversion
+//! (`decode::to_json`), the same line builder. Placing chunks in the stream (at the binlog
+//! position of their consistent read), progress in the checkpoint, the triggers and the
+//! markers come in the next steps; nothing in `run` reads snapshots yet.
+//!
+//! # Reading values as the binlog has them
+//!
+//! The chunk is read with the binary protocol (a prepared statement), on a connection with
+//! `SET NAMES binary`, so text arrives as the bytes stored, in the column's character set, and
+//! goes through the same conversion as binlog text. Three types are selected through an
+//! expression because the binary protocol gives them in another form than the binlog:
+//! - `TIMESTAMP` as `UNIX_TIMESTAMP(c)`: seconds since the epoch whatever the session time
+//!   zone, as the binlog stores them (zero dates are 0 in both);
+//! - `ENUM` and `SET` as `c+0`: the index and the bit set, as the binlog stores them; the
+//!   labels come from `information_schema`, as they do for a binlog without full metadata.
+//!
+//! A column type this module does not map (MariaDB's `UUID`, `INET4`, `INET6`, ...) is an
+//! error naming the column, never a guess.
+//!
+//! # Chunks
+//!
+//! `WHERE (k1, k2) > (?, ?) ORDER BY k1, k2 LIMIT n` on the primary key: the server compares
+//! the keys (collations included), so the paging is right whatever the key's type; the last
+//! row's key values, as the server returned them, start the next chunk.
+
+use std::sync::Arc;
+
+use mysql_async::{prelude::Queryable, Conn, Value};
+use mysql_common::{binlog::value::BinlogValue, constants::ColumnType};
+use serde_json::Value as Json;
+
+use super::{
+    catalog::{self, CatalogColumn},
+    decode::{self, ValueError},
+    schema::{ColumnSchema, TableSchema},
+    SourceError,
+};
+use crate::{
+    event::{gtid_json, line_prefix, write_json, EventLine, Op, TableName},
+    position::BinlogPosition,
+};
+
+/// How a column is selected and its value brought to the binlog's form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fetch {
+    /// As it is.
+    Plain,
+    /// `UNIX_TIMESTAMP(c)`, then as the binlog's TIMESTAMP.
+    UnixTimestamp,
+    /// `c+0`: an ENUM's index.
+    EnumIndex,
+    /// `c+0`: a SET's bits.
+    SetBits,
+    /// YEAR, which the binary protocol gives as a number.
+    Year,
+}
+
+/// A table as a snapshot reads it.
+#[derive(Debug, Clone)]
+pub struct SnapshotTable {
+    schema: Arc<TableSchema>,
+    fetch: Vec<Fetch>,
+    /// The select list, in column order.
+    select: String,
+}
+
+/// A table the snapshot cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    /// No such table (or no privilege to see it).
+    #[error("table {table} is not in information_schema (it does not exist, or the user cannot see it: GRANT SELECT on it)")]
+    NoTable {
+        /// The table.
+        table: TableName,
+    },
+    /// No primary key: not chunked in this step.
+    #[error("table {table} has no primary key; snapshots of such tables are not supported yet")]
+    NoPrimaryKey {
+        /// The table.
+        table: TableName,
+    },
+    /// A column type without a known binlog form.
+    #[error("column {column:?} of {table} has type {data_type}, which snapshots cannot read yet")]
+    UnsupportedType {
+        /// The table.
+        table: TableName,
+        /// The column.
+        column: String,
+        /// Its `DATA_TYPE`.
+        data_type: String,
+    },
+    /// A value that cannot be written as JSON.
+    #[error("cannot encode column {column:?} of {table}")]
+    Value {
+        /// The table.
+        table: TableName,
+        /// The column.
+        column: String,
+        /// Why.
+        #[source]
+        source: ValueError,
+    },
+}
+
+impl From<SnapshotError> for SourceError {
+    fn from(error: SnapshotError) -> Self {
+        SourceError::Snapshot(Box::new(error))
+    }
+}
+
+impl SnapshotTable {
+    /// Reads the table's definition from `information_schema`.
+    pub async fn describe(
+        conn: &mut Conn,
+        database: &str,
+        table: &str,
+    ) -> Result<Self, SourceError> {
+        let name = TableName::new(database, table);
+        let found = catalog::load(conn, database, table).await?;
+        if found.columns.is_empty() {
+            return Err(SnapshotError::NoTable { table: name }.into());
+        }
+        if found.primary_key.is_empty() {
+            return Err(SnapshotError::NoPrimaryKey { table: name }.into());
+        }
+        let mut columns = Vec::with_capacity(found.columns.len());
+        let mut fetch = Vec::with_capacity(found.columns.len());
+        let mut select = Vec::with_capacity(found.columns.len());
+        for column in &found.columns {
+            let (column_type, how) =
+                binlog_type(column).ok_or_else(|| SnapshotError::UnsupportedType {
+                    table: name.clone(),
+                    column: column.name.clone(),
+                    data_type: column.data_type.clone(),
+                })?;
+            let quoted = quote(&column.name);
+            select.push(match how {
+                Fetch::UnixTimestamp => format!("UNIX_TIMESTAMP({quoted})"),
+                Fetch::EnumIndex | Fetch::SetBits => format!("{quoted}+0"),
+                Fetch::Plain | Fetch::Year => quoted,
+            });
+            fetch.push(how);
+            columns.push(ColumnSchema {
+                name: column.name.clone(),
+                column_type,
+                meta: meta(column_type, column.fsp),
+                unsigned: column.unsigned,
+                collation: column.collation,
+                labels: column.labels.clone(),
+            });
+        }
+        let schema = TableSchema::from_columns(database, table, columns, found.primary_key.clone());
+        Ok(Self {
+            schema: Arc::new(schema),
+            fetch,
+            select: select.join(", "),
+        })
+    }
+
+    /// The table's name.
+    pub fn name(&self) -> &TableName {
+        &self.schema.name
+    }
+
+    /// The query of a chunk: the first one (`after_key` false), or the one after a key.
+    fn chunk_query(&self, after_key: bool, limit: usize) -> String {
+        let key: Vec<String> = self
+            .schema
+            .primary_key
+            .iter()
+            .map(|&i| quote(&self.schema.columns[i].name))
+            .collect();
+        let from = format!(
+            "{}.{}",
+            quote(&self.schema.database),
+            quote(&self.schema.table)
+        );
+        let mut query = format!("SELECT {} FROM {from}", self.select);
+        if after_key {
+            let marks = vec!["?"; key.len()].join(", ");
+            query.push_str(&format!(" WHERE ({}) > ({marks})", key.join(", ")));
+        }
+        query.push_str(&format!(" ORDER BY {} LIMIT {limit}", key.join(", ")));
+        query
+    }
+
+    /// Reads up to `limit` rows after `after` (the last key of the previous chunk; `None`
+    /// for the first), in key order. The connection must be set up with
+    /// [`prepare_connection`].
+    pub async fn read_chunk(
+        &self,
+        conn: &mut Conn,
+        after: Option<&[Value]>,
+        limit: usize,
+    ) -> Result<Chunk, SourceError> {
+        let query = self.chunk_query(after.is_some(), limit);
+        let params: Vec<Value> = after.map(<[Value]>::to_vec).unwrap_or_default();
+        let rows: Vec<mysql_async::Row> =
+            conn.exec(query, params)
+                .await
+                .map_err(|source| SourceError::Query {
+                    what: "reading a snapshot chunk",
+                    source,
+                })?;
+        let mut chunk = Chunk::default();
+        for row in rows {
+            let values = row.unwrap();
+            chunk.rows.push(self.encode(&values)?);
+            chunk.last_key = Some(
+                self.schema
+                    .primary_key
+                    .iter()
+                    .map(|&i| values[i].clone())
+                    .collect(),
+            );
+        }
+        Ok(chunk)
+    }
+
+    /// One row's primary key and after-image, as the binlog path writes them.
+    fn encode(&self, values: &[Value]) -> Result<SnapshotRow, SnapshotError> {
+        let schema = &self.schema;
+        let mut json = Vec::with_capacity(values.len());
+        for ((column, how), value) in schema.columns.iter().zip(&self.fetch).zip(values) {
+            let converted = snapshot_json(column, *how, value.clone()).map_err(|source| {
+                SnapshotError::Value {
+                    table: schema.name.clone(),
+                    column: column.name.clone(),
+                    source,
+                }
+            })?;
+            json.push(converted);
+        }
+        let image = |indexes: &mut dyn Iterator<Item = usize>| {
+            let mut out = vec![b'{'];
+            for (n, index) in indexes.enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(schema.codecs[index].key());
+                write_json(&mut out, &json[index]);
+            }
+            out.push(b'}');
+            out
+        };
+        Ok(SnapshotRow {
+            primary_key: image(&mut schema.primary_key.iter().copied()),
+            after: image(&mut (0..schema.columns.len())),
+        })
+    }
+
+    /// The event line of `row`, placed at `position` as row number `index` of its chunk,
+    /// read at `ts_ms`: an insert line of the same row with `"op":"read"`, no GTID, no XID.
+    pub fn line(
+        &self,
+        row: &SnapshotRow,
+        index: u32,
+        position: &BinlogPosition,
+        ts_ms: u64,
+    ) -> EventLine {
+        let schema = &self.schema;
+        let prefix = line_prefix(Op::Read, &schema.database, &schema.table, ts_ms, position);
+        EventLine::build(
+            &prefix,
+            index,
+            &gtid_json(None),
+            Some(&row.primary_key),
+            None,
+            Some(&row.after),
+        )
+    }
+}
+
+/// The rows of one chunk.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    /// The rows, in key order.
+    pub rows: Vec<SnapshotRow>,
+    /// The last row's key values (`None` for an empty chunk: the table is done).
+    pub last_key: Option<Vec<Value>>,
+}
+
+/// One row, encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRow {
+    /// The primary key as a JSON object.
+    pub primary_key: Vec<u8>,
+    /// The row as a JSON object.
+    pub after: Vec<u8>,
+}
+
+/// Sets up a connection for snapshot reads: text in the bytes stored (`SET NAMES binary`).
+pub async fn prepare_connection(conn: &mut Conn) -> Result<(), SourceError> {
+    conn.query_drop("SET NAMES binary")
+        .await
+        .map_err(|source| SourceError::Query {
+            what: "setting up a snapshot connection",
+            source,
+        })
+}
+
+/// The binlog column type of a column, and how to read it; `None` for a type without one.
+fn binlog_type(column: &CatalogColumn) -> Option<(ColumnType, Fetch)> {
+    use ColumnType::*;
+    let plain = |t| Some((t, Fetch::Plain));
+    match column.data_type.as_str() {
+        "tinyint" => plain(MYSQL_TYPE_TINY),
+        "smallint" => plain(MYSQL_TYPE_SHORT),
+        "mediumint" => plain(MYSQL_TYPE_INT24),
+        "int" | "integer" => plain(MYSQL_TYPE_LONG),
+        "bigint" => plain(MYSQL_TYPE_LONGLONG),
+        "float" => plain(MYSQL_TYPE_FLOAT),
+        "double" | "real" => plain(MYSQL_TYPE_DOUBLE),
+        "decimal" | "numeric" => plain(MYSQL_TYPE_NEWDECIMAL),
+        "bit" => plain(MYSQL_TYPE_BIT),
+        "year" => Some((MYSQL_TYPE_YEAR, Fetch::Year)),
+        "date" => plain(MYSQL_TYPE_DATE),
+        "datetime" => plain(MYSQL_TYPE_DATETIME2),
+        "time" => plain(MYSQL_TYPE_TIME2),
+        "timestamp" => Some((MYSQL_TYPE_TIMESTAMP2, Fetch::UnixTimestamp)),
+        "char" | "binary" => plain(MYSQL_TYPE_STRING),
+        "varchar" | "varbinary" => plain(MYSQL_TYPE_VARCHAR),
+        "tinytext" | "text" | "mediumtext" | "longtext" | "tinyblob" | "blob" | "mediumblob"
+        | "longblob" | "json" => plain(MYSQL_TYPE_BLOB),
+        "enum" => Some((MYSQL_TYPE_ENUM, Fetch::EnumIndex)),
+        "set" => Some((MYSQL_TYPE_SET, Fetch::SetBits)),
+        "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
+        | "multipolygon" | "geometrycollection" => plain(MYSQL_TYPE_GEOMETRY),
+        _ => None,
+    }
+}
+
+/// The TABLE_MAP metadata a column of `column_type` would have, as far as the conversion
+/// reads it: fractional digits of times; for strings, lengths that the selected values never
+/// need (the server returns CHAR and BINARY values whole, padding included).
+fn meta(column_type: ColumnType, fsp: u8) -> Vec<u8> {
+    use ColumnType::*;
+    match column_type {
+        MYSQL_TYPE_DATETIME2 | MYSQL_TYPE_TIME2 | MYSQL_TYPE_TIMESTAMP2 => vec![fsp],
+        MYSQL_TYPE_VARCHAR => vec![0xff, 0xff],
+        MYSQL_TYPE_BLOB => vec![4],
+        MYSQL_TYPE_STRING => vec![0xfe, 0],
+        _ => Vec::new(),
+    }
+}
+
+/// One value read by a snapshot, as JSON: brought to the binlog's form, then the binlog
+/// path's conversion.
+fn snapshot_json(column: &ColumnSchema, how: Fetch, value: Value) -> Result<Json, ValueError> {
+    let number = |value: &Value| match value {
+        Value::Int(n) => Some(*n),
+        Value::UInt(n) => i64::try_from(*n).ok(),
+        Value::Bytes(text) => std::str::from_utf8(text).ok()?.parse().ok(),
+        _ => None,
+    };
+    if value == Value::NULL {
+        return Ok(Json::Null);
+    }
+    let invalid = |kind| ValueError::Invalid { kind };
+    let value = match how {
+        Fetch::Plain => value,
+        Fetch::Year => return number(&value).map(Json::from).ok_or(invalid("YEAR")),
+        Fetch::EnumIndex => Value::Int(number(&value).ok_or(invalid("ENUM"))?),
+        Fetch::SetBits => {
+            let bits = number(&value).ok_or(invalid("SET"))? as u64;
+            Value::Bytes(bits.to_le_bytes().to_vec())
+        }
+        Fetch::UnixTimestamp => {
+            let text = match value {
+                Value::Int(n) => n.to_string(),
+                Value::UInt(n) => n.to_string(),
+                Value::Bytes(text) => String::from_utf8(text).map_err(|_| invalid("TIMESTAMP"))?,
+                _ => return Err(invalid("TIMESTAMP")),
+            };
+            return decode::unix_timestamp_json(&text, column.meta.first().copied().unwrap_or(0))
+                .ok_or(invalid("TIMESTAMP"));
+        }
+    };
+    decode::to_json(column, BinlogValue::Value(value))
+}
+
+/// `name` as a quoted identifier.
+fn quote(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(name: &str, data_type: &str) -> CatalogColumn {
+        CatalogColumn {
+            name: name.into(),
+            unsigned: false,
+            collation: 63,
+            labels: None,
+            data_type: data_type.into(),
+            fsp: 0,
+        }
+    }
+
+    fn table(key: Vec<usize>) -> SnapshotTable {
+        let columns: Vec<ColumnSchema> = ["id", "re`gion", "v"]
+            .iter()
+            .map(|name| ColumnSchema {
+                name: (*name).into(),
+                column_type: ColumnType::MYSQL_TYPE_LONG,
+                meta: Vec::new(),
+                unsigned: false,
+                collation: 63,
+                labels: None,
+            })
+            .collect();
+        SnapshotTable {
+            schema: Arc::new(TableSchema::from_columns("shop", "orders", columns, key)),
+            fetch: vec![Fetch::Plain; 3],
+            select: "`id`, `re``gion`, `v`".into(),
+        }
+    }
+
+    #[test]
+    fn chunks_page_by_the_whole_key_in_key_order() {
+        let single = table(vec![0]);
+        assert_eq!(
+            single.chunk_query(false, 1000),
+            "SELECT `id`, `re``gion`, `v` FROM `shop`.`orders` ORDER BY `id` LIMIT 1000"
+        );
+        assert_eq!(
+            single.chunk_query(true, 10),
+            "SELECT `id`, `re``gion`, `v` FROM `shop`.`orders` WHERE (`id`) > (?) ORDER BY `id` LIMIT 10"
+        );
+        let composite = table(vec![1, 0]);
+        assert_eq!(
+            composite.chunk_query(true, 10),
+            "SELECT `id`, `re``gion`, `v` FROM `shop`.`orders` WHERE (`re``gion`, `id`) > (?, ?) ORDER BY `re``gion`, `id` LIMIT 10"
+        );
+    }
+
+    #[test]
+    fn types_without_a_binlog_form_are_refused_by_name() {
+        assert_eq!(
+            binlog_type(&column("t", "timestamp")),
+            Some((ColumnType::MYSQL_TYPE_TIMESTAMP2, Fetch::UnixTimestamp))
+        );
+        assert_eq!(
+            binlog_type(&column("s", "set")),
+            Some((ColumnType::MYSQL_TYPE_SET, Fetch::SetBits))
+        );
+        for data_type in ["uuid", "inet6", "inet4", "vector", "something"] {
+            assert_eq!(binlog_type(&column("c", data_type)), None, "{data_type}");
+        }
+    }
+
+    #[test]
+    fn values_come_to_the_binlog_form() {
+        let mut ts = ColumnSchema {
+            name: "ts".into(),
+            column_type: ColumnType::MYSQL_TYPE_TIMESTAMP2,
+            meta: vec![6],
+            unsigned: false,
+            collation: 63,
+            labels: None,
+        };
+        assert_eq!(
+            snapshot_json(&ts, Fetch::UnixTimestamp, Value::Bytes(b"1.5".to_vec())).unwrap(),
+            Json::from("1970-01-01T00:00:01.500000Z")
+        );
+        ts.meta = vec![0];
+        assert_eq!(
+            snapshot_json(&ts, Fetch::UnixTimestamp, Value::Int(0)).unwrap(),
+            Json::from("0000-00-00 00:00:00")
+        );
+        let set = ColumnSchema {
+            name: "s".into(),
+            column_type: ColumnType::MYSQL_TYPE_SET,
+            meta: Vec::new(),
+            unsigned: false,
+            collation: 8,
+            labels: Some(vec!["x".into(), "y".into(), "z".into()]),
+        };
+        assert_eq!(
+            snapshot_json(&set, Fetch::SetBits, Value::UInt(5)).unwrap(),
+            serde_json::json!(["x", "z"])
+        );
+        assert_eq!(
+            snapshot_json(&set, Fetch::SetBits, Value::NULL).unwrap(),
+            Json::Null
+        );
+    }
+}
