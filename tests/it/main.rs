@@ -10,5 +10,6 @@ mod proxy;
 mod replication;
 mod resilience;
 mod shutdown;
+mod snapshot;
 mod structure;
 mod types;

@@ -92,6 +92,9 @@ pub enum SnapshotError {
         /// Its `DATA_TYPE`.
         data_type: String,
     },
+    /// The server does not say where its consistent read stands in the binlog.
+    #[error("the server reports no binlog_snapshot_file/binlog_snapshot_position after START TRANSACTION WITH CONSISTENT SNAPSHOT (MariaDB with log_bin=ON reports them; on MySQL use the watermark method)")]
+    NoSnapshotPosition,
     /// A value that cannot be written as JSON.
     #[error("cannot encode column {column:?} of {table}")]
     Value {
@@ -218,6 +221,58 @@ impl SnapshotTable {
             );
         }
         Ok(chunk)
+    }
+
+    /// Reads a chunk as [`Self::read_chunk`] does, inside its own consistent read (MariaDB's
+    /// `START TRANSACTION WITH CONSISTENT SNAPSHOT`), and returns with it the binlog position
+    /// that read saw: every transaction that ends at or before it is in the rows, none after
+    /// it. Placed at that position in the stream, the chunk's rows come after the changes they
+    /// include and before those they do not. No lock is taken; the transaction is read-only
+    /// and lasts one chunk.
+    pub async fn read_chunk_consistent(
+        &self,
+        conn: &mut Conn,
+        after: Option<&[Value]>,
+        limit: usize,
+    ) -> Result<(BinlogPosition, Chunk), SourceError> {
+        let query_error = |source| SourceError::Query {
+            what: "reading a snapshot chunk in a consistent read",
+            source,
+        };
+        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            .await
+            .map_err(query_error)?;
+        let result = async {
+            let status: Vec<(String, String)> = conn
+                .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
+                .await
+                .map_err(query_error)?;
+            let value = |name: &str| {
+                status
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone())
+            };
+            let at = match (
+                value("binlog_snapshot_file"),
+                value("binlog_snapshot_position"),
+            ) {
+                (Some(file), Some(offset)) if !file.is_empty() => offset
+                    .parse()
+                    .ok()
+                    .and_then(|offset| BinlogPosition::new(file, offset).ok()),
+                _ => None,
+            }
+            .ok_or(SnapshotError::NoSnapshotPosition)?;
+            let chunk = self.read_chunk(conn, after, limit).await?;
+            Ok::<_, SourceError>((at, chunk))
+        }
+        .await;
+        // Read-only: ending it cannot lose anything, whatever happened above.
+        let ended = conn.query_drop("COMMIT").await.map_err(query_error);
+        let read = result?;
+        ended?;
+        Ok(read)
     }
 
     /// One row's primary key and after-image, as the binlog path writes them.
