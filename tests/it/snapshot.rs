@@ -111,3 +111,96 @@ async fn a_consistent_chunk_holds_exactly_the_changes_before_its_position() {
         assert_eq!(rows, &state_before(&events, at), "read at {at}");
     }
 }
+
+/// The driver reads each table once, in key order, one chunk per ask (never ahead), marks
+/// each table's last chunk, and reports non-decreasing positions; an empty table is one empty
+/// last chunk, and a table of a whole number of chunks ends with an empty one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_driver_reads_each_table_once_one_chunk_per_ask() {
+    let world = World::new().await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.a (id INT PRIMARY KEY, v INT)",
+            "INSERT INTO shop.a SELECT seq, seq * 2 FROM shop.seq_1_to_1000",
+            "CREATE TABLE shop.b (id INT PRIMARY KEY)",
+            "CREATE TABLE shop.c (region VARCHAR(8), id INT, PRIMARY KEY (region, id))",
+            "INSERT INTO shop.c SELECT IF(seq % 2 = 0, 'eu', 'us'), seq FROM shop.seq_1_to_128",
+            "GRANT SELECT ON shop.* TO 'cdc'@'%'",
+        ])
+        .await;
+    let mysql = world.config(&[]).mysql;
+    let (asks_tx, asks_rx) = tokio::sync::mpsc::channel(1);
+    let (arrivals_tx, mut arrivals_rx) = tokio::sync::mpsc::channel(1);
+    let tables = ["a", "b", "c"].map(|t| ("shop".to_owned(), t.to_owned()));
+    let driver = tokio::spawn(snapshot::drive(
+        mysql,
+        tables.to_vec(),
+        64,
+        asks_rx,
+        arrivals_tx,
+    ));
+    let mut arrivals = Vec::new();
+    loop {
+        if asks_tx.send(()).await.is_err() {
+            break;
+        }
+        let Some(arrival) = arrivals_rx.recv().await else {
+            break;
+        };
+        // Nothing is read without an ask.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(arrivals_rx.try_recv().is_err(), "read ahead of the asks");
+        arrivals.push(arrival);
+    }
+    driver.await.unwrap().unwrap();
+
+    let mut previous: Option<BinlogPosition> = None;
+    for arrival in &arrivals {
+        if let Some(previous) = &previous {
+            assert_ne!(arrival.at.try_cmp(previous), Some(std::cmp::Ordering::Less));
+        }
+        previous = Some(arrival.at.clone());
+    }
+    let of = |table: &str| -> Vec<&snapshot::Arrival> {
+        arrivals
+            .iter()
+            .filter(|a| a.table.to_string() == format!("shop.{table}"))
+            .collect()
+    };
+    let ids = |chunks: &[&snapshot::Arrival]| -> Vec<Value> {
+        chunks
+            .iter()
+            .flat_map(|a| &a.chunk.rows)
+            .map(|row| serde_json::from_slice::<Value>(&row.primary_key).unwrap())
+            .collect()
+    };
+    let a = of("a");
+    assert_eq!(a.len(), 16, "15 full chunks and one of 40 rows");
+    assert!(a[..15].iter().all(|c| !c.done) && a[15].done);
+    let expected: Vec<Value> = (1..=1000)
+        .map(|id| serde_json::json!({ "id": id }))
+        .collect();
+    assert_eq!(ids(&a), expected);
+    let b = of("b");
+    assert_eq!(b.len(), 1);
+    assert!(b[0].done && b[0].chunk.rows.is_empty());
+    let c = of("c");
+    assert_eq!(c.len(), 3, "two full chunks, then an empty last one");
+    assert!(c[2].done && c[2].chunk.rows.is_empty());
+    let mut expected: Vec<(String, i64)> = (1..=128)
+        .map(|id| (if id % 2 == 0 { "eu" } else { "us" }.to_owned(), id))
+        .collect();
+    expected.sort();
+    let got: Vec<(String, i64)> = ids(&c)
+        .iter()
+        .map(|k| {
+            (
+                k["region"].as_str().unwrap().to_owned(),
+                k["id"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected, "every row once, in key order");
+}

@@ -43,13 +43,17 @@ use mysql_async::{prelude::Queryable, Conn, Value};
 use mysql_common::{binlog::value::BinlogValue, constants::ColumnType};
 use serde_json::Value as Json;
 
+use tokio::sync::mpsc;
+
 use super::{
     catalog::{self, CatalogColumn},
+    connect,
     decode::{self, ValueError},
     schema::{ColumnSchema, TableSchema},
     SourceError,
 };
 use crate::{
+    config::MysqlConfig,
     event::{gtid_json, line_prefix, write_json, EventLine, Op, TableName},
     position::BinlogPosition,
 };
@@ -338,6 +342,61 @@ impl SnapshotTable {
             Some(&row.after),
         )
     }
+}
+
+/// A chunk read by [`drive`], with where it belongs.
+#[derive(Debug)]
+pub struct Arrival {
+    /// The table.
+    pub table: TableName,
+    /// The binlog position its consistent read saw.
+    pub at: BinlogPosition,
+    /// Its rows.
+    pub chunk: Chunk,
+    /// The table has no rows after these.
+    pub done: bool,
+}
+
+/// Reads `tables` (database, table) in turn, one chunk of at most `chunk_rows` rows per
+/// message on `asks`, each in its own consistent read, and sends them on `arrivals`. One
+/// chunk is read per ask, so at most one is held here and one by the asker: memory is two
+/// chunks whatever the table size. Ends when every table is read or `asks` closes.
+pub async fn drive(
+    mysql: MysqlConfig,
+    tables: Vec<(String, String)>,
+    chunk_rows: usize,
+    mut asks: mpsc::Receiver<()>,
+    arrivals: mpsc::Sender<Arrival>,
+) -> Result<(), SourceError> {
+    let mut conn = connect::connect(&mysql).await?;
+    prepare_connection(&mut conn).await?;
+    for (database, table) in tables {
+        let table = SnapshotTable::describe(&mut conn, &database, &table).await?;
+        let mut after: Option<Vec<Value>> = None;
+        loop {
+            if asks.recv().await.is_none() {
+                return Ok(());
+            }
+            let (at, chunk) = table
+                .read_chunk_consistent(&mut conn, after.as_deref(), chunk_rows.max(1))
+                .await?;
+            let done = chunk.rows.len() < chunk_rows.max(1);
+            after = chunk.last_key.clone();
+            let arrival = Arrival {
+                table: table.name().clone(),
+                at,
+                chunk,
+                done,
+            };
+            if arrivals.send(arrival).await.is_err() {
+                return Ok(());
+            }
+            if done {
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The rows of one chunk.
