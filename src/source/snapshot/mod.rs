@@ -26,6 +26,7 @@
 //! the keys (collations included), so the paging is right whatever the key's type; the last
 //! row's key values, as the server returned them, start the next chunk.
 
+mod key;
 // The reader places chunks with it in the next step of issue 14; `expect` (not `allow`)
 // so that wiring it in fails the build until this line goes.
 #[cfg_attr(
@@ -39,6 +40,7 @@ mod placement;
 
 use std::sync::Arc;
 
+pub use self::key::KeyValue;
 use mysql_async::{prelude::Queryable, Conn, Value};
 use mysql_common::{binlog::value::BinlogValue, constants::ColumnType};
 use serde_json::Value as Json;
