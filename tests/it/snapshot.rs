@@ -204,3 +204,35 @@ async fn the_driver_reads_each_table_once_one_chunk_per_ask() {
         .collect();
     assert_eq!(got, expected, "every row once, in key order");
 }
+
+/// A table without a consistent read (MyISAM) or without a primary key is refused by name,
+/// never read inconsistently or guessed at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_a_snapshot_cannot_read_consistently_are_refused_by_name() {
+    let world = World::new().await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.old (id INT PRIMARY KEY) ENGINE=MyISAM",
+            "CREATE TABLE shop.loose (v INT) ENGINE=InnoDB",
+            "GRANT SELECT ON shop.* TO 'cdc'@'%'",
+        ])
+        .await;
+    let mysql = world.config(&[]).mysql;
+    let mut conn = connect::connect(&mysql).await.unwrap();
+    for (table, expected) in [
+        ("old", "uses the MyISAM engine"),
+        ("loose", "has no primary key"),
+        ("missing", "is not in information_schema"),
+    ] {
+        let error = snapshot::SnapshotTable::describe(&mut conn, "shop", table)
+            .await
+            .unwrap_err();
+        let message = binlog_kinesis::report::error_chain(&error);
+        assert!(
+            message.contains(&format!("shop.{table}")) && message.contains(expected),
+            "{message}"
+        );
+    }
+}

@@ -93,6 +93,15 @@ pub enum SnapshotError {
         /// The table.
         table: TableName,
     },
+    /// A table whose engine has no consistent read (MyISAM, Aria, MEMORY, ...): its rows
+    /// cannot be read as of one binlog position without locking it.
+    #[error("table {table} uses the {engine} engine, which has no consistent read: snapshots read InnoDB tables only (without locks); convert it (ALTER TABLE ... ENGINE=InnoDB) or leave it out of the snapshot")]
+    NotTransactional {
+        /// The table.
+        table: TableName,
+        /// Its engine.
+        engine: String,
+    },
     /// No primary key: not chunked in this step.
     #[error("table {table} has no primary key; snapshots of such tables are not supported yet")]
     NoPrimaryKey {
@@ -142,6 +151,24 @@ impl SnapshotTable {
         let found = catalog::load(conn, database, table).await?;
         if found.columns.is_empty() {
             return Err(SnapshotError::NoTable { table: name }.into());
+        }
+        let engine: Option<Option<String>> = conn
+            .exec_first(
+                "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (database, table),
+            )
+            .await
+            .map_err(|source| SourceError::Query {
+                what: "reading a table's engine from information_schema",
+                source,
+            })?;
+        let engine = engine.flatten().unwrap_or_default();
+        if !engine.eq_ignore_ascii_case("InnoDB") {
+            return Err(SnapshotError::NotTransactional {
+                table: name,
+                engine,
+            }
+            .into());
         }
         if found.primary_key.is_empty() {
             return Err(SnapshotError::NoPrimaryKey { table: name }.into());
