@@ -54,6 +54,7 @@ use crate::{
     source::{
         self, connect,
         lock::{self, InstanceLock},
+        snapshot::{self, plan::Saved, DriverConfig, SnapshotError},
         start::{self, ServerFacts},
         SourceConfig, SourceError, SourceSummary,
     },
@@ -150,6 +151,11 @@ impl Error {
                 | SourceError::MissingPrivilege { .. }
                 | SourceError::ServerMisconfigured { .. },
             ) => 3,
+            Error::Source(SourceError::Snapshot(error))
+                if matches!(**error, SnapshotError::Denied { .. }) =>
+            {
+                3
+            }
             Error::Source(SourceError::PositionNotOnServer { .. }) => 4,
             Error::DrainIncomplete { .. } => 5,
             Error::Sink(_) | Error::Stream { .. } => 6,
@@ -266,15 +272,19 @@ async fn replicate(
         is_mariadb: server.is_mariadb,
         mysql_gtids: !server.is_mariadb && connect::mysql_gtid_mode_on(&mut conn).await?,
     };
+    let snapshot =
+        plan_snapshots(&mut conn, &config, checkpoint.as_ref(), facts.is_mariadb).await?;
     let plan = start::plan(asked, checkpoint.as_ref().map(Checkpoint::boundary), facts)?;
     let save_start = plan.saved_before_reading();
     let opened = start::open(conn, plan, facts, &config.mysql).await?;
     // The first write claims the stream: it saves the start (see `saved_before_reading`), and
     // clears the previous holder's `released` mark.
-    let claim = match checkpoint.filter(|_| !save_start) {
+    let mut claim = match checkpoint.filter(|_| !save_start) {
         Some(loaded) => loaded.restamped(false),
         None => Checkpoint::new(opened.point.clone()),
     };
+    // The snapshot plan too: a crash before the first acknowledgement must not lose it.
+    claim.snapshot = snapshot.clone();
     if !checkpoint::store_fenced(store.as_ref(), &claim, &ownership.fence, call_timeout).await? {
         ownership.release().await;
         return Err(lock_lost(&config, "its hold lapsed before the first write"));
@@ -286,13 +296,14 @@ async fn replicate(
     tracing::info!(server = %server.version, start = %opened.point, stream = %config.kinesis.stream, "replicating");
     metrics.set_state(State::Replicating);
 
-    let source_config = SourceConfig::live(
+    let mut source_config = SourceConfig::live(
         &config,
         facts.resume_by_gtid(),
         &server,
         max_record_bytes,
         opened.catch_up,
     );
+    source_config.snapshot = snapshot.map(|state| (state, DriverConfig::new(&config)));
     let sink_config = SinkConfig::new(&config.kinesis, max_record_bytes);
     let (events_tx, events_rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
     let (acks_tx, acks_rx) = mpsc::channel(ACK_CHANNEL_CAPACITY);
@@ -335,6 +346,21 @@ async fn replicate(
     stages
         .run_and_drain(&config, &shutdown, ownership, store, metrics)
         .await
+}
+
+/// The snapshot state this run starts with (see `source::snapshot::plan`).
+async fn plan_snapshots(
+    conn: &mut mysql_async::Conn,
+    config: &Config,
+    checkpoint: Option<&Checkpoint>,
+    is_mariadb: bool,
+) -> Result<Option<crate::stream::SnapshotState>, SourceError> {
+    let saved = match checkpoint.map(|c| c.snapshot.clone()) {
+        None => Saved::Nothing,
+        Some(None) => Saved::Unaware,
+        Some(Some(state)) => Saved::State(state),
+    };
+    snapshot::plan::plan(conn, &config.snapshot, &config.filter, saved, is_mariadb).await
 }
 
 /// The largest record: the smaller of what is configured and what the stream accepts.

@@ -29,7 +29,7 @@ pub(crate) type RowImage = serde_json::Map<String, serde_json::Value>;
 
 /// What happened to the row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Op {
     /// A new row: `before` is null.
     Insert,
@@ -42,6 +42,10 @@ pub enum Op {
     Truncate,
     /// A row as a snapshot read it: `before` is null, `after` the row.
     Read,
+    /// A table's snapshot begins: its `read` rows follow. Key and images are null.
+    SnapshotStart,
+    /// A table's snapshot is complete: `after` is `{"rows": N}`, the number of `read` rows.
+    SnapshotEnd,
 }
 
 impl Op {
@@ -52,6 +56,8 @@ impl Op {
             Op::Delete => "delete",
             Op::Truncate => "truncate",
             Op::Read => "read",
+            Op::SnapshotStart => "snapshot_start",
+            Op::SnapshotEnd => "snapshot_end",
         }
     }
 }
@@ -59,7 +65,8 @@ impl Op {
 /// One row change, as consumers read it from the stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChangeEvent {
-    /// `insert`, `update`, `delete` or `truncate`.
+    /// `insert`, `update`, `delete`, `truncate`, or from snapshots `read`, `snapshot_start`
+    /// and `snapshot_end`.
     pub op: Op,
     /// The schema (database) name.
     pub database: String,
@@ -131,7 +138,7 @@ pub struct TableName(Arc<str>);
 
 impl TableName {
     /// Joins a schema and a table name.
-    pub(crate) fn new(database: &str, table: &str) -> Self {
+    pub fn new(database: &str, table: &str) -> Self {
         Self(format!("{}.{}", quote_name(database), quote_name(table)).into())
     }
 

@@ -58,6 +58,10 @@ enum Command {
         /// Start at the server's current end of binlog instead of the checkpoint.
         #[arg(long)]
         from_end: bool,
+        /// Snapshot these tables again on this start (database.table, comma-separated),
+        /// interleaved with the live changes.
+        #[arg(long, value_name = "TABLES", value_delimiter = ',')]
+        snapshot: Vec<String>,
     },
     /// Check the configuration, the server, the privileges, the stream and the checkpoint.
     Check {
@@ -197,6 +201,7 @@ async fn run(cli: Cli, config: Option<Config>) -> Result<ExitCode, Error> {
             start_position,
             start_gtid,
             from_end,
+            snapshot,
         } => {
             let start = match (start_position, start_gtid, from_end) {
                 (Some(position), _, _) => StartFrom::Position(position),
@@ -204,7 +209,9 @@ async fn run(cli: Cli, config: Option<Config>) -> Result<ExitCode, Error> {
                 (None, None, true) => StartFrom::End,
                 (None, None, false) => StartFrom::Checkpoint,
             };
-            daemon(loaded(), start).await
+            let mut config = loaded();
+            config.snapshot.snapshot_again(&snapshot)?;
+            daemon(config, start).await
         }
         Command::Decode { files, verbose } => decode(files, verbose).await,
         Command::Check { .. } => {

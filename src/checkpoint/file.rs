@@ -241,8 +241,8 @@ mod tests {
             store.load().await,
             Err(CheckpointError::Corrupt { .. })
         ));
-        std::fs::write(&path, r#"{"version":2,"position":"b.000001:4"}"#).unwrap();
+        std::fs::write(&path, r#"{"version":3,"position":"b.000001:4"}"#).unwrap();
         let error = store.load().await.unwrap_err();
-        assert!(error.to_string().contains("unknown version 2"), "{error}");
+        assert!(error.to_string().contains("unknown version 3"), "{error}");
     }
 }

@@ -34,11 +34,16 @@ use crate::{
     fence::Fence,
     metrics::Metrics,
     position::{BinlogPosition, GtidState, ResumePoint},
-    stream::{Boundary, PreparedXa},
+    stream::{Boundary, PreparedXa, SnapshotState},
 };
 
-/// The current checkpoint format version.
-pub(crate) const CHECKPOINT_VERSION: u32 = 1;
+/// The current checkpoint format version: 2 added `snapshot`. Version 1 documents still load
+/// (as having no `snapshot`: every table the filter includes counts as covered, so an
+/// upgrade never re-snapshots a database).
+pub(crate) const CHECKPOINT_VERSION: u32 = 2;
+
+/// The versions [`Checkpoint::from_bytes`] reads.
+const READABLE_VERSIONS: std::ops::RangeInclusive<u64> = 1..=2;
 
 /// A saved resume point.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +71,11 @@ pub struct Checkpoint {
     /// clears it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) released: bool,
+    /// Snapshot progress at `position` (version 2): the filter the stream covers, the tables
+    /// still to read and how far the current one got. Absent with snapshots off, and in
+    /// version 1 documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) snapshot: Option<SnapshotState>,
 }
 
 impl Checkpoint {
@@ -78,6 +88,7 @@ impl Checkpoint {
             updated_at_ms: now_ms(),
             xa_prepared: Vec::new(),
             released: false,
+            snapshot: None,
         }
     }
 
@@ -94,6 +105,7 @@ impl Checkpoint {
     pub(crate) fn at(boundary: &Boundary) -> Self {
         Self {
             xa_prepared: boundary.prepared.clone(),
+            snapshot: boundary.snapshot.as_deref().cloned(),
             ..Self::new(boundary.point.clone())
         }
     }
@@ -112,6 +124,7 @@ impl Checkpoint {
             point: self.resume_point(),
             binlog_ts: 0,
             prepared: self.xa_prepared.clone(),
+            snapshot: self.snapshot.clone().map(Arc::new),
         }
     }
 
@@ -132,7 +145,7 @@ impl Checkpoint {
         let value: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not JSON: {e}")))?;
         match value.get("version").and_then(|v| v.as_u64()) {
-            Some(v) if v == u64::from(CHECKPOINT_VERSION) => {}
+            Some(v) if READABLE_VERSIONS.contains(&v) => {}
             Some(v) => return Err(corrupt(format!("unknown version {v}"))),
             None => return Err(corrupt("no version field".into())),
         }
@@ -369,7 +382,12 @@ async fn write_if_changed(
 ) -> Result<(), CheckpointError> {
     if let Some(boundary) = latest {
         let position = &boundary.point;
-        if written.as_ref().map(Checkpoint::resume_point).as_ref() != Some(position) {
+        // Snapshot progress moves without the position moving (chunks placed while the
+        // server is idle): either change is worth a write.
+        let unchanged = written.as_ref().is_some_and(|w| {
+            &w.resume_point() == position && w.snapshot.as_ref() == boundary.snapshot.as_deref()
+        });
+        if !unchanged {
             let checkpoint = Checkpoint::at(boundary);
             if !store_fenced(store, &checkpoint, fence, timeout).await? {
                 tracing::warn!(%position, "not writing the checkpoint: this instance's hold on the instance lock is in doubt");
@@ -409,6 +427,67 @@ mod tests {
             "mariadb-bin.000003:950"
         );
         assert_eq!(serde_json::to_string(&checkpoint).unwrap(), text);
+    }
+
+    /// Frozen format of version 2: snapshot progress. Both versions read through
+    /// `from_bytes`; a version 1 document has no snapshot part.
+    #[test]
+    fn version_2_format_is_frozen_and_version_1_still_loads() {
+        let text = r#"{"version":2,"position":"mariadb-bin.000003:4321","updated_at_ms":1763712000000,"snapshot":{"covered":{"include":["shop.*"],"exclude":["shop.tmp_*"]},"pending":[{"table":"shop.orders","id":"initial-1763712000000","after":[{"int":5000}],"rows":5000},{"table":"shop.users","id":"initial-1763712000000"}]}}"#;
+        let checkpoint = Checkpoint::from_bytes(text.as_bytes(), "t").unwrap();
+        let snapshot = checkpoint.snapshot.as_ref().unwrap();
+        assert_eq!(snapshot.pending[0].table.to_string(), "shop.orders");
+        assert_eq!(snapshot.pending[0].rows, 5000);
+        assert!(!snapshot.pending[1].started());
+        assert_eq!(serde_json::to_string(&checkpoint).unwrap(), text);
+        let round = Checkpoint::at(&checkpoint.boundary());
+        assert_eq!(round.snapshot, checkpoint.snapshot);
+        assert_eq!(round.version, CHECKPOINT_VERSION);
+        let old = Checkpoint::from_bytes(
+            br#"{"version":1,"position":"mariadb-bin.000003:4321","updated_at_ms":1}"#,
+            "t",
+        )
+        .unwrap();
+        assert_eq!(old.snapshot, None);
+    }
+
+    /// Regression (issue 14): snapshot progress at an unchanged position (chunks placed while
+    /// the server is idle) is written; it was not, as only the position was compared, so a
+    /// restart read the whole table again.
+    #[tokio::test(start_paused = true)]
+    async fn snapshot_progress_at_the_same_position_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = file::FileStore::new(dir.path().join("c.json"));
+        let start = ResumePoint::at("b.000001:4".parse().unwrap());
+        let state = |rows: u64| {
+            let mut table = crate::stream::PendingTable::new(
+                crate::event::TableName::new("shop", "items"),
+                "initial-1",
+            );
+            table.rows = rows;
+            Some(Arc::new(SnapshotState {
+                covered: crate::stream::Covered {
+                    include: vec![],
+                    exclude: vec![],
+                },
+                pending: vec![table],
+            }))
+        };
+        let mut claim = Checkpoint::new(start.clone());
+        claim.snapshot = state(0).as_deref().cloned();
+        let (tx, rx) = mpsc::channel(8);
+        tx.send(Boundary {
+            snapshot: state(500),
+            ..Boundary::from(start.clone())
+        })
+        .await
+        .unwrap();
+        drop(tx);
+        run(&store, writer(), Some(claim), rx, &Metrics::default())
+            .await
+            .unwrap();
+        let saved = store.load().await.unwrap().expect("written");
+        assert_eq!(saved.snapshot.unwrap().pending[0].rows, 500);
     }
 
     /// Regression (issue 11, item 2): with nothing acknowledged, the run's saved start is what

@@ -99,6 +99,43 @@ pub struct Config {
     pub log: LogConfig,
     /// Where records go.
     pub sink: SinkKind,
+    /// Snapshots.
+    pub snapshot: SnapshotConfig,
+}
+
+/// `[snapshot]`, validated, and the tables `run --snapshot` names.
+#[derive(Debug, Clone)]
+pub struct SnapshotConfig {
+    /// When tables are snapshotted without being asked.
+    pub(crate) mode: SnapshotMode,
+    /// Most rows in one chunk.
+    pub(crate) chunk_rows: usize,
+    /// Most bytes of encoded rows in one chunk.
+    pub(crate) chunk_bytes: usize,
+    /// `run --snapshot`: tables to snapshot again on this start (not a file key: a one-off
+    /// request must not repeat at every restart).
+    pub(crate) again: Vec<crate::event::TableName>,
+    /// The `[filter]` patterns, as the checkpoint records what the stream covers.
+    pub(crate) filter_patterns: (Vec<String>, Vec<String>),
+}
+
+impl SnapshotConfig {
+    /// Asks for `tables` (`database.table`) to be snapshotted again on this start.
+    pub fn snapshot_again(&mut self, tables: &[String]) -> Result<(), ConfigError> {
+        for text in tables {
+            let (database, table) =
+                crate::event::TableName::split(text.trim()).ok_or_else(|| {
+                    ConfigError::Invalid {
+                        section: "run",
+                        key: "--snapshot",
+                        message: format!("{text:?} is not a database.table name"),
+                    }
+                })?;
+            self.again
+                .push(crate::event::TableName::new(&database, &table));
+        }
+        Ok(())
+    }
 }
 
 /// `[sink] kind`.

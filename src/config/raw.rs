@@ -32,6 +32,8 @@ pub struct FileConfig {
     pub(crate) log: RawLog,
     /// `[sink]`
     pub(crate) sink: RawSink,
+    /// `[snapshot]`
+    pub(crate) snapshot: RawSnapshot,
 }
 
 /// `[mysql]`: the source server.
@@ -265,6 +267,39 @@ impl Default for RawSink {
             path: String::new(),
         }
     }
+}
+
+/// `[snapshot]`: reading the rows tables already have.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawSnapshot {
+    /// `initial` or `never`.
+    pub(crate) mode: SnapshotMode,
+    /// Most rows in one chunk.
+    pub(crate) chunk_rows: i64,
+    /// Most bytes of encoded rows in one chunk.
+    pub(crate) chunk_bytes: i64,
+}
+
+impl Default for RawSnapshot {
+    fn default() -> Self {
+        Self {
+            mode: SnapshotMode::Initial,
+            chunk_rows: 10_000,
+            chunk_bytes: 16 << 20,
+        }
+    }
+}
+
+/// `snapshot.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum SnapshotMode {
+    /// The first start without a checkpoint snapshots every included table; tables added to
+    /// the filter later are snapshotted at the next start.
+    Initial,
+    /// No automatic snapshot (`run --snapshot` still works).
+    Never,
 }
 
 /// `[log]`

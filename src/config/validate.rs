@@ -11,6 +11,7 @@ impl FileConfig {
         let mysql = mysql(self.mysql)?;
         let kinesis = kinesis(self.kinesis)?;
         Ok(Config {
+            snapshot: snapshot(self.snapshot, &self.filter)?,
             filter: TableFilter::new(&self.filter.include, &self.filter.exclude)?,
             checkpoint: checkpoint(self.checkpoint, kinesis.region.clone())?,
             shutdown: ShutdownConfig {
@@ -184,6 +185,16 @@ fn log_config(log: RawLog) -> Result<LogConfig, ConfigError> {
             check_log_level(&level)?;
             level
         },
+    })
+}
+
+fn snapshot(snapshot: RawSnapshot, filter: &RawFilter) -> Result<SnapshotConfig, ConfigError> {
+    Ok(SnapshotConfig {
+        mode: snapshot.mode,
+        chunk_rows: positive("snapshot", "chunk_rows", snapshot.chunk_rows)?,
+        chunk_bytes: positive("snapshot", "chunk_bytes", snapshot.chunk_bytes)?,
+        again: Vec::new(),
+        filter_patterns: (filter.include.clone(), filter.exclude.clone()),
     })
 }
 

@@ -213,6 +213,35 @@ pub(crate) const TABLE_EVENTS_PUT: Metric = Metric {
     help: "Events acknowledged by Kinesis, per table (opt-in).",
 };
 
+/// Counter: rows a snapshot read and emitted (`"op":"read"` events).
+pub(crate) const SNAPSHOT_ROWS_READ: Metric = Metric {
+    name: "SnapshotRowsRead",
+    prometheus: "binlog_kinesis_snapshot_rows_read_total",
+    kind: Kind::Counter,
+    unit: Unit::Count,
+    help: "Rows read by snapshots and emitted as read events.",
+};
+
+/// Gauge: tables a snapshot still has to read, the one being read included. Published once
+/// the source started, 0 when no snapshot runs.
+pub(crate) const SNAPSHOT_TABLES_PENDING: Metric = Metric {
+    name: "SnapshotTablesPending",
+    prometheus: "binlog_kinesis_snapshot_tables_pending",
+    kind: Kind::Gauge,
+    unit: Unit::Count,
+    help: "Tables a snapshot still has to read (0 when none runs).",
+};
+
+/// Gauge, seconds: how long the last snapshot chunk took to read (its consistent read, the
+/// query and the encoding). Published once a chunk was read.
+pub(crate) const SNAPSHOT_CHUNK_SECONDS: Metric = Metric {
+    name: "SnapshotChunkSeconds",
+    prometheus: "binlog_kinesis_snapshot_chunk_seconds",
+    kind: Kind::Gauge,
+    unit: Unit::Seconds,
+    help: "Seconds the last snapshot chunk took to read.",
+};
+
 /// Every metric, in the order they are exported.
 pub const CATALOG: &[Metric] = &[
     REPLICATION_LAG,
@@ -231,5 +260,8 @@ pub const CATALOG: &[Metric] = &[
     RECONNECTS,
     CHECKPOINTS_WRITTEN,
     PUBLISH_FAILURES,
+    SNAPSHOT_ROWS_READ,
+    SNAPSHOT_TABLES_PENDING,
+    SNAPSHOT_CHUNK_SECONDS,
     TABLE_EVENTS_PUT,
 ];

@@ -165,6 +165,12 @@ pub(crate) struct Metrics {
     pub(crate) checkpoints_written: Counter,
     /// See [`PUBLISH_FAILURES`].
     pub(crate) publish_failures: Counter,
+    /// See [`SNAPSHOT_ROWS_READ`].
+    pub(crate) snapshot_rows_read: Counter,
+    /// See [`SNAPSHOT_TABLES_PENDING`]; -1 before the source set it.
+    snapshot_tables_pending: AtomicI64,
+    /// See [`SNAPSHOT_CHUNK_SECONDS`], in microseconds; `u64::MAX` before the first chunk.
+    snapshot_chunk_us: AtomicU64,
     put_latency: Mutex<Stats>,
     /// Put latency samples not yet sent to CloudWatch.
     put_latency_window: Mutex<Stats>,
@@ -220,6 +226,9 @@ impl Metrics {
             reconnects: Counter::default(),
             checkpoints_written: Counter::default(),
             publish_failures: Counter::default(),
+            snapshot_rows_read: Counter::default(),
+            snapshot_tables_pending: AtomicI64::new(-1),
+            snapshot_chunk_us: AtomicU64::new(u64::MAX),
             put_latency: Mutex::new(Stats::default()),
             put_latency_window: Mutex::new(Stats::default()),
             read_time_ms: AtomicU64::new(0),
@@ -357,6 +366,20 @@ impl Metrics {
         }
     }
 
+    /// Tables a snapshot still has to read.
+    pub(crate) fn set_snapshot_tables_pending(&self, tables: usize) {
+        self.snapshot_tables_pending
+            .store(tables.min(i64::MAX as usize) as i64, Ordering::Relaxed);
+    }
+
+    /// A snapshot chunk took `took` to read.
+    pub(crate) fn snapshot_chunk_read(&self, took: Duration) {
+        self.snapshot_chunk_us.store(
+            took.as_micros().min(u128::from(u64::MAX - 1)) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
     /// Every metric's value at `now`.
     pub(crate) fn snapshot(&self, now: SystemTime) -> Snapshot {
         let now_ms = unix_ms(now);
@@ -373,6 +396,7 @@ impl Metrics {
             (RECONNECTS, self.reconnects.get()),
             (CHECKPOINTS_WRITTEN, self.checkpoints_written.get()),
             (PUBLISH_FAILURES, self.publish_failures.get()),
+            (SNAPSHOT_ROWS_READ, self.snapshot_rows_read.get()),
         ];
         let mut gauges = vec![(
             REPLICATING,
@@ -390,6 +414,14 @@ impl Metrics {
         let read_ms = self.read_time_ms.load(Ordering::Relaxed);
         if active && read_ms != 0 {
             gauges.push((REPLICATION_LAG, seconds_between(read_ms, now_ms)));
+        }
+        let pending = self.snapshot_tables_pending.load(Ordering::Relaxed);
+        if active && pending >= 0 {
+            gauges.push((SNAPSHOT_TABLES_PENDING, pending as f64));
+        }
+        let chunk_us = self.snapshot_chunk_us.load(Ordering::Relaxed);
+        if active && chunk_us != u64::MAX {
+            gauges.push((SNAPSHOT_CHUNK_SECONDS, chunk_us as f64 / 1e6));
         }
         if active {
             let progress = lock(&self.progress);

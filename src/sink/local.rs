@@ -164,6 +164,7 @@ mod tests {
                     key: "db.t".into(),
                     position: "b.000001:4".parse().unwrap(),
                     line: crate::event::EventLine::raw(b"{}\n".to_vec()),
+                    moved_from: None,
                 },
             ))
             .await

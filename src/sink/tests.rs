@@ -175,6 +175,7 @@ fn workload(n_events: usize, tables: usize, tx_size: usize) -> Vec<Message> {
             key: table.as_str().into(),
             position: BinlogPosition::new("b.000001", 4 + n as u64).unwrap(),
             line: EventLine::raw(format!("{table}:{n}\n").into_bytes()),
+            moved_from: None,
         }));
         if (n + 1) % tx_size == 0 {
             items.push(Message::Boundary(
@@ -354,6 +355,7 @@ async fn an_event_larger_than_a_record_is_an_error_naming_table_and_position() {
         key: "db.big".into(),
         position: "b.000001:77".parse().unwrap(),
         line: EventLine::raw(vec![b'x'; 2000]),
+        moved_from: None,
     })];
     let (result, _) = drive(fake, items, config(1024)).await;
     let error = result.unwrap_err().to_string();
@@ -404,6 +406,7 @@ async fn an_oversize_event_is_skipped_and_counted_when_asked() {
                 Some(&after),
             )
         },
+        moved_from: None,
     })];
     items.extend(workload(4, 2, 2));
     let metrics = Arc::new(Metrics::default());
@@ -586,6 +589,7 @@ async fn a_hot_key_is_paced_to_its_shard_quota() {
             key: "db.hot".into(),
             position: BinlogPosition::new("b.000001", 4 + n as u64).unwrap(),
             line: EventLine::raw(format!("{n:08}{pad}\n").into_bytes()),
+            moved_from: None,
         }));
     }
     let config = SinkConfig {

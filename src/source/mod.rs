@@ -133,6 +133,8 @@ pub(crate) struct SourceConfig {
     /// sent (the sink refuses it by size, see `kinesis.oversize`), so its large values are not
     /// encoded at all. `usize::MAX` where nothing is sent (`decode`).
     pub(crate) max_event_bytes: usize,
+    /// Snapshots: the progress to start from and how to read; `None` when off.
+    pub(crate) snapshot: Option<(crate::stream::SnapshotState, snapshot::DriverConfig)>,
 }
 
 impl SourceConfig {
@@ -155,6 +157,7 @@ impl SourceConfig {
             partition_by_primary_key: config.kinesis.partition_by == PartitionBy::PrimaryKey,
             max_event_bytes,
             catch_up,
+            snapshot: None,
         }
     }
 }
@@ -191,7 +194,20 @@ pub(crate) async fn run(
     cancel: CancellationToken,
     metrics: Arc<Metrics>,
 ) -> Result<SourceSummary, SourceError> {
-    let mut reader = Reader::new(config, start, output, Arc::clone(&metrics));
+    let mut config = config;
+    let mut driver = None;
+    let snapshots = config.snapshot.take().map(|(state, driver_config)| {
+        let (asks_tx, asks_rx) = mpsc::channel(1);
+        let (arrivals_tx, arrivals_rx) = mpsc::channel(1);
+        driver = Some(AbortOnDrop(tokio::spawn(snapshot::serve(
+            driver_config,
+            asks_rx,
+            arrivals_tx,
+        ))));
+        metrics.set_snapshot_tables_pending(state.pending.len());
+        reader::Snapshots::new(state, asks_tx, arrivals_rx, config.partition_by_primary_key)
+    });
+    let mut reader = Reader::new(config, start, output, Arc::clone(&metrics), snapshots);
     // Locked per use: the lock keeper (`lock::keep`) checks it too.
     let lock = &*lock;
     let mut stream = Some(stream);
@@ -252,6 +268,15 @@ pub(crate) async fn run(
     Ok(reader.summary())
 }
 
+/// A task that ends with its owner (the snapshot driver ends with the reader).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Decodes binlog files from disk as the live stream would be read (`binlog-kinesis decode`),
 /// sending the event lines to `output`; with `verbose`, also a `# file:offset TYPE` line for
 /// every other event, on the same channel so that the order is the file's. Ends with the
@@ -287,12 +312,14 @@ pub async fn decode_files(
             partition_by_primary_key: false,
             max_event_bytes: usize::MAX,
             catch_up: None,
+            snapshot: None,
         };
         let mut reader = Reader::new(
             config,
             ResumePoint::at(start.clone()),
             output.clone(),
             Arc::new(Metrics::default()),
+            None,
         );
         let file =
             std::fs::File::open(path).map_err(|e| unreadable(format!("cannot open: {e}")))?;

@@ -22,7 +22,7 @@ use crate::event::TableName;
 pub(crate) const BINARY_COLLATION: u16 = 63;
 
 /// One column, with what decoding its values needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ColumnSchema {
     /// The name.
     pub(crate) name: String,

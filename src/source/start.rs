@@ -300,6 +300,7 @@ mod tests {
                 gtid,
             },
             binlog_ts: 0,
+            snapshot: None,
             prepared: prepared
                 .iter()
                 .map(|(xid, position)| PreparedXa {

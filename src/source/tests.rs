@@ -68,12 +68,14 @@ async fn replay_with(path: &Path, positional_names: bool) -> Replay {
         partition_by_primary_key: false,
         max_event_bytes: usize::MAX,
         catch_up: None,
+        snapshot: None,
     };
     let mut reader = Reader::new(
         config,
         ResumePoint::at(BinlogPosition::start_of(name).unwrap()),
         tx,
         Arc::new(Metrics::default()),
+        None,
     );
     let result = async {
         let file = BinlogFile::new(
@@ -259,12 +261,14 @@ async fn run_with_interruption(
         partition_by_primary_key: false,
         max_event_bytes: usize::MAX,
         catch_up: None,
+        snapshot: None,
     };
     let mut reader = Reader::new(
         config,
         ResumePoint::at(BinlogPosition::start_of(name).unwrap()),
         tx,
         Arc::new(Metrics::default()),
+        None,
     );
     let mut index = 0;
     let mut interrupted = false;

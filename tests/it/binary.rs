@@ -23,17 +23,7 @@ fn binary() -> Command {
 }
 
 fn spawn_daemon(world: &World) -> Child {
-    binary()
-        .arg("run")
-        .envs(world.env())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
+    world.run_command().spawn().unwrap()
 }
 
 fn signal(child: &Child, signal: &str) {

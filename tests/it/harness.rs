@@ -932,6 +932,22 @@ impl World {
         .collect()
     }
 
+    /// `binlog-kinesis run` (the real binary) configured for this world: test AWS credentials,
+    /// warnings only on standard error, standard output dropped.
+    pub fn run_command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_binlog-kinesis"));
+        command
+            .arg("run")
+            .envs(self.env())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit());
+        command
+    }
+
     pub fn config(&self, extra: &[(&str, &str)]) -> Config {
         let mut env = self.env();
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));

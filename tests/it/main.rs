@@ -11,5 +11,6 @@ mod replication;
 mod resilience;
 mod shutdown;
 mod snapshot;
+mod snapshot_run;
 mod structure;
 mod types;

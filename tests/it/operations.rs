@@ -213,7 +213,7 @@ async fn the_checkpoint_in_s3_survives_the_task_and_resumes_exactly() {
         .unwrap()
         .into_bytes();
     let stored: serde_json::Value = serde_json::from_slice(&object).unwrap();
-    assert_eq!(stored["version"], 1);
+    assert_eq!(stored["version"], 2);
     assert_eq!(stored["position"], committed.position.to_string());
 
     // A new task: nothing local, everything from S3.

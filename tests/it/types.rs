@@ -221,7 +221,7 @@ async fn a_snapshot_line_equals_the_insert_line_for_every_type_family() {
         let mut after = None;
         loop {
             let chunk = table
-                .read_chunk(&mut conn, after.as_deref(), 1)
+                .read_chunk(&mut conn, after.as_deref(), 1, usize::MAX)
                 .await
                 .unwrap_or_else(|e| panic!("{name}: {}", binlog_kinesis::report::error_chain(&e)));
             let Some(last) = chunk.last_key else { break };

@@ -236,6 +236,7 @@ pub(crate) struct EncodedRows {
 #[derive(Debug, Clone, Copy)]
 struct EncodedRow {
     primary_key: Option<(usize, usize)>,
+    before_key: Option<(usize, usize)>,
     before: Option<(usize, usize)>,
     after: Option<(usize, usize)>,
     oversize: Option<usize>,
@@ -247,6 +248,9 @@ struct EncodedRow {
 pub(crate) struct RowJson<'a> {
     /// The primary-key columns of the row's latest image.
     pub(crate) primary_key: Option<&'a [u8]>,
+    /// For an update, the primary-key columns of its before image (the key it moved from,
+    /// when the update changed the key).
+    pub(crate) before_key: Option<&'a [u8]>,
     /// The before image (updates and deletes).
     pub(crate) before: Option<&'a [u8]>,
     /// The after image (inserts and updates).
@@ -273,6 +277,7 @@ impl EncodedRows {
         let fragment = |span: Option<(usize, usize)>| span.map(|(a, b)| &self.buf[a..b]);
         self.rows.iter().map(move |row| RowJson {
             primary_key: fragment(row.primary_key),
+            before_key: fragment(row.before_key),
             before: fragment(row.before),
             after: fragment(row.after),
             oversize: row.oversize,
@@ -325,38 +330,51 @@ pub(crate) fn encode_rows(
             .as_ref()
             .map(|present| write_image(schema, present, &mut buf, out, max_row_bytes))
             .transpose()?;
+        // `spans` describes the image written last.
+        let before_key = (op == Op::Update && before.is_some())
+            .then(|| write_key(schema, out))
+            .flatten();
         let after = after_present
             .as_ref()
             .map(|present| write_image(schema, present, &mut buf, out, max_row_bytes))
             .transpose()?;
-        let row_bytes = out.buf.len() - out.row_start + out.skipped;
+        let key_bytes = before_key.map_or(0, |(a, b)| b - a);
+        let row_bytes = out.buf.len() - out.row_start - key_bytes + out.skipped;
         let oversize = (out.skipped > 0 || row_bytes > max_row_bytes).then_some(row_bytes);
-        // `spans` describes the image written last: the row's latest.
-        let primary_key = (!schema.primary_key.is_empty() && (before.is_some() || after.is_some()))
-            .then(|| {
-                let start = out.buf.len();
-                out.buf.push(b'{');
-                for (n, &index) in schema.primary_key.iter().enumerate() {
-                    if n > 0 {
-                        out.buf.push(b',');
-                    }
-                    out.buf.extend_from_slice(&schema.codecs[index].key);
-                    match out.spans[index] {
-                        Some((a, b)) => out.buf.extend_from_within(a..b),
-                        None => out.buf.extend_from_slice(b"null"),
-                    }
-                }
-                out.buf.push(b'}');
-                (start, out.buf.len())
-            });
+        let primary_key = (before.is_some() || after.is_some())
+            .then(|| write_key(schema, out))
+            .flatten();
         out.rows.push(EncodedRow {
             primary_key,
+            before_key,
             before,
             after,
             oversize,
         });
     }
     Ok(())
+}
+
+/// Writes the primary key of the image written last (its values' spans are in `out.spans`)
+/// as a JSON object; `None` for a table without one.
+fn write_key(schema: &TableSchema, out: &mut EncodedRows) -> Option<(usize, usize)> {
+    if schema.primary_key.is_empty() {
+        return None;
+    }
+    let start = out.buf.len();
+    out.buf.push(b'{');
+    for (n, &index) in schema.primary_key.iter().enumerate() {
+        if n > 0 {
+            out.buf.push(b',');
+        }
+        out.buf.extend_from_slice(&schema.codecs[index].key);
+        match out.spans[index] {
+            Some((a, b)) => out.buf.extend_from_within(a..b),
+            None => out.buf.extend_from_slice(b"null"),
+        }
+    }
+    out.buf.push(b'}');
+    Some((start, out.buf.len()))
 }
 
 /// Above this, the row buffer is released after use rather than kept for the next event.

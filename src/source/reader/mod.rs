@@ -4,7 +4,10 @@
 //! [`super`].
 
 mod rows;
+mod snapshots;
 mod transaction;
+
+pub(super) use self::snapshots::Snapshots;
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -118,6 +121,11 @@ pub(super) struct Reader {
     prepared: PreparedSet,
     /// While reading the checkpoint's prepared XA transactions again.
     catch_up: Option<CatchUp>,
+    /// Where the last event read ends (the furthest: events that open a connection repeat
+    /// earlier positions).
+    read_end: BinlogPosition,
+    /// Snapshots, when they are on.
+    snapshots: Option<Snapshots>,
 }
 
 impl Reader {
@@ -126,6 +134,7 @@ impl Reader {
         start: ResumePoint,
         output: mpsc::Sender<Message>,
         metrics: Arc<Metrics>,
+        snapshots: Option<Snapshots>,
     ) -> Self {
         let catalog = config.catalog.then(|| Catalog::new(config.mysql.clone()));
         let catch_up = config.catch_up.clone();
@@ -133,6 +142,7 @@ impl Reader {
             config,
             output,
             file: start.position.file().to_owned(),
+            read_end: start.position.clone(),
             boundary: start.position,
             gtid_state: start.gtid,
             last_ts: 0,
@@ -146,6 +156,7 @@ impl Reader {
             rows: decode::EncodedRows::default(),
             prepared: PreparedSet::default(),
             catch_up,
+            snapshots,
         }
     }
 
@@ -162,6 +173,9 @@ impl Reader {
         let mut next_lock_check = tokio::time::Instant::now() + lock_interval;
         // Events and heartbeats both count as signs of life.
         let mut last_heard = tokio::time::Instant::now();
+        // A chunk may be due at once (the checkpoint's position is past its read), and the
+        // first one is asked for here.
+        self.place_snapshots().await?;
         loop {
             // The lock is checked between events, never by cancelling a query half-way. When
             // the lock keeper is checking it right now, its answer will do: waiting for it
@@ -177,6 +191,10 @@ impl Reader {
                 biased;
                 _ = cancel.cancelled(), if self.open.current.is_none() => return Ok(()),
                 _ = tokio::time::sleep_until(next_lock_check) => continue,
+                arrival = next_arrival(&mut self.snapshots), if self.snapshots.as_ref().is_some_and(Snapshots::awaiting_arrival) => {
+                    self.snapshot_arrived(arrival).await?;
+                    continue;
+                }
                 next = tokio::time::timeout_at(last_heard + silence_limit, stream.next()) => next,
             };
             let event = match next {
@@ -251,6 +269,7 @@ impl Reader {
         self.open.standalone = false;
         self.tables.clear();
         self.file = self.boundary.file().to_owned();
+        self.read_end = self.boundary.clone();
         self.format_known = false;
     }
 
@@ -288,6 +307,11 @@ impl Reader {
         let header = event.header();
         let raw_type = header.event_type_raw();
         let (start, end) = self.span(event);
+        // Events a connection opens with (a fake ROTATE, the file's FORMAT_DESCRIPTION) say
+        // 0 or the file's start: only a later position moves it.
+        if end.try_cmp(&self.read_end) == Some(std::cmp::Ordering::Greater) {
+            self.read_end = end.clone();
+        }
         if header.timestamp() != 0 {
             self.last_ts = header.timestamp();
             self.metrics.event_read(self.last_ts);
@@ -503,9 +527,12 @@ impl Reader {
             )),
             // Inside a transaction: savepoints, `XA END` (which names the XID), or DDL
             // that belongs to it.
-            Statement::Control | Statement::Ddl | Statement::Truncate(_)
+            kind @ (Statement::Control | Statement::Ddl | Statement::Truncate(_))
                 if self.open.current.as_ref().is_some_and(|t| t.explicit) =>
             {
+                if kind == Statement::Ddl {
+                    self.snapshot_ddl();
+                }
                 if let (Some(xid), Some(transaction)) =
                     (statement::xa_end_xid(statement), self.open.current.as_mut())
                 {
@@ -590,6 +617,16 @@ impl Reader {
         .await;
         self.payload = None;
         result
+    }
+}
+
+/// The driver's next answer (never ready with snapshots off).
+async fn next_arrival(
+    snapshots: &mut Option<Snapshots>,
+) -> Option<Result<crate::source::snapshot::Arrival, SourceError>> {
+    match snapshots {
+        Some(snapshots) => snapshots.next_arrival().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -91,6 +91,10 @@ impl Reader {
                 key: partition_key(&schema.name, json.primary_key, by_primary_key),
                 position: start.clone(),
                 line,
+                moved_from: json
+                    .before_key
+                    .filter(|before| Some(*before) != json.primary_key)
+                    .map(Box::from),
             };
             self.hold(event).await?;
         }

@@ -168,6 +168,7 @@ impl Reader {
         self.commit(None, end).await
     }
 
+    /// A transaction boundary: sent, then whatever snapshot chunk is due here.
     pub(super) async fn emit_boundary(
         &mut self,
         position: BinlogPosition,
@@ -179,6 +180,16 @@ impl Reader {
             tracing::info!(position = %position, prepared = self.prepared.checkpoint_list().len(), "read the prepared XA transactions of the checkpoint again");
             self.catch_up = None;
         }
+        self.send_boundary(position).await?;
+        self.place_snapshots().await
+    }
+
+    /// Sends a boundary at `position`, with the GTID state, prepared XA transactions and
+    /// snapshot progress there.
+    pub(super) async fn send_boundary(
+        &mut self,
+        position: BinlogPosition,
+    ) -> Result<(), SourceError> {
         self.boundary = position.clone();
         self.metrics.boundary_read(&position);
         let point = ResumePoint {
@@ -189,14 +200,21 @@ impl Reader {
             point,
             binlog_ts: self.last_ts,
             prepared: self.prepared.checkpoint_list(),
+            snapshot: self.snapshot_state(),
         }))
         .await
     }
 
     pub(in crate::source) async fn send(&mut self, item: Message) -> Result<(), SourceError> {
-        if matches!(item, Message::Event(_)) {
+        if let Message::Event(event) = &item {
             self.counts.events += 1;
+            self.snapshot_sent(event);
         }
+        self.forward(item).await
+    }
+
+    /// Sends `item` as it is: a snapshot's own lines are not changes of the table.
+    pub(super) async fn forward(&mut self, item: Message) -> Result<(), SourceError> {
         self.output
             .send(item)
             .await
@@ -217,6 +235,9 @@ impl Reader {
         tracing::debug!(position = %start, statement = %truncate(statement, 200), "statement");
         if let Some(catalog) = &mut self.catalog {
             catalog.invalidate();
+        }
+        if kind == Statement::Ddl {
+            self.snapshot_ddl();
         }
         if self.open.current.is_none() {
             let gtid = self.open.pending_gtid.take().map(Applied::Mysql);
@@ -248,6 +269,7 @@ impl Reader {
                     table: name,
                     position: start.clone(),
                     line: EventLine::build(&prefix, 0, &gtid, None, None, None),
+                    moved_from: None,
                 };
                 self.hold(event).await?;
             }

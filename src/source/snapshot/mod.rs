@@ -26,36 +26,25 @@
 //! the keys (collations included), so the paging is right whatever the key's type; the last
 //! row's key values, as the server returned them, start the next chunk.
 
-mod key;
-// The reader places chunks with it in the next step of issue 14; `expect` (not `allow`)
-// so that wiring it in fails the build until this line goes.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the reader places chunks with it in the next step"
-    )
-)]
-mod placement;
+mod driver;
+pub(crate) mod placement;
+pub(crate) mod plan;
+
+pub use self::driver::{serve, Arrival, Ask, DriverConfig};
 
 use std::sync::Arc;
 
-pub use self::key::KeyValue;
 use mysql_async::{prelude::Queryable, Conn, Value};
 use mysql_common::{binlog::value::BinlogValue, constants::ColumnType};
 use serde_json::Value as Json;
 
-use tokio::sync::mpsc;
-
 use super::{
     catalog::{self, CatalogColumn},
-    connect,
     decode::{self, ValueError},
     schema::{ColumnSchema, TableSchema},
     SourceError,
 };
 use crate::{
-    config::MysqlConfig,
     event::{gtid_json, line_prefix, write_json, EventLine, Op, TableName},
     position::BinlogPosition,
 };
@@ -119,8 +108,36 @@ pub enum SnapshotError {
         data_type: String,
     },
     /// The server does not say where its consistent read stands in the binlog.
-    #[error("the server reports no binlog_snapshot_file/binlog_snapshot_position after START TRANSACTION WITH CONSISTENT SNAPSHOT (MariaDB with log_bin=ON reports them; on MySQL use the watermark method)")]
+    #[error("the server reports no binlog_snapshot_file/binlog_snapshot_position after START TRANSACTION WITH CONSISTENT SNAPSHOT (MariaDB with log_bin=ON reports them)")]
     NoSnapshotPosition,
+    /// Snapshots are asked for on a MySQL server, where this version cannot place them.
+    #[error("{tables} table(s) are to be snapshotted, but snapshots need MariaDB for now (they place each chunk at the binlog position MariaDB reports for a consistent read; the watermark method for MySQL is not built yet): set snapshot.mode = \"never\" (and drop --snapshot) to stream changes only")]
+    NeedsMariaDb {
+        /// How many tables were to be read.
+        tables: usize,
+    },
+    /// The account may not read the table.
+    #[error("the MySQL account may not read {table} ({message}); snapshots need: GRANT SELECT ON {table} TO <user> (or leave the table out of [filter] / use snapshot.mode = \"never\")")]
+    Denied {
+        /// The table.
+        table: TableName,
+        /// The server's message.
+        message: String,
+    },
+    /// Reading a chunk failed in a way that trying again cannot fix.
+    #[error("cannot read a snapshot chunk of {table}: {message}")]
+    Read {
+        /// The table.
+        table: TableName,
+        /// What failed (the error chain).
+        message: String,
+    },
+    /// `run --snapshot` names a table `[filter]` leaves out.
+    #[error("--snapshot names {table}, which [filter] does not include: only captured tables can be snapshotted")]
+    NotIncluded {
+        /// The table.
+        table: TableName,
+    },
     /// A value that cannot be written as JSON.
     #[error("cannot encode column {column:?} of {table}")]
     Value {
@@ -235,27 +252,36 @@ impl SnapshotTable {
     }
 
     /// Reads up to `limit` rows after `after` (the last key of the previous chunk; `None`
-    /// for the first), in key order. The connection must be set up with
-    /// [`prepare_connection`].
+    /// for the first), in key order, keeping at most about `max_bytes` of encoded rows (at
+    /// least one row): past it the chunk is [`Chunk::cut`]. The connection must be set up
+    /// with [`prepare_connection`].
     pub async fn read_chunk(
         &self,
         conn: &mut Conn,
         after: Option<&[Value]>,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Chunk, SourceError> {
+        let query_error = |source| SourceError::Query {
+            what: "reading a snapshot chunk",
+            source,
+        };
         let query = self.chunk_query(after.is_some(), limit);
         let params: Vec<Value> = after.map(<[Value]>::to_vec).unwrap_or_default();
-        let rows: Vec<mysql_async::Row> =
-            conn.exec(query, params)
-                .await
-                .map_err(|source| SourceError::Query {
-                    what: "reading a snapshot chunk",
-                    source,
-                })?;
+        let mut result = conn.exec_iter(query, params).await.map_err(query_error)?;
         let mut chunk = Chunk::default();
-        for row in rows {
+        let mut bytes = 0;
+        while let Some(row) = result.next().await.map_err(query_error)? {
+            if bytes >= max_bytes {
+                // The rest is read and dropped by the driver; the next chunk starts after
+                // the last row kept.
+                chunk.cut = true;
+                continue;
+            }
             let values = row.unwrap();
-            chunk.rows.push(self.encode(&values)?);
+            let encoded = self.encode(&values)?;
+            bytes += encoded.after.len() + encoded.primary_key.len();
+            chunk.rows.push(encoded);
             chunk.last_key = Some(
                 self.schema
                     .primary_key
@@ -265,6 +291,14 @@ impl SnapshotTable {
             );
         }
         Ok(chunk)
+    }
+
+    /// Whether `other` reads the same columns the same way (no DDL changed the table in
+    /// between).
+    pub(crate) fn same_definition(&self, other: &SnapshotTable) -> bool {
+        self.select == other.select
+            && self.schema.columns == other.schema.columns
+            && self.schema.primary_key == other.schema.primary_key
     }
 
     /// Reads a chunk as [`Self::read_chunk`] does, inside its own consistent read (MariaDB's
@@ -278,37 +312,15 @@ impl SnapshotTable {
         conn: &mut Conn,
         after: Option<&[Value]>,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<(BinlogPosition, Chunk), SourceError> {
         let query_error = |source| SourceError::Query {
             what: "reading a snapshot chunk in a consistent read",
             source,
         };
-        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-            .await
-            .map_err(query_error)?;
         let result = async {
-            let status: Vec<(String, String)> = conn
-                .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
-                .await
-                .map_err(query_error)?;
-            let value = |name: &str| {
-                status
-                    .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.clone())
-            };
-            let at = match (
-                value("binlog_snapshot_file"),
-                value("binlog_snapshot_position"),
-            ) {
-                (Some(file), Some(offset)) if !file.is_empty() => offset
-                    .parse()
-                    .ok()
-                    .and_then(|offset| BinlogPosition::new(file, offset).ok()),
-                _ => None,
-            }
-            .ok_or(SnapshotError::NoSnapshotPosition)?;
-            let chunk = self.read_chunk(conn, after, limit).await?;
+            let at = open_consistent_read(conn).await?;
+            let chunk = self.read_chunk(conn, after, limit, max_bytes).await?;
             Ok::<_, SourceError>((at, chunk))
         }
         .await;
@@ -373,61 +385,6 @@ impl SnapshotTable {
     }
 }
 
-/// A chunk read by [`drive`], with where it belongs.
-#[derive(Debug)]
-pub struct Arrival {
-    /// The table.
-    pub table: TableName,
-    /// The binlog position its consistent read saw.
-    pub at: BinlogPosition,
-    /// Its rows.
-    pub chunk: Chunk,
-    /// The table has no rows after these.
-    pub done: bool,
-}
-
-/// Reads `tables` (database, table) in turn, one chunk of at most `chunk_rows` rows per
-/// message on `asks`, each in its own consistent read, and sends them on `arrivals`. One
-/// chunk is read per ask, so at most one is held here and one by the asker: memory is two
-/// chunks whatever the table size. Ends when every table is read or `asks` closes.
-pub async fn drive(
-    mysql: MysqlConfig,
-    tables: Vec<(String, String)>,
-    chunk_rows: usize,
-    mut asks: mpsc::Receiver<()>,
-    arrivals: mpsc::Sender<Arrival>,
-) -> Result<(), SourceError> {
-    let mut conn = connect::connect(&mysql).await?;
-    prepare_connection(&mut conn).await?;
-    for (database, table) in tables {
-        let table = SnapshotTable::describe(&mut conn, &database, &table).await?;
-        let mut after: Option<Vec<Value>> = None;
-        loop {
-            if asks.recv().await.is_none() {
-                return Ok(());
-            }
-            let (at, chunk) = table
-                .read_chunk_consistent(&mut conn, after.as_deref(), chunk_rows.max(1))
-                .await?;
-            let done = chunk.rows.len() < chunk_rows.max(1);
-            after = chunk.last_key.clone();
-            let arrival = Arrival {
-                table: table.name().clone(),
-                at,
-                chunk,
-                done,
-            };
-            if arrivals.send(arrival).await.is_err() {
-                return Ok(());
-            }
-            if done {
-                break;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// The rows of one chunk.
 #[derive(Debug, Default)]
 pub struct Chunk {
@@ -435,6 +392,9 @@ pub struct Chunk {
     pub rows: Vec<SnapshotRow>,
     /// The last row's key values (`None` for an empty chunk: the table is done).
     pub last_key: Option<Vec<Value>>,
+    /// The chunk stopped at the byte budget before its row limit: more rows may follow
+    /// even though it has fewer rows than asked.
+    pub cut: bool,
 }
 
 /// One row, encoded.
@@ -444,6 +404,63 @@ pub struct SnapshotRow {
     pub primary_key: Vec<u8>,
     /// The row as a JSON object.
     pub after: Vec<u8>,
+}
+
+/// The binlog position of the open consistent read (MariaDB's `binlog_snapshot_file` and
+/// `binlog_snapshot_position`).
+async fn snapshot_position(conn: &mut Conn) -> Result<BinlogPosition, SourceError> {
+    let status: Vec<(String, String)> = conn
+        .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
+        .await
+        .map_err(|source| SourceError::Query {
+            what: "reading the binlog position of a consistent read",
+            source,
+        })?;
+    let value = |name: &str| {
+        status
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    match (
+        value("binlog_snapshot_file"),
+        value("binlog_snapshot_position"),
+    ) {
+        (Some(file), Some(offset)) if !file.is_empty() => offset
+            .parse()
+            .ok()
+            .and_then(|offset| BinlogPosition::new(file, offset).ok()),
+        _ => None,
+    }
+    .ok_or_else(|| SnapshotError::NoSnapshotPosition.into())
+}
+
+/// The binlog position a consistent read would see now, read in one of its own: where a
+/// table that no longer exists has no rows.
+pub(crate) async fn consistent_position(conn: &mut Conn) -> Result<BinlogPosition, SourceError> {
+    let at = open_consistent_read(conn).await;
+    let ended = conn
+        .query_drop("COMMIT")
+        .await
+        .map_err(|source| SourceError::Query {
+            what: "ending a consistent read",
+            source,
+        });
+    let at = at?;
+    ended?;
+    Ok(at)
+}
+
+/// Opens a read-only consistent read and returns its binlog position; the caller ends it
+/// (`COMMIT`) whatever happens.
+async fn open_consistent_read(conn: &mut Conn) -> Result<BinlogPosition, SourceError> {
+    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        .await
+        .map_err(|source| SourceError::Query {
+            what: "opening a consistent read",
+            source,
+        })?;
+    snapshot_position(conn).await
 }
 
 /// Sets up a connection for snapshot reads: text in the bytes stored (`SET NAMES binary`).

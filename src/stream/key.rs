@@ -32,6 +32,9 @@ pub enum KeyValue {
     Time(bool, u32, u8, u8, u8, u32),
 }
 
+// A key value is never NaN (the server has no NaN to store), so equality is total here.
+impl Eq for KeyValue {}
+
 impl From<Value> for KeyValue {
     fn from(value: Value) -> Self {
         match value {

@@ -3,6 +3,12 @@
 //! an event. They sit below every stage, beside the JSON contract in [`crate::event`], so no
 //! stage imports another.
 
+mod key;
+mod snapshot;
+
+pub use self::key::KeyValue;
+pub(crate) use self::snapshot::{Covered, PendingTable, SnapshotState};
+
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +43,9 @@ pub struct OutboundEvent {
     pub(crate) position: BinlogPosition,
     /// The JSON line.
     pub line: EventLine,
+    /// For an update that changed the row's primary key: the key it had before (the line's
+    /// `primary_key` is the new one). A snapshot of the table must know both.
+    pub(crate) moved_from: Option<Box<[u8]>>,
 }
 
 /// An acknowledged transaction boundary, with the binlog timestamp (Unix seconds, 0 when
@@ -49,6 +58,8 @@ pub struct Boundary {
     pub(crate) binlog_ts: u32,
     /// XA transactions prepared before it and undecided at it.
     pub(crate) prepared: Vec<PreparedXa>,
+    /// Snapshot progress at it; `None` with snapshots off (`snapshot.mode = "never"`).
+    pub(crate) snapshot: Option<Arc<SnapshotState>>,
 }
 
 impl From<ResumePoint> for Boundary {
@@ -57,6 +68,7 @@ impl From<ResumePoint> for Boundary {
             prepared: Vec::new(),
             point,
             binlog_ts: 0,
+            snapshot: None,
         }
     }
 }

@@ -1,0 +1,313 @@
+//! The reader's side of snapshots: it owns the progress (which table, after which key), asks
+//! the driver (`snapshot::serve`) for one chunk at a time, records the changes of the table
+//! being read, and places each chunk in the stream between two transactions, where
+//! `snapshot::placement` says, followed by a boundary that carries the new progress.
+//!
+//! # Invariants
+//!
+//! - Chunks are emitted only between transactions, never during a catch-up of prepared XA
+//!   transactions, and always with a boundary right after them at the same position: the
+//!   checkpoint moves past a chunk only once Kinesis has acknowledged its rows, and then it
+//!   records the chunk's last key, so a restart after SIGTERM repeats no row and a restart
+//!   after `kill -9` repeats at most the chunks not yet acknowledged.
+//! - A change is recorded when the reader sends it, with the position read by then: a change
+//!   that was not sent (an XA transaction rolled back) never drops a row, and an XA
+//!   transaction committed after a chunk's read counts as after it, wherever it was prepared.
+//! - Line identity: a snapshot line's `position` is the boundary it is placed at; its `row`
+//!   counts the table's snapshot from 0 (`snapshot_start`), rows from 1, `snapshot_end` last.
+//!   Database, table, position and row identify a line; the same row placed again after a
+//!   crash carries the same `row` and a later position.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use mysql_async::Value;
+use tokio::sync::mpsc;
+
+use super::Reader;
+use crate::{
+    event::{gtid_json, line_prefix, EventLine, Op, TableName},
+    source::{
+        snapshot::{
+            placement::{Due, Placement},
+            Arrival, Ask, SnapshotError,
+        },
+        SourceError,
+    },
+    stream::{partition_key, KeyValue, Message, OutboundEvent, SnapshotState},
+};
+
+/// How often progress is logged while a snapshot runs.
+const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A chunk whose rows wait in the placement: what else came with it.
+struct Waiting {
+    last_key: Option<Vec<Value>>,
+    done: bool,
+    read_at_ms: u64,
+}
+
+/// The reader's snapshot state; see the module docs.
+pub(in crate::source) struct Snapshots {
+    /// The progress as of the last boundary emitted.
+    state: SnapshotState,
+    /// `state`, shared with the boundaries that carry it.
+    shared: Arc<SnapshotState>,
+    placement: Placement,
+    asks: mpsc::Sender<Ask>,
+    arrivals: mpsc::Receiver<Result<Arrival, SourceError>>,
+    /// A chunk was asked for and has not arrived.
+    asked: bool,
+    waiting: Option<Waiting>,
+    by_primary_key: bool,
+    /// Rows emitted since the last progress log, and when it was.
+    logged: (u64, Instant),
+}
+
+impl Snapshots {
+    /// Snapshots starting from `state`, reading through the driver at the other end of
+    /// `asks` and `arrivals`.
+    pub(in crate::source) fn new(
+        state: SnapshotState,
+        asks: mpsc::Sender<Ask>,
+        arrivals: mpsc::Receiver<Result<Arrival, SourceError>>,
+        by_primary_key: bool,
+    ) -> Self {
+        Self {
+            shared: Arc::new(state.clone()),
+            state,
+            placement: Placement::default(),
+            asks,
+            arrivals,
+            asked: false,
+            waiting: None,
+            by_primary_key,
+            logged: (0, Instant::now()),
+        }
+    }
+
+    /// The table being read.
+    fn current(&self) -> Option<&TableName> {
+        self.state.pending.first().map(|p| &p.table)
+    }
+
+    /// Whether a chunk is on its way from the driver.
+    pub(in crate::source) fn awaiting_arrival(&self) -> bool {
+        self.asked
+    }
+
+    /// The next answer of the driver.
+    pub(in crate::source) async fn next_arrival(&mut self) -> Option<Result<Arrival, SourceError>> {
+        self.arrivals.recv().await
+    }
+}
+
+impl Reader {
+    /// The snapshot progress for a boundary here.
+    pub(super) fn snapshot_state(&self) -> Option<Arc<SnapshotState>> {
+        self.snapshots.as_ref().map(|s| Arc::clone(&s.shared))
+    }
+
+    /// An event is being sent: a change of the table being read is recorded, with the
+    /// position read by now.
+    pub(super) fn snapshot_sent(&mut self, event: &OutboundEvent) {
+        let Some(snapshots) = &mut self.snapshots else {
+            return;
+        };
+        if snapshots.current() != Some(&event.table) {
+            return;
+        }
+        match event.line.primary_key() {
+            Some(key) => {
+                let moved = event.moved_from.as_deref();
+                let keys = std::iter::once(key.as_bytes()).chain(moved);
+                snapshots.placement.changed(&self.read_end, keys);
+            }
+            // A TRUNCATE (no key): every row changed.
+            None => snapshots.placement.reset(&self.read_end),
+        }
+    }
+
+    /// A DDL statement was read: it may have changed the table being read, whose chunk is
+    /// then read again.
+    pub(super) fn snapshot_ddl(&mut self) {
+        if let Some(snapshots) = &mut self.snapshots {
+            if snapshots.current().is_some() {
+                snapshots.placement.reset(&self.read_end);
+            }
+        }
+    }
+
+    /// The driver answered.
+    pub(super) async fn snapshot_arrived(
+        &mut self,
+        arrival: Option<Result<Arrival, SourceError>>,
+    ) -> Result<(), SourceError> {
+        let Some(snapshots) = &mut self.snapshots else {
+            return Ok(());
+        };
+        snapshots.asked = false;
+        let arrival = match arrival {
+            Some(arrival) => arrival?,
+            None => {
+                return Err(SnapshotError::Read {
+                    table: snapshots
+                        .current()
+                        .cloned()
+                        .unwrap_or_else(|| TableName::new("", "")),
+                    message: "the snapshot reader stopped".into(),
+                }
+                .into())
+            }
+        };
+        if arrival.at.try_cmp(&self.read_end).is_none() {
+            return Err(SnapshotError::Read {
+                table: arrival.table,
+                message: format!(
+                    "its consistent read is at {}, which cannot be ordered with the stream's position {} (another binlog file name)",
+                    arrival.at, self.read_end
+                ),
+            }
+            .into());
+        }
+        self.metrics.snapshot_chunk_read(arrival.took);
+        snapshots.waiting = Some(Waiting {
+            last_key: arrival.chunk.last_key,
+            done: arrival.done,
+            read_at_ms: arrival.read_at_ms,
+        });
+        snapshots.placement.arrived(arrival.at, arrival.chunk.rows);
+        if self.open.current.is_none() {
+            self.place_snapshots().await?;
+        }
+        Ok(())
+    }
+
+    /// Between two transactions: emits the waiting chunk if its place has come, and asks for
+    /// the next one when none is on its way.
+    pub(super) async fn place_snapshots(&mut self) -> Result<(), SourceError> {
+        if self.catch_up.is_some() || self.open.current.is_some() {
+            return Ok(());
+        }
+        loop {
+            let Some(snapshots) = &mut self.snapshots else {
+                return Ok(());
+            };
+            let Some(pending) = snapshots.state.pending.first() else {
+                return Ok(());
+            };
+            if !snapshots.asked && !snapshots.placement.is_pending() {
+                let ask = Ask {
+                    table: pending.table.clone(),
+                    after: pending
+                        .after
+                        .clone()
+                        .map(|key| key.into_iter().map(Value::from).collect()),
+                };
+                snapshots.placement.asked(&self.read_end);
+                if snapshots.asks.send(ask).await.is_err() {
+                    return Err(SnapshotError::Read {
+                        table: pending.table.clone(),
+                        message: "the snapshot reader stopped".into(),
+                    }
+                    .into());
+                }
+                snapshots.asked = true;
+                return Ok(());
+            }
+            let rows = match snapshots.placement.due(&self.read_end) {
+                None => return Ok(()),
+                Some(Due::Again) => {
+                    tracing::info!(table = %pending.table, "the table changed as a whole (TRUNCATE or DDL) after its chunk was read; reading the chunk again");
+                    snapshots.waiting = None;
+                    continue;
+                }
+                Some(Due::Rows(rows)) => rows,
+            };
+            let waiting = snapshots.waiting.take().expect("a placed chunk waited");
+            self.emit_chunk(rows, waiting).await?;
+        }
+    }
+
+    /// Sends a chunk's rows (with the table's markers where they fall) at the last boundary,
+    /// then a boundary with the progress that includes them.
+    async fn emit_chunk(
+        &mut self,
+        rows: Vec<super::super::snapshot::SnapshotRow>,
+        waiting: Waiting,
+    ) -> Result<(), SourceError> {
+        let snapshots = self.snapshots.as_mut().expect("snapshots are on");
+        let position = self.boundary.clone();
+        let mut pending = snapshots.state.pending[0].clone();
+        let table = pending.table.clone();
+        let (database, name) = TableName::split(table.as_str()).unwrap_or_default();
+        let by_primary_key = snapshots.by_primary_key;
+        let mut lines = Vec::with_capacity(rows.len() + 2);
+        let marker = |op: Op, row: u64, after: Option<&[u8]>| {
+            let prefix = line_prefix(op, &database, &name, waiting.read_at_ms, &position);
+            EventLine::build(&prefix, row as u32, &gtid_json(None), None, None, after)
+        };
+        if !pending.started() {
+            tracing::info!(table = %table, id = %pending.id, "snapshot of the table started");
+            lines.push((table.shared(), marker(Op::SnapshotStart, 0, None)));
+        }
+        let prefix = line_prefix(Op::Read, &database, &name, waiting.read_at_ms, &position);
+        let emitted = rows.len() as u64;
+        for (n, row) in rows.iter().enumerate() {
+            let number = pending.rows + 1 + n as u64;
+            let line = EventLine::build(
+                &prefix,
+                number as u32,
+                &gtid_json(None),
+                Some(&row.primary_key),
+                None,
+                Some(&row.after),
+            );
+            let key = partition_key(&table, Some(&row.primary_key), by_primary_key);
+            lines.push((key, line));
+        }
+        drop(rows);
+        pending.rows += emitted;
+        if let Some(last) = waiting.last_key {
+            pending.after = Some(last.into_iter().map(KeyValue::from).collect());
+        }
+        if waiting.done {
+            let count = format!("{{\"rows\":{}}}", pending.rows);
+            lines.push((
+                table.shared(),
+                marker(Op::SnapshotEnd, pending.rows + 1, Some(count.as_bytes())),
+            ));
+        }
+        snapshots.logged.0 += emitted;
+        self.metrics.snapshot_rows_read.add(emitted);
+        for (key, line) in lines {
+            let event = OutboundEvent {
+                table: table.clone(),
+                key,
+                position: position.clone(),
+                line,
+                moved_from: None,
+            };
+            self.forward(Message::Event(event)).await?;
+        }
+        let snapshots = self.snapshots.as_mut().expect("snapshots are on");
+        if waiting.done {
+            tracing::info!(table = %table, rows = pending.rows, id = %pending.id, "snapshot of the table done");
+            snapshots.state.pending.remove(0);
+            snapshots.placement.clear();
+        } else {
+            snapshots.state.pending[0] = pending.clone();
+        }
+        snapshots.shared = Arc::new(snapshots.state.clone());
+        self.metrics
+            .set_snapshot_tables_pending(snapshots.state.pending.len());
+        if snapshots.logged.1.elapsed() >= PROGRESS_LOG_INTERVAL {
+            let seconds = snapshots.logged.1.elapsed().as_secs_f64();
+            tracing::info!(table = %table, rows = pending.rows, rows_per_s = (snapshots.logged.0 as f64 / seconds) as u64, tables_left = snapshots.state.pending.len(), "snapshot progress");
+            snapshots.logged = (0, Instant::now());
+        }
+        self.send_boundary(position).await
+    }
+}

@@ -1,0 +1,261 @@
+//! The snapshot reader's connection: it reads the chunk the binlog reader asks for, one at a
+//! time, each in its own consistent read, and hands it back with the binlog position that read
+//! saw.
+//!
+//! # Invariants
+//!
+//! - Nothing is read without an ask, and one ask is one chunk: the driver holds at most one
+//!   chunk, the binlog reader at most one more, so memory is two chunks' budget whatever
+//!   the table.
+//! - The asker owns the progress (which table, after which key): the driver keeps nothing
+//!   between chunks but the connection and the row limit, so a chunk read again (after a
+//!   TRUNCATE or a DDL, see `placement`) is just the same ask again.
+//! - Every chunk is read with the table's definition of that moment: the table is described
+//!   before the read and again after it, and a difference (a DDL in between) reads the chunk
+//!   again. A read the server refuses because the definition changed under it
+//!   (`ER_TABLE_DEF_CHANGED`) is read again too.
+//! - A lost connection is reopened with backoff, never skipped; a refusal (no SELECT
+//!   privilege, a type snapshots cannot read) goes to the asker, which stops the run.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mysql_async::{Conn, Value};
+use tokio::sync::mpsc;
+
+use super::{consistent_position, prepare_connection, Chunk, SnapshotError, SnapshotTable};
+use crate::{
+    backoff::Backoff,
+    config::MysqlConfig,
+    event::TableName,
+    position::BinlogPosition,
+    source::{connect, SourceError},
+};
+
+/// What the binlog reader asks for: the chunk of `table` after `after` (`None`: its first).
+#[derive(Debug)]
+pub struct Ask {
+    /// The table.
+    pub table: TableName,
+    /// The last key of the previous chunk, as the server returned it.
+    pub after: Option<Vec<Value>>,
+}
+
+/// A chunk read, with where it belongs.
+#[derive(Debug)]
+pub struct Arrival {
+    /// The table.
+    pub table: TableName,
+    /// The binlog position its consistent read saw.
+    pub at: BinlogPosition,
+    /// Its rows.
+    pub chunk: Chunk,
+    /// The table has no rows after these.
+    pub done: bool,
+    /// When it was read, in milliseconds since the Unix epoch (the `ts_ms` of its lines).
+    pub read_at_ms: u64,
+    /// How long the read took.
+    pub took: Duration,
+}
+
+/// How the driver reads.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// The server.
+    pub mysql: MysqlConfig,
+    /// Most rows in one chunk.
+    pub chunk_rows: usize,
+    /// Most bytes of encoded rows in one chunk (at least one row is always read).
+    pub chunk_bytes: usize,
+}
+
+impl DriverConfig {
+    /// The driver's settings from the configuration.
+    pub fn new(config: &crate::config::Config) -> Self {
+        Self {
+            mysql: config.mysql.clone(),
+            chunk_rows: config.snapshot.chunk_rows,
+            chunk_bytes: config.snapshot.chunk_bytes,
+        }
+    }
+}
+
+/// Backoff between attempts after a lost connection: 250 ms doubling up to 30 s.
+const RETRY_BACKOFF: Backoff = Backoff {
+    initial: Duration::from_millis(250),
+    max: Duration::from_secs(30),
+};
+
+/// Serves `asks` until the channel closes; each answer goes to `arrivals`. Ends with the
+/// first permanent error, after sending it.
+pub async fn serve(
+    config: DriverConfig,
+    mut asks: mpsc::Receiver<Ask>,
+    arrivals: mpsc::Sender<Result<Arrival, SourceError>>,
+) {
+    let mut driver = Driver {
+        config,
+        conn: None,
+        limit: 0,
+    };
+    driver.limit = driver.config.chunk_rows.max(1);
+    while let Some(ask) = asks.recv().await {
+        let answer = driver.answer(&ask).await;
+        let failed = answer.is_err();
+        if arrivals.send(answer).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+struct Driver {
+    config: DriverConfig,
+    conn: Option<Conn>,
+    /// The row limit of the next chunk: `chunk_rows`, less after a chunk cut at the byte
+    /// budget (wide rows), growing back after chunks that were not.
+    limit: usize,
+}
+
+impl Driver {
+    /// Reads the chunk `ask` names, trying again after a lost connection or a change of the
+    /// table's definition.
+    async fn answer(&mut self, ask: &Ask) -> Result<Arrival, SourceError> {
+        let mut attempts: u32 = 0;
+        let mut changes: u32 = 0;
+        loop {
+            let error = match self.try_read(ask).await {
+                Ok(Some(arrival)) => return Ok(arrival),
+                // The definition changed under the read: again at once, then with a pause
+                // if DDL keeps coming.
+                Ok(None) => {
+                    changes += 1;
+                    if changes > 3 {
+                        tokio::time::sleep(RETRY_BACKOFF.delay(changes - 3)).await;
+                    }
+                    continue;
+                }
+                Err(error) => error,
+            };
+            if !retryable(&error) {
+                return Err(permanent(&ask.table, error));
+            }
+            self.conn = None;
+            attempts += 1;
+            if attempts == 1 || attempts.is_power_of_two() {
+                tracing::warn!(table = %ask.table, error = %crate::report::error_chain(&error), attempts, "snapshot read failed; trying again");
+            }
+            tokio::time::sleep(RETRY_BACKOFF.delay(attempts)).await;
+        }
+    }
+
+    /// One attempt: `None` when the table's definition changed during it.
+    async fn try_read(&mut self, ask: &Ask) -> Result<Option<Arrival>, SourceError> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => {
+                let mut conn = connect::connect(&self.config.mysql).await?;
+                prepare_connection(&mut conn).await?;
+                self.conn.insert(conn)
+            }
+        };
+        let (database, table) =
+            TableName::split(ask.table.as_str()).ok_or_else(|| SnapshotError::NoTable {
+                table: ask.table.clone(),
+            })?;
+        let started = Instant::now();
+        let described = match SnapshotTable::describe(conn, &database, &table).await {
+            Err(SourceError::Snapshot(error))
+                if matches!(*error, SnapshotError::NoTable { .. }) =>
+            {
+                // Dropped since it was planned: at this position it has no rows.
+                tracing::warn!(table = %ask.table, "the table no longer exists; its snapshot ends empty");
+                let at = consistent_position(conn).await?;
+                return Ok(Some(self.arrival(ask, at, Chunk::default(), true, started)));
+            }
+            other => other?,
+        };
+        let limit = self.limit;
+        let read = described
+            .read_chunk_consistent(conn, ask.after.as_deref(), limit, self.config.chunk_bytes)
+            .await;
+        let (at, chunk) = match read {
+            Err(SourceError::Query { source, .. }) if definition_changed(&source) => {
+                return Ok(None)
+            }
+            other => other?,
+        };
+        let now = SnapshotTable::describe(conn, &database, &table).await?;
+        if !now.same_definition(&described) {
+            return Ok(None);
+        }
+        let done = !chunk.cut && chunk.rows.len() < limit;
+        self.limit = if chunk.cut {
+            chunk.rows.len().max(1)
+        } else {
+            (limit * 2).min(self.config.chunk_rows.max(1))
+        };
+        Ok(Some(self.arrival(ask, at, chunk, done, started)))
+    }
+
+    fn arrival(
+        &self,
+        ask: &Ask,
+        at: BinlogPosition,
+        chunk: Chunk,
+        done: bool,
+        started: Instant,
+    ) -> Arrival {
+        Arrival {
+            table: ask.table.clone(),
+            at,
+            chunk,
+            done,
+            read_at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            took: started.elapsed(),
+        }
+    }
+}
+
+/// A refusal, as the asker reports it: it stops the run, so it must not look like a passing
+/// connection error there.
+fn permanent(table: &TableName, error: SourceError) -> SourceError {
+    let denied = |code| matches!(code, 1142 | 1143 | 1044 | 1045 | 1227);
+    match error {
+        SourceError::Snapshot(_) => error,
+        SourceError::Query {
+            source: mysql_async::Error::Server(e),
+            ..
+        } if denied(e.code) => SnapshotError::Denied {
+            table: table.clone(),
+            message: e.message,
+        }
+        .into(),
+        other => SnapshotError::Read {
+            table: table.clone(),
+            message: crate::report::error_chain(&other),
+        }
+        .into(),
+    }
+}
+
+/// Server errors that mean the table changed under the read: `ER_TABLE_DEF_CHANGED` (1412),
+/// `ER_BAD_FIELD_ERROR` (1054, a column dropped after it was described),
+/// `ER_NO_SUCH_TABLE` (1146, dropped after it was described).
+fn definition_changed(error: &mysql_async::Error) -> bool {
+    matches!(error, mysql_async::Error::Server(e) if matches!(e.code, 1412 | 1054 | 1146))
+}
+
+/// Whether trying the read again can succeed: a lost connection, or a server error that
+/// passes (a deadlock, a lock wait timeout, too many connections). A refused privilege or a
+/// syntax error cannot.
+fn retryable(error: &SourceError) -> bool {
+    match error {
+        SourceError::Query {
+            source: mysql_async::Error::Server(e),
+            ..
+        } => matches!(e.code, 1205 | 1213 | 1040 | 1053 | 1927),
+        other => other.is_transient(),
+    }
+}

@@ -1,0 +1,346 @@
+//! Snapshots as `run` does them (issue 14): the rows a table has, read chunk by chunk while
+//! writers change it, end up in the stream so that folding it per key gives exactly the
+//! table; SIGTERM and `kill -9` in the middle resume instead of starting over.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    process::{Child, Command},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use binlog_kinesis::{
+    app::StartFrom,
+    event::{ChangeEvent, Op},
+};
+use mysql_async::prelude::Queryable;
+use rand::{rngs::StdRng, RngExt, SeedableRng};
+use serde_json::Value;
+
+use crate::harness::{eventually, World};
+
+/// Settings that make a snapshot of [`ROWS`] rows take seconds, so that a stop lands in its
+/// middle: few events per record (one record of a key in flight at a time, so records per
+/// second bound the rate) and a small producer buffer (the reader waits for it).
+const SLOW: &[(&str, &str)] = &[
+    ("BINLOG_KINESIS__KINESIS__MAX_EVENTS_PER_RECORD", "40"),
+    ("BINLOG_KINESIS__KINESIS__MAX_BUFFERED_BYTES", "262144"),
+    ("BINLOG_KINESIS__KINESIS__MAX_RECORD_BYTES", "65536"),
+];
+
+/// Rows `shop.items` starts with.
+const ROWS: i64 = 20_000;
+
+/// Creates `shop.items` with [`ROWS`] rows and lets the daemon's account read it.
+async fn items(world: &World) {
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.items (id INT PRIMARY KEY, v INT NOT NULL, note VARCHAR(20))",
+            &format!("INSERT INTO shop.items SELECT seq, seq % 97, IF(seq % 5 = 0, NULL, CONCAT('n', seq)) FROM shop.seq_1_to_{ROWS}"),
+            "CREATE TABLE shop.empty (id INT PRIMARY KEY)",
+            "GRANT SELECT ON shop.* TO 'cdc'@'%'",
+        ])
+        .await;
+}
+
+/// Writes random single-row and two-row transactions into `shop.items` until `stop` is set:
+/// updates, inserts, deletes, delete-then-reinsert in one transaction, a few hot keys
+/// changed over and over, and (with `move_keys`) updates that change a row's key. Returns how
+/// many transactions it wrote.
+async fn writers(
+    world: &World,
+    stop: Arc<AtomicBool>,
+    move_keys: bool,
+) -> tokio::task::JoinHandle<u64> {
+    let mut conn = world.db.root().await;
+    tokio::spawn(async move {
+        let mut rng = StdRng::seed_from_u64(1414);
+        let mut written = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let id = rng.random_range(1..=ROWS + 2_000);
+            let hot = rng.random_range(1..=5);
+            let v = rng.random_range(0..1_000_000);
+            let statements = match rng.random_range(0..10) {
+                0..=2 => vec![format!("UPDATE shop.items SET v = {v} WHERE id = {id}")],
+                3 => vec![format!(
+                    "UPDATE shop.items SET v = {v}, note = 'hot' WHERE id = {hot}"
+                )],
+                4 => vec![format!(
+                    "INSERT IGNORE INTO shop.items VALUES ({id}, {v}, 'new')"
+                )],
+                5 => vec![format!("DELETE FROM shop.items WHERE id = {id}")],
+                6 | 7 => vec![
+                    "BEGIN".to_owned(),
+                    format!("DELETE FROM shop.items WHERE id = {id}"),
+                    format!("INSERT INTO shop.items VALUES ({id}, {v}, 'again')"),
+                    "COMMIT".to_owned(),
+                ],
+                8 if move_keys => vec![format!(
+                    "UPDATE IGNORE shop.items SET id = id + 100000 WHERE id = {id}"
+                )],
+                _ => vec![format!("UPDATE shop.items SET v = v + 1 WHERE id = {hot}")],
+            };
+            for statement in statements {
+                conn.query_drop(statement).await.unwrap();
+            }
+            written += 1;
+        }
+        written
+    })
+}
+
+/// The checkpoint's snapshot part, when there is one.
+fn saved_snapshot(world: &World) -> Option<Value> {
+    let text = std::fs::read_to_string(world.checkpoint_path()).ok()?;
+    let checkpoint: Value = serde_json::from_str(&text).ok()?;
+    checkpoint.get("snapshot").cloned()
+}
+
+/// Waits until the checkpoint says the snapshot has no table left to read.
+async fn snapshot_done(world: &World) {
+    eventually(Duration::from_secs(180), async || {
+        let snapshot = saved_snapshot(world)?;
+        snapshot.get("pending").is_none().then_some(())
+    })
+    .await;
+}
+
+/// Waits until the checkpoint shows the snapshot of `shop.items` at least `rows` rows in.
+async fn snapshot_rows(world: &World, rows: u64) {
+    eventually(Duration::from_secs(120), async || {
+        let snapshot = saved_snapshot(world)?;
+        let first = snapshot.get("pending")?.get(0)?;
+        (first["table"] == "shop.items" && first["rows"].as_u64()? >= rows).then_some(())
+    })
+    .await;
+}
+
+/// `shop.items` as it is, by id: the rows as the stream writes them.
+async fn table(world: &World) -> BTreeMap<i64, Value> {
+    let mut conn = world.db.root().await;
+    let rows: Vec<(i64, i64, Option<String>)> = conn
+        .query("SELECT id, v, note FROM shop.items")
+        .await
+        .unwrap();
+    rows.into_iter()
+        .map(|(id, v, note)| (id, serde_json::json!({"id": id, "v": v, "note": note})))
+        .collect()
+}
+
+/// What a consumer ends with, applying the stream's events of `shop.items` in order.
+fn fold(events: &[&ChangeEvent]) -> BTreeMap<i64, Value> {
+    let id = |image: &Option<serde_json::Map<String, Value>>| {
+        image.as_ref().map(|i| i["id"].as_i64().unwrap())
+    };
+    let mut state = BTreeMap::new();
+    for event in events {
+        match event.op {
+            Op::Insert | Op::Update | Op::Read => {
+                if let Some(before) = id(&event.before) {
+                    state.remove(&before);
+                }
+                let after = event.after.clone().unwrap();
+                state.insert(after["id"].as_i64().unwrap(), Value::Object(after));
+            }
+            Op::Delete => {
+                state.remove(&id(&event.before).unwrap());
+            }
+            Op::Truncate => state.clear(),
+            Op::SnapshotStart | Op::SnapshotEnd => {}
+        }
+    }
+    state
+}
+
+/// Writes a marker transaction and waits until the daemon's checkpoint is past it: everything
+/// before it is in the stream.
+async fn caught_up(world: &World) {
+    world.wait_replicating().await;
+}
+
+/// The stream's events of `shop.items`.
+async fn item_events(world: &World) -> Vec<ChangeEvent> {
+    world
+        .kinesis
+        .events(&world.stream)
+        .await
+        .into_iter()
+        .filter(|e| e.database == "shop" && e.table == "items")
+        .collect()
+}
+
+/// The state invariant, for both partitionings: while writers change the table during the
+/// whole snapshot, the stream folded per key in order is exactly the table; the table's rows
+/// are each read once, between its `snapshot_start` and a `snapshot_end` that counts them; an
+/// empty table gets both markers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_under_concurrent_writes_folds_to_the_table() {
+    for partition_by in ["table", "primary_key"] {
+        let world = World::new().await;
+        items(&world).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = writers(&world, Arc::clone(&stop), partition_by == "table").await;
+        let mut settings = SLOW.to_vec();
+        settings.push(("BINLOG_KINESIS__SNAPSHOT__CHUNK_ROWS", "700"));
+        settings.push(("BINLOG_KINESIS__KINESIS__PARTITION_BY", partition_by));
+        let config = world.config(&settings);
+        let daemon = world.daemon(config, StartFrom::Checkpoint).await;
+        snapshot_done(&world).await;
+        stop.store(true, Ordering::Relaxed);
+        let written = writer.await.unwrap();
+        caught_up(&world).await;
+        daemon.stop().await.unwrap();
+
+        let events = item_events(&world).await;
+        let all: Vec<&ChangeEvent> = events.iter().collect();
+        assert_eq!(
+            fold(&all),
+            table(&world).await,
+            "partition_by {partition_by}"
+        );
+        let reads: Vec<&ChangeEvent> = events.iter().filter(|e| e.op == Op::Read).collect();
+        let keys: BTreeSet<i64> = reads
+            .iter()
+            .map(|e| e.after.as_ref().unwrap()["id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(keys.len(), reads.len(), "a row read twice");
+        let markers: Vec<&ChangeEvent> = events
+            .iter()
+            .filter(|e| matches!(e.op, Op::SnapshotStart | Op::SnapshotEnd))
+            .collect();
+        assert_eq!(markers.len(), 2, "{markers:?}");
+        assert_eq!(markers[0].op, Op::SnapshotStart);
+        assert_eq!(markers[1].op, Op::SnapshotEnd);
+        assert_eq!(
+            markers[1].after.as_ref().unwrap()["rows"].as_u64(),
+            Some(reads.len() as u64)
+        );
+        // Some rows were dropped because a change overtook them, most were read.
+        assert!(reads.len() as i64 > ROWS / 2, "{} rows read", reads.len());
+        assert!(written > 200, "the writers wrote {written} transactions");
+        eprintln!("partition_by {partition_by}: {written} transactions written during the snapshot, {} rows read", reads.len());
+        let empty: Vec<Op> = world
+            .kinesis
+            .events(&world.stream)
+            .await
+            .into_iter()
+            .filter(|e| e.table == "empty")
+            .map(|e| e.op)
+            .collect();
+        assert_eq!(empty, [Op::SnapshotStart, Op::SnapshotEnd]);
+    }
+}
+
+/// SIGTERM in the middle of a snapshot: the run ends cleanly, the restart goes on after the
+/// last row acknowledged, and no row is read twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_mid_snapshot_resumes_without_repeating_a_row() {
+    let world = World::new().await;
+    items(&world).await;
+    let mut settings = SLOW.to_vec();
+    settings.push(("BINLOG_KINESIS__SNAPSHOT__CHUNK_ROWS", "500"));
+    let config = || world.config(&settings);
+    let daemon = world.daemon(config(), StartFrom::Checkpoint).await;
+    snapshot_rows(&world, 2_000).await;
+    daemon.stop().await.unwrap();
+    let saved = saved_snapshot(&world).unwrap();
+    let stopped_at = saved["pending"][0]["rows"].as_u64().unwrap();
+    assert!(
+        stopped_at < ROWS as u64,
+        "stopped after the snapshot: {saved}"
+    );
+    world
+        .db
+        .admin(&["UPDATE shop.items SET v = -1 WHERE id IN (1, 19999)"])
+        .await;
+
+    let daemon = world.daemon(config(), StartFrom::Checkpoint).await;
+    snapshot_done(&world).await;
+    caught_up(&world).await;
+    daemon.stop().await.unwrap();
+
+    let events = item_events(&world).await;
+    let reads: Vec<&ChangeEvent> = events.iter().filter(|e| e.op == Op::Read).collect();
+    let ids: Vec<i64> = reads
+        .iter()
+        .map(|e| e.after.as_ref().unwrap()["id"].as_i64().unwrap())
+        .collect();
+    let expected: Vec<i64> = (1..=ROWS).collect();
+    if ids != expected {
+        let first = ids.iter().zip(&expected).position(|(a, b)| a != b);
+        panic!(
+            "each row once, in order: {} rows read, first difference at {first:?}: {:?}",
+            ids.len(),
+            first.map(|i| &ids[i.saturating_sub(2)..(i + 3).min(ids.len())])
+        );
+    }
+    let numbers: Vec<u32> = reads.iter().map(|e| e.row).collect();
+    assert_eq!(numbers, (1..=ROWS as u32).collect::<Vec<_>>());
+    let starts = events.iter().filter(|e| e.op == Op::SnapshotStart).count();
+    assert_eq!(starts, 1, "the restart did not start the table over");
+    let all: Vec<&ChangeEvent> = events.iter().collect();
+    assert_eq!(fold(&all), table(&world).await);
+}
+
+fn spawn(world: &World) -> Child {
+    world
+        .run_command()
+        .envs(SLOW.iter().copied())
+        .env("BINLOG_KINESIS__SNAPSHOT__CHUNK_ROWS", "300")
+        .spawn()
+        .unwrap()
+}
+
+/// `kill -9` at several moments of a snapshot, each followed by a restart, while writers
+/// change the table: the stream still folds to the table, no restart reads the table from its
+/// start again, and the rows read twice are few (those of the chunks not yet checkpointed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_snapshot_resumes_from_the_last_acknowledged_chunk() {
+    let world = World::new().await;
+    items(&world).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = writers(&world, Arc::clone(&stop), true).await;
+    let kills = AtomicU64::new(0);
+    for rows in [1_500, 6_000, 12_000] {
+        let mut daemon = spawn(&world);
+        snapshot_rows(&world, rows).await;
+        daemon.kill().unwrap();
+        daemon.wait().unwrap();
+        kills.fetch_add(1, Ordering::Relaxed);
+    }
+    let mut daemon = spawn(&world);
+    snapshot_done(&world).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    caught_up(&world).await;
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(daemon.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(daemon.wait().unwrap().code(), Some(0));
+
+    let events = item_events(&world).await;
+    let all: Vec<&ChangeEvent> = events.iter().collect();
+    assert_eq!(fold(&all), table(&world).await);
+    let starts = events.iter().filter(|e| e.op == Op::SnapshotStart).count();
+    assert_eq!(starts, 1, "a restart read the table from its start again");
+    let reads: Vec<i64> = events
+        .iter()
+        .filter(|e| e.op == Op::Read)
+        .map(|e| e.after.as_ref().unwrap()["id"].as_i64().unwrap())
+        .collect();
+    let distinct: BTreeSet<i64> = reads.iter().copied().collect();
+    let repeated = reads.len() - distinct.len();
+    assert!(
+        repeated as u64 <= kills.load(Ordering::Relaxed) * ROWS as u64 / 10,
+        "{repeated} rows read twice over {} kills",
+        kills.load(Ordering::Relaxed)
+    );
+}
