@@ -5,7 +5,7 @@
 //! # Layout, in pipeline order
 //!
 //! - [`source`]: the replication connection, binlog decoding, table schemas, the start
-//!   position, table snapshots (being built: not yet part of `run`);
+//!   position, table snapshots (chunked reads placed in the stream);
 //! - [`event`] and [`stream`]: the JSON contract of one change event, and the messages
 //!   between the stages (events, transaction boundaries, partition keys);
 //! - [`sink`]: the Kinesis producer (records, batching, ordering, retries);

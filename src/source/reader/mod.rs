@@ -186,6 +186,11 @@ impl Reader {
                 }
                 next_lock_check = tokio::time::Instant::now() + lock_interval;
             }
+            // A snapshot may hold the reader where it is (see `snapshots::Hold`).
+            let held = self
+                .snapshots
+                .as_ref()
+                .is_some_and(|s| s.holds_reader(&self.read_end));
             let next = tokio::select! {
                 // Stop requests win, but only between transactions; see "# Stopping".
                 biased;
@@ -193,9 +198,11 @@ impl Reader {
                 _ = tokio::time::sleep_until(next_lock_check) => continue,
                 arrival = next_arrival(&mut self.snapshots), if self.snapshots.as_ref().is_some_and(Snapshots::awaiting_arrival) => {
                     self.snapshot_arrived(arrival).await?;
+                    // Not reading the stream while held is not the server's silence.
+                    last_heard = tokio::time::Instant::now();
                     continue;
                 }
-                next = tokio::time::timeout_at(last_heard + silence_limit, stream.next()) => next,
+                next = tokio::time::timeout_at(last_heard + silence_limit, stream.next()), if !held => next,
             };
             let event = match next {
                 Err(_elapsed) => {
@@ -226,6 +233,11 @@ impl Reader {
                 self.metrics.set_state(State::Replicating);
             }
             self.handle(&event).await?;
+            // Events that are not boundaries move the position too (a chunk may be due at
+            // the end of a GTID_LIST or BINLOG_CHECKPOINT event).
+            if self.snapshots.is_some() {
+                self.place_snapshots().await?;
+            }
         }
     }
 

@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 use super::Reader;
 use crate::{
     event::{gtid_json, line_prefix, EventLine, Op, TableName},
+    position::BinlogPosition,
     source::{
         snapshot::{
             placement::{Due, Placement},
@@ -47,6 +48,21 @@ struct Waiting {
     last_key: Option<Vec<Value>>,
     done: bool,
     read_at_ms: u64,
+    keyless: bool,
+}
+
+/// Whether the binlog reader waits for the snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Hold {
+    /// It reads on.
+    No,
+    /// The first chunk of a table was asked for: the reader waits where it is until it
+    /// arrives, so that a table without a primary key (read in one consistent read, at a
+    /// position the reader must not pass) is never passed by.
+    FirstChunk,
+    /// A table without a primary key is being read at `at`: the reader reads up to `at`,
+    /// then waits there until the last piece is emitted.
+    Keyless(BinlogPosition),
 }
 
 /// The reader's snapshot state; see the module docs.
@@ -61,6 +77,10 @@ pub(in crate::source) struct Snapshots {
     /// A chunk was asked for and has not arrived.
     asked: bool,
     waiting: Option<Waiting>,
+    hold: Hold,
+    /// Rows of the table without a primary key emitted so far (its progress is recorded only
+    /// when it is done: a restart reads it again from its start).
+    keyless_rows: u64,
     by_primary_key: bool,
     /// Rows emitted since the last progress log, and when it was.
     logged: (u64, Instant),
@@ -83,6 +103,8 @@ impl Snapshots {
             arrivals,
             asked: false,
             waiting: None,
+            hold: Hold::No,
+            keyless_rows: 0,
             by_primary_key,
             logged: (0, Instant::now()),
         }
@@ -93,9 +115,18 @@ impl Snapshots {
         self.state.pending.first().map(|p| &p.table)
     }
 
-    /// Whether a chunk is on its way from the driver.
+    /// Whether a chunk is on its way from the driver (and can be taken now).
     pub(in crate::source) fn awaiting_arrival(&self) -> bool {
-        self.asked
+        self.asked && !self.placement.is_pending()
+    }
+
+    /// Whether the binlog reader must wait (read no event) at `read_end`.
+    pub(in crate::source) fn holds_reader(&self, read_end: &BinlogPosition) -> bool {
+        match &self.hold {
+            Hold::No => false,
+            Hold::FirstChunk => true,
+            Hold::Keyless(at) => read_end.try_cmp(at) != Some(std::cmp::Ordering::Less),
+        }
     }
 
     /// The next answer of the driver.
@@ -173,10 +204,25 @@ impl Reader {
             .into());
         }
         self.metrics.snapshot_chunk_read(arrival.took);
+        snapshots.hold = if arrival.keyless {
+            Hold::Keyless(arrival.at.clone())
+        } else {
+            Hold::No
+        };
+        if arrival.keyless && arrival.at.try_cmp(&self.read_end) == Some(std::cmp::Ordering::Less) {
+            return Err(SnapshotError::Read {
+                table: arrival.table,
+                message: format!("the binlog reader passed the position of the table's consistent read ({} before {}); its rows cannot be placed", arrival.at, self.read_end),
+            }
+            .into());
+        }
+        // More pieces of a table without a primary key follow without an ask.
+        snapshots.asked = arrival.keyless && !arrival.done;
         snapshots.waiting = Some(Waiting {
             last_key: arrival.chunk.last_key,
             done: arrival.done,
             read_at_ms: arrival.read_at_ms,
+            keyless: arrival.keyless,
         });
         snapshots.placement.arrived(arrival.at, arrival.chunk.rows);
         if self.open.current.is_none() {
@@ -207,6 +253,10 @@ impl Reader {
                         .map(|key| key.into_iter().map(Value::from).collect()),
                 };
                 snapshots.placement.asked(&self.read_end);
+                if !pending.started() {
+                    snapshots.hold = Hold::FirstChunk;
+                    snapshots.keyless_rows = 0;
+                }
                 if snapshots.asks.send(ask).await.is_err() {
                     return Err(SnapshotError::Read {
                         table: pending.table.clone(),
@@ -241,6 +291,10 @@ impl Reader {
         let snapshots = self.snapshots.as_mut().expect("snapshots are on");
         let position = self.boundary.clone();
         let mut pending = snapshots.state.pending[0].clone();
+        if waiting.keyless {
+            // Numbered from its start, progress kept only once it is done.
+            pending.rows = snapshots.keyless_rows;
+        }
         let table = pending.table.clone();
         let (database, name) = TableName::split(table.as_str()).unwrap_or_default();
         let by_primary_key = snapshots.by_primary_key;
@@ -261,11 +315,11 @@ impl Reader {
                 &prefix,
                 number as u32,
                 &gtid_json(None),
-                Some(&row.primary_key),
+                row.key(),
                 None,
                 Some(&row.after),
             );
-            let key = partition_key(&table, Some(&row.primary_key), by_primary_key);
+            let key = partition_key(&table, row.key(), by_primary_key);
             lines.push((key, line));
         }
         drop(rows);
@@ -293,7 +347,13 @@ impl Reader {
             self.forward(Message::Event(event)).await?;
         }
         let snapshots = self.snapshots.as_mut().expect("snapshots are on");
+        if waiting.keyless && !waiting.done {
+            // No boundary until the table is whole: a restart reads it again.
+            snapshots.keyless_rows = pending.rows;
+            return Ok(());
+        }
         if waiting.done {
+            snapshots.hold = Hold::No;
             tracing::info!(table = %table, rows = pending.rows, id = %pending.id, "snapshot of the table done");
             snapshots.state.pending.remove(0);
             snapshots.placement.clear();

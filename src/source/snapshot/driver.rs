@@ -19,7 +19,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mysql_async::{Conn, Value};
+use mysql_async::{prelude::Queryable, Conn, Value};
 use tokio::sync::mpsc;
 
 use super::{consistent_position, prepare_connection, Chunk, SnapshotError, SnapshotTable};
@@ -51,6 +51,9 @@ pub struct Arrival {
     pub chunk: Chunk,
     /// The table has no rows after these.
     pub done: bool,
+    /// A piece of a table without a primary key, read in one consistent read: its rows
+    /// belong exactly at `at`, and the binlog reader must not pass it until the last piece.
+    pub keyless: bool,
     /// When it was read, in milliseconds since the Unix epoch (the `ts_ms` of its lines).
     pub read_at_ms: u64,
     /// How long the read took.
@@ -96,6 +99,8 @@ pub async fn serve(
         config,
         conn: None,
         limit: 0,
+        arrivals: arrivals.clone(),
+        streamed: false,
     };
     driver.limit = driver.config.chunk_rows.max(1);
     while let Some(ask) = asks.recv().await {
@@ -113,6 +118,10 @@ struct Driver {
     /// The row limit of the next chunk: `chunk_rows`, less after a chunk cut at the byte
     /// budget (wide rows), growing back after chunks that were not.
     limit: usize,
+    /// Where the pieces of a table without a primary key go as they are read.
+    arrivals: mpsc::Sender<Result<Arrival, SourceError>>,
+    /// Pieces of the current answer were sent already: it cannot be tried again.
+    streamed: bool,
 }
 
 impl Driver {
@@ -121,6 +130,7 @@ impl Driver {
     async fn answer(&mut self, ask: &Ask) -> Result<Arrival, SourceError> {
         let mut attempts: u32 = 0;
         let mut changes: u32 = 0;
+        self.streamed = false;
         loop {
             let error = match self.try_read(ask).await {
                 Ok(Some(arrival)) => return Ok(arrival),
@@ -135,7 +145,7 @@ impl Driver {
                 }
                 Err(error) => error,
             };
-            if !retryable(&error) {
+            if !retryable(&error) || self.streamed {
                 return Err(permanent(&ask.table, error));
             }
             self.conn = None;
@@ -173,6 +183,10 @@ impl Driver {
             }
             other => other?,
         };
+        if described.is_keyless() {
+            return self.read_keyless(ask, &described, started).await.map(Some);
+        }
+        let conn = self.conn.as_mut().expect("connected above");
         let limit = self.limit;
         let read = described
             .read_chunk_consistent(conn, ask.after.as_deref(), limit, self.config.chunk_bytes)
@@ -196,6 +210,73 @@ impl Driver {
         Ok(Some(self.arrival(ask, at, chunk, done, started)))
     }
 
+    /// A table without a primary key, in one consistent read: every piece but the last is
+    /// sent from here as it is read (the read stays open meanwhile, and the binlog reader
+    /// waits at its position); the last one is returned.
+    async fn read_keyless(
+        &mut self,
+        ask: &Ask,
+        table: &SnapshotTable,
+        started: Instant,
+    ) -> Result<Arrival, SourceError> {
+        tracing::info!(table = %ask.table, "the table has no primary key: reading it in one consistent read, while the binlog reader waits at its position");
+        let conn = self.conn.as_mut().expect("connected");
+        let at = super::open_consistent_read(conn).await;
+        let mut last = None;
+        let read = match at {
+            Ok(at) => {
+                let (limit, bytes) = (self.config.chunk_rows, self.config.chunk_bytes);
+                let arrivals = self.arrivals.clone();
+                let streamed = &mut self.streamed;
+                let last = &mut last;
+                table
+                    .read_whole(conn, limit, bytes, |chunk, done| {
+                        let arrival = Arrival {
+                            table: ask.table.clone(),
+                            at: at.clone(),
+                            chunk,
+                            done,
+                            keyless: true,
+                            read_at_ms: unix_ms(),
+                            took: started.elapsed(),
+                        };
+                        let arrivals = arrivals.clone();
+                        let sent = if done {
+                            *last = Some(arrival);
+                            None
+                        } else {
+                            *streamed = true;
+                            Some(arrival)
+                        };
+                        async move {
+                            match sent {
+                                Some(arrival) => arrivals.send(Ok(arrival)).await.is_ok(),
+                                None => true,
+                            }
+                        }
+                    })
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        let ended = conn
+            .query_drop("COMMIT")
+            .await
+            .map_err(|source| SourceError::Query {
+                what: "ending a consistent read",
+                source,
+            });
+        read?;
+        ended?;
+        last.ok_or_else(|| {
+            SnapshotError::Read {
+                table: ask.table.clone(),
+                message: "the snapshot reader stopped".into(),
+            }
+            .into()
+        })
+    }
+
     fn arrival(
         &self,
         ask: &Ask,
@@ -209,10 +290,8 @@ impl Driver {
             at,
             chunk,
             done,
-            read_at_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
+            keyless: false,
+            read_at_ms: unix_ms(),
             took: started.elapsed(),
         }
     }
@@ -238,6 +317,13 @@ fn permanent(table: &TableName, error: SourceError) -> SourceError {
         }
         .into(),
     }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Server errors that mean the table changed under the read: `ER_TABLE_DEF_CHANGED` (1412),

@@ -1,10 +1,11 @@
-//! Snapshots: a table's current rows as `read` events (issue 14, first step).
+//! Snapshots: a table's current rows as `read` events.
 //!
-//! This step reads a table in primary-key chunks and encodes each row exactly as the binlog
-//! path encodes an insert of it: the same `ColumnSchema`s, the same value conversion
-//! (`decode::to_json`), the same line builder. Placing chunks in the stream (at the binlog
-//! position of their consistent read), progress in the checkpoint, the triggers and the
-//! markers come in the next steps; nothing in `run` reads snapshots yet.
+//! This module reads a table in primary-key chunks (a table without one in a single
+//! consistent read, in pieces) and encodes each row exactly as the binlog path encodes an
+//! insert of it: the same `ColumnSchema`s, the same value conversion (`decode::to_json`), the
+//! same line builder. `plan` decides which tables a run reads, the driver ([`serve`]) reads the
+//! chunks the binlog reader asks for, and `placement` says where in the stream each goes;
+//! the reader (`reader::snapshots`) owns the progress that the checkpoint saves.
 //!
 //! # Reading values as the binlog has them
 //!
@@ -29,18 +30,15 @@
 mod driver;
 pub(crate) mod placement;
 pub(crate) mod plan;
+mod values;
 
 pub use self::driver::{serve, Arrival, Ask, DriverConfig};
 
 use std::sync::Arc;
 
-use mysql_async::{prelude::Queryable, Conn, Value};
-use mysql_common::{binlog::value::BinlogValue, constants::ColumnType};
-use serde_json::Value as Json;
-
 use super::{
-    catalog::{self, CatalogColumn},
-    decode::{self, ValueError},
+    catalog,
+    decode::ValueError,
     schema::{ColumnSchema, TableSchema},
     SourceError,
 };
@@ -48,21 +46,9 @@ use crate::{
     event::{gtid_json, line_prefix, write_json, EventLine, Op, TableName},
     position::BinlogPosition,
 };
+use mysql_async::{prelude::Queryable, Conn, Value};
 
-/// How a column is selected and its value brought to the binlog's form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fetch {
-    /// As it is.
-    Plain,
-    /// `UNIX_TIMESTAMP(c)`, then as the binlog's TIMESTAMP.
-    UnixTimestamp,
-    /// `c+0`: an ENUM's index.
-    EnumIndex,
-    /// `c+0`: a SET's bits.
-    SetBits,
-    /// YEAR, which the binary protocol gives as a number.
-    Year,
-}
+use self::values::{binlog_type, meta, snapshot_json, Fetch};
 
 /// A table as a snapshot reads it.
 #[derive(Debug, Clone)]
@@ -90,12 +76,6 @@ pub enum SnapshotError {
         table: TableName,
         /// Its engine.
         engine: String,
-    },
-    /// No primary key: not chunked in this step.
-    #[error("table {table} has no primary key; snapshots of such tables are not supported yet")]
-    NoPrimaryKey {
-        /// The table.
-        table: TableName,
     },
     /// A column type without a known binlog form.
     #[error("column {column:?} of {table} has type {data_type}, which snapshots cannot read yet")]
@@ -187,9 +167,6 @@ impl SnapshotTable {
             }
             .into());
         }
-        if found.primary_key.is_empty() {
-            return Err(SnapshotError::NoPrimaryKey { table: name }.into());
-        }
         let mut columns = Vec::with_capacity(found.columns.len());
         let mut fetch = Vec::with_capacity(found.columns.len());
         let mut select = Vec::with_capacity(found.columns.len());
@@ -227,6 +204,58 @@ impl SnapshotTable {
     /// The table's name.
     pub fn name(&self) -> &TableName {
         &self.schema.name
+    }
+
+    /// A table without a primary key: it cannot be read in key chunks, only in one
+    /// consistent read (see `driver`).
+    pub fn is_keyless(&self) -> bool {
+        self.schema.primary_key.is_empty()
+    }
+
+    /// Reads the whole table in the open consistent read on `conn`, in pieces of at most
+    /// `limit` rows and about `max_bytes`, each handed to `piece` as it is full (the last one
+    /// with `true`); at most one piece is held here. For a table without a primary key.
+    pub(crate) async fn read_whole<F, Fut>(
+        &self,
+        conn: &mut Conn,
+        limit: usize,
+        max_bytes: usize,
+        mut piece: F,
+    ) -> Result<(), SourceError>
+    where
+        F: FnMut(Chunk, bool) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let query_error = |source| SourceError::Query {
+            what: "reading a table without a primary key in one consistent read",
+            source,
+        };
+        let query = format!(
+            "SELECT {} FROM {}.{}",
+            self.select,
+            quote(&self.schema.database),
+            quote(&self.schema.table)
+        );
+        let mut result = conn
+            .exec_iter(query, Vec::<Value>::new())
+            .await
+            .map_err(query_error)?;
+        let mut chunk = Chunk::default();
+        let mut bytes = 0;
+        while let Some(row) = result.next().await.map_err(query_error)? {
+            let encoded = self.encode(&row.unwrap())?;
+            bytes += encoded.after.len();
+            chunk.rows.push(encoded);
+            if chunk.rows.len() >= limit.max(1) || bytes >= max_bytes {
+                if !piece(std::mem::take(&mut chunk), false).await {
+                    return Ok(());
+                }
+                bytes = 0;
+            }
+        }
+        drop(result);
+        piece(chunk, true).await;
+        Ok(())
     }
 
     /// The query of a chunk: the first one (`after_key` false), or the one after a key.
@@ -358,7 +387,12 @@ impl SnapshotTable {
             out
         };
         Ok(SnapshotRow {
-            primary_key: image(&mut schema.primary_key.iter().copied()),
+            // Empty for a table without one (its lines say `null`).
+            primary_key: if schema.primary_key.is_empty() {
+                Vec::new()
+            } else {
+                image(&mut schema.primary_key.iter().copied())
+            },
             after: image(&mut (0..schema.columns.len())),
         })
     }
@@ -378,7 +412,7 @@ impl SnapshotTable {
             &prefix,
             index,
             &gtid_json(None),
-            Some(&row.primary_key),
+            row.key(),
             None,
             Some(&row.after),
         )
@@ -400,10 +434,17 @@ pub struct Chunk {
 /// One row, encoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotRow {
-    /// The primary key as a JSON object.
+    /// The primary key as a JSON object; empty for a table without one.
     pub primary_key: Vec<u8>,
     /// The row as a JSON object.
     pub after: Vec<u8>,
+}
+
+impl SnapshotRow {
+    /// The primary key, as the line's `primary_key` (`None`: the table has none).
+    pub fn key(&self) -> Option<&[u8]> {
+        (!self.primary_key.is_empty()).then_some(self.primary_key.as_slice())
+    }
 }
 
 /// The binlog position of the open consistent read (MariaDB's `binlog_snapshot_file` and
@@ -473,86 +514,6 @@ pub async fn prepare_connection(conn: &mut Conn) -> Result<(), SourceError> {
         })
 }
 
-/// The binlog column type of a column, and how to read it; `None` for a type without one.
-fn binlog_type(column: &CatalogColumn) -> Option<(ColumnType, Fetch)> {
-    use ColumnType::*;
-    let plain = |t| Some((t, Fetch::Plain));
-    match column.data_type.as_str() {
-        "tinyint" => plain(MYSQL_TYPE_TINY),
-        "smallint" => plain(MYSQL_TYPE_SHORT),
-        "mediumint" => plain(MYSQL_TYPE_INT24),
-        "int" | "integer" => plain(MYSQL_TYPE_LONG),
-        "bigint" => plain(MYSQL_TYPE_LONGLONG),
-        "float" => plain(MYSQL_TYPE_FLOAT),
-        "double" | "real" => plain(MYSQL_TYPE_DOUBLE),
-        "decimal" | "numeric" => plain(MYSQL_TYPE_NEWDECIMAL),
-        "bit" => plain(MYSQL_TYPE_BIT),
-        "year" => Some((MYSQL_TYPE_YEAR, Fetch::Year)),
-        "date" => plain(MYSQL_TYPE_DATE),
-        "datetime" => plain(MYSQL_TYPE_DATETIME2),
-        "time" => plain(MYSQL_TYPE_TIME2),
-        "timestamp" => Some((MYSQL_TYPE_TIMESTAMP2, Fetch::UnixTimestamp)),
-        "char" | "binary" => plain(MYSQL_TYPE_STRING),
-        "varchar" | "varbinary" => plain(MYSQL_TYPE_VARCHAR),
-        "tinytext" | "text" | "mediumtext" | "longtext" | "tinyblob" | "blob" | "mediumblob"
-        | "longblob" | "json" => plain(MYSQL_TYPE_BLOB),
-        "enum" => Some((MYSQL_TYPE_ENUM, Fetch::EnumIndex)),
-        "set" => Some((MYSQL_TYPE_SET, Fetch::SetBits)),
-        "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
-        | "multipolygon" | "geometrycollection" => plain(MYSQL_TYPE_GEOMETRY),
-        _ => None,
-    }
-}
-
-/// The TABLE_MAP metadata a column of `column_type` would have, as far as the conversion
-/// reads it: fractional digits of times; for strings, lengths that the selected values never
-/// need (the server returns CHAR and BINARY values whole, padding included).
-fn meta(column_type: ColumnType, fsp: u8) -> Vec<u8> {
-    use ColumnType::*;
-    match column_type {
-        MYSQL_TYPE_DATETIME2 | MYSQL_TYPE_TIME2 | MYSQL_TYPE_TIMESTAMP2 => vec![fsp],
-        MYSQL_TYPE_VARCHAR => vec![0xff, 0xff],
-        MYSQL_TYPE_BLOB => vec![4],
-        MYSQL_TYPE_STRING => vec![0xfe, 0],
-        _ => Vec::new(),
-    }
-}
-
-/// One value read by a snapshot, as JSON: brought to the binlog's form, then the binlog
-/// path's conversion.
-fn snapshot_json(column: &ColumnSchema, how: Fetch, value: Value) -> Result<Json, ValueError> {
-    let number = |value: &Value| match value {
-        Value::Int(n) => Some(*n),
-        Value::UInt(n) => i64::try_from(*n).ok(),
-        Value::Bytes(text) => std::str::from_utf8(text).ok()?.parse().ok(),
-        _ => None,
-    };
-    if value == Value::NULL {
-        return Ok(Json::Null);
-    }
-    let invalid = |kind| ValueError::Invalid { kind };
-    let value = match how {
-        Fetch::Plain => value,
-        Fetch::Year => return number(&value).map(Json::from).ok_or(invalid("YEAR")),
-        Fetch::EnumIndex => Value::Int(number(&value).ok_or(invalid("ENUM"))?),
-        Fetch::SetBits => {
-            let bits = number(&value).ok_or(invalid("SET"))? as u64;
-            Value::Bytes(bits.to_le_bytes().to_vec())
-        }
-        Fetch::UnixTimestamp => {
-            let text = match value {
-                Value::Int(n) => n.to_string(),
-                Value::UInt(n) => n.to_string(),
-                Value::Bytes(text) => String::from_utf8(text).map_err(|_| invalid("TIMESTAMP"))?,
-                _ => return Err(invalid("TIMESTAMP")),
-            };
-            return decode::unix_timestamp_json(&text, column.meta.first().copied().unwrap_or(0))
-                .ok_or(invalid("TIMESTAMP"));
-        }
-    };
-    decode::to_json(column, BinlogValue::Value(value))
-}
-
 /// `name` as a quoted identifier.
 fn quote(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
@@ -560,18 +521,9 @@ fn quote(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use mysql_common::constants::ColumnType;
 
-    fn column(name: &str, data_type: &str) -> CatalogColumn {
-        CatalogColumn {
-            name: name.into(),
-            unsigned: false,
-            collation: 63,
-            labels: None,
-            data_type: data_type.into(),
-            fsp: 0,
-        }
-    }
+    use super::*;
 
     fn table(key: Vec<usize>) -> SnapshotTable {
         let columns: Vec<ColumnSchema> = ["id", "re`gion", "v"]
@@ -607,58 +559,6 @@ mod tests {
         assert_eq!(
             composite.chunk_query(true, 10),
             "SELECT `id`, `re``gion`, `v` FROM `shop`.`orders` WHERE (`re``gion`, `id`) > (?, ?) ORDER BY `re``gion`, `id` LIMIT 10"
-        );
-    }
-
-    #[test]
-    fn types_without_a_binlog_form_are_refused_by_name() {
-        assert_eq!(
-            binlog_type(&column("t", "timestamp")),
-            Some((ColumnType::MYSQL_TYPE_TIMESTAMP2, Fetch::UnixTimestamp))
-        );
-        assert_eq!(
-            binlog_type(&column("s", "set")),
-            Some((ColumnType::MYSQL_TYPE_SET, Fetch::SetBits))
-        );
-        for data_type in ["uuid", "inet6", "inet4", "vector", "something"] {
-            assert_eq!(binlog_type(&column("c", data_type)), None, "{data_type}");
-        }
-    }
-
-    #[test]
-    fn values_come_to_the_binlog_form() {
-        let mut ts = ColumnSchema {
-            name: "ts".into(),
-            column_type: ColumnType::MYSQL_TYPE_TIMESTAMP2,
-            meta: vec![6],
-            unsigned: false,
-            collation: 63,
-            labels: None,
-        };
-        assert_eq!(
-            snapshot_json(&ts, Fetch::UnixTimestamp, Value::Bytes(b"1.5".to_vec())).unwrap(),
-            Json::from("1970-01-01T00:00:01.500000Z")
-        );
-        ts.meta = vec![0];
-        assert_eq!(
-            snapshot_json(&ts, Fetch::UnixTimestamp, Value::Int(0)).unwrap(),
-            Json::from("0000-00-00 00:00:00")
-        );
-        let set = ColumnSchema {
-            name: "s".into(),
-            column_type: ColumnType::MYSQL_TYPE_SET,
-            meta: Vec::new(),
-            unsigned: false,
-            collation: 8,
-            labels: Some(vec!["x".into(), "y".into(), "z".into()]),
-        };
-        assert_eq!(
-            snapshot_json(&set, Fetch::SetBits, Value::UInt(5)).unwrap(),
-            serde_json::json!(["x", "z"])
-        );
-        assert_eq!(
-            snapshot_json(&set, Fetch::SetBits, Value::NULL).unwrap(),
-            Json::Null
         );
     }
 }
