@@ -54,8 +54,8 @@ use crate::{
     source::{
         self, connect,
         lock::{self, InstanceLock},
-        snapshot::{self, plan::Saved, DriverConfig, SnapshotError},
-        start::{self, ServerFacts},
+        snapshot::{plan::Saved, DriverConfig, SnapshotError},
+        start::{self, Begun, ServerFacts},
         SourceConfig, SourceError, SourceSummary,
     },
     stream::Boundary,
@@ -272,19 +272,17 @@ async fn replicate(
         is_mariadb: server.is_mariadb,
         mysql_gtids: !server.is_mariadb && connect::mysql_gtid_mode_on(&mut conn).await?,
     };
-    let snapshot =
-        plan_snapshots(&mut conn, &config, checkpoint.as_ref(), facts.is_mariadb).await?;
-    let plan = start::plan(asked, checkpoint.as_ref().map(Checkpoint::boundary), facts)?;
-    let save_start = plan.saved_before_reading();
-    let opened = start::open(conn, plan, facts, &config.mysql).await?;
-    // The first write claims the stream: it saves the start (see `saved_before_reading`), and
-    // clears the previous holder's `released` mark.
-    let mut claim = match checkpoint.filter(|_| !save_start) {
-        Some(loaded) => loaded.restamped(false),
-        None => Checkpoint::new(opened.point.clone()),
-    };
-    // The snapshot plan too: a crash before the first acknowledgement must not lose it.
-    claim.snapshot = snapshot.clone();
+    let saved = (
+        checkpoint.as_ref().map(Checkpoint::boundary),
+        saved(&checkpoint),
+    );
+    let begun = start::begin(conn, &config, asked, saved, facts, metrics).await?;
+    let claim = claim(checkpoint, &begun);
+    let Begun {
+        opened,
+        snapshot,
+        save_start,
+    } = begun;
     if !checkpoint::store_fenced(store.as_ref(), &claim, &ownership.fence, call_timeout).await? {
         ownership.release().await;
         return Err(lock_lost(&config, "its hold lapsed before the first write"));
@@ -348,19 +346,25 @@ async fn replicate(
         .await
 }
 
-/// The snapshot state this run starts with (see `source::snapshot::plan`).
-async fn plan_snapshots(
-    conn: &mut mysql_async::Conn,
-    config: &Config,
-    checkpoint: Option<&Checkpoint>,
-    is_mariadb: bool,
-) -> Result<Option<crate::stream::SnapshotState>, SourceError> {
-    let saved = match checkpoint.map(|c| c.snapshot.clone()) {
+/// The first write, which claims the stream: it saves the start (see
+/// `saved_before_reading`) and the snapshot plan (a crash before the first acknowledgement
+/// must lose neither), and clears the previous holder's `released` mark.
+fn claim(checkpoint: Option<Checkpoint>, begun: &Begun) -> Checkpoint {
+    let mut claim = match checkpoint.filter(|_| !begun.save_start) {
+        Some(loaded) => loaded.restamped(false),
+        None => Checkpoint::new(begun.opened.point.clone()),
+    };
+    claim.snapshot = begun.snapshot.clone();
+    claim
+}
+
+/// What the checkpoint says about snapshots.
+fn saved(checkpoint: &Option<Checkpoint>) -> Saved {
+    match checkpoint.as_ref().map(|c| c.snapshot.clone()) {
         None => Saved::Nothing,
         Some(None) => Saved::Unaware,
         Some(Some(state)) => Saved::State(state),
-    };
-    snapshot::plan::plan(conn, &config.snapshot, &config.filter, saved, is_mariadb).await
+    }
 }
 
 /// The largest record: the smaller of what is configured and what the stream accepts.
@@ -611,6 +615,10 @@ struct Ownership {
     fence: Arc<Fence>,
     keeper: tokio::task::JoinHandle<()>,
     stop: CancellationToken,
+    /// A run that ends on an error without `release` still stops the keeper (and so lets the
+    /// lock go): in a process that goes on (tests, embedding), a leaked keeper held the lock
+    /// and kept every later run a standby.
+    _stop_on_drop: tokio_util::sync::DropGuard,
 }
 
 impl Ownership {
@@ -630,6 +638,7 @@ impl Ownership {
             lock,
             fence,
             keeper,
+            _stop_on_drop: stop.clone().drop_guard(),
             stop,
         }
     }

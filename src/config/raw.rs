@@ -273,7 +273,7 @@ impl Default for RawSink {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawSnapshot {
-    /// `initial` or `never`.
+    /// `initial`, `when_needed` or `never`.
     pub(crate) mode: SnapshotMode,
     /// Most rows in one chunk.
     pub(crate) chunk_rows: i64,
@@ -298,6 +298,9 @@ pub(crate) enum SnapshotMode {
     /// The first start without a checkpoint snapshots every included table; tables added to
     /// the filter later are snapshotted at the next start.
     Initial,
+    /// As `Initial`, and when the checkpoint's position is no longer on the server: start
+    /// at its end and snapshot everything again, instead of stopping (exit code 4).
+    WhenNeeded,
     /// No automatic snapshot (`run --snapshot` still works).
     Never,
 }

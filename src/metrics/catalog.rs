@@ -232,6 +232,16 @@ pub(crate) const SNAPSHOT_TABLES_PENDING: Metric = Metric {
     help: "Tables a snapshot still has to read (0 when none runs).",
 };
 
+/// Counter: starts that found the checkpoint's position purged and, with
+/// `snapshot.mode = "when_needed"`, snapshotted every table again instead of stopping.
+pub(crate) const SNAPSHOTS_AFTER_PURGE: Metric = Metric {
+    name: "SnapshotsAfterPurge",
+    prometheus: "binlog_kinesis_snapshots_after_purge_total",
+    kind: Kind::Counter,
+    unit: Unit::Count,
+    help: "Starts that found the checkpoint's binlog purged and snapshotted everything again (snapshot.mode = \"when_needed\").",
+};
+
 /// Gauge, seconds: how long the last snapshot chunk took to read (its consistent read, the
 /// query and the encoding). Published once a chunk was read.
 pub(crate) const SNAPSHOT_CHUNK_SECONDS: Metric = Metric {
@@ -263,5 +273,6 @@ pub const CATALOG: &[Metric] = &[
     SNAPSHOT_ROWS_READ,
     SNAPSHOT_TABLES_PENDING,
     SNAPSHOT_CHUNK_SECONDS,
+    SNAPSHOTS_AFTER_PURGE,
     TABLE_EVENTS_PUT,
 ];

@@ -167,6 +167,8 @@ pub(crate) struct Metrics {
     pub(crate) publish_failures: Counter,
     /// See [`SNAPSHOT_ROWS_READ`].
     pub(crate) snapshot_rows_read: Counter,
+    /// See [`SNAPSHOTS_AFTER_PURGE`].
+    pub(crate) snapshots_after_purge: Counter,
     /// See [`SNAPSHOT_TABLES_PENDING`]; -1 before the source set it.
     snapshot_tables_pending: AtomicI64,
     /// See [`SNAPSHOT_CHUNK_SECONDS`], in microseconds; `u64::MAX` before the first chunk.
@@ -227,6 +229,7 @@ impl Metrics {
             checkpoints_written: Counter::default(),
             publish_failures: Counter::default(),
             snapshot_rows_read: Counter::default(),
+            snapshots_after_purge: Counter::default(),
             snapshot_tables_pending: AtomicI64::new(-1),
             snapshot_chunk_us: AtomicU64::new(u64::MAX),
             put_latency: Mutex::new(Stats::default()),
@@ -397,6 +400,7 @@ impl Metrics {
             (CHECKPOINTS_WRITTEN, self.checkpoints_written.get()),
             (PUBLISH_FAILURES, self.publish_failures.get()),
             (SNAPSHOT_ROWS_READ, self.snapshot_rows_read.get()),
+            (SNAPSHOTS_AFTER_PURGE, self.snapshots_after_purge.get()),
         ];
         let mut gauges = vec![(
             REPLICATING,

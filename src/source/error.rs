@@ -48,7 +48,7 @@ pub enum SourceError {
         actual: String,
     },
     /// The resume position is not (or no longer) on the server.
-    #[error("binlog position {position} is not available on the server: {reason} (server has {available}); the changes since then are lost to binlog replication. Choose explicitly: --start-position FILE:POS (or --start-gtid), or --from-end to continue from now (and re-snapshot the tables)")]
+    #[error("binlog position {position} is not available on the server: {reason} (server has {available}); the changes since then are lost to binlog replication. Choose explicitly: --start-position FILE:POS (or --start-gtid), or --from-end to continue from now with --snapshot of the captured tables (snapshot.mode = \"when_needed\" does that by itself)")]
     PositionNotOnServer {
         /// The requested position.
         position: BinlogPosition,

@@ -15,11 +15,17 @@
 
 use mysql_async::{BinlogStream, Conn};
 
-use super::{connect, xa::CatchUp, SourceError};
+use super::{
+    connect,
+    snapshot::plan::{self as snapshots, Saved},
+    xa::CatchUp,
+    SourceError,
+};
 use crate::{
-    config::MysqlConfig,
+    config::{Config, MysqlConfig, SnapshotMode},
+    metrics::Metrics,
     position::{BinlogPosition, GtidState, ResumePoint},
-    stream::Boundary,
+    stream::{Boundary, SnapshotState},
 };
 
 /// Where replication starts, as asked for on the command line.
@@ -145,6 +151,72 @@ pub(crate) fn plan(
         (StartFrom::Checkpoint, Some(saved)) => {
             StartPlan::CheckpointByPosition(saved.point.position)
         }
+    })
+}
+
+/// A start carried out: the stream opened, the snapshots to read.
+pub(crate) struct Begun {
+    /// The stream.
+    pub(crate) opened: Opened,
+    /// The snapshot state the run starts with; `None` with snapshots off.
+    pub(crate) snapshot: Option<SnapshotState>,
+    /// Whether the start is saved as the checkpoint before the first event is read (see
+    /// [`StartPlan::saved_before_reading`]).
+    pub(crate) save_start: bool,
+}
+
+/// Plans the snapshots and the start, and opens the stream. With `snapshot.mode =
+/// "when_needed"`, a checkpoint whose position the server no longer has (purged while the
+/// daemon was down) is not the end: the run starts at the server's end of binlog and
+/// snapshots every included table again, loudly (`SnapshotsAfterPurge`).
+pub(crate) async fn begin(
+    mut conn: Conn,
+    config: &Config,
+    asked: StartFrom,
+    checkpoint: (Option<Boundary>, Saved),
+    server: ServerFacts,
+    metrics: &Metrics,
+) -> Result<Begun, SourceError> {
+    let (boundary, saved) = checkpoint;
+    let (snapshot_config, filter) = (&config.snapshot, &config.filter);
+    let snapshot = snapshots::plan(&mut conn, snapshot_config, filter, saved, server.is_mariadb);
+    let snapshot = snapshot.await?;
+    let plan = plan(asked, boundary, server)?;
+    let save_start = plan.saved_before_reading();
+    let error = match open(conn, plan, server, &config.mysql).await {
+        Ok(opened) => {
+            return Ok(Begun {
+                opened,
+                snapshot,
+                save_start,
+            })
+        }
+        Err(error @ SourceError::PositionNotOnServer { .. })
+            if !save_start && snapshot_config.mode == SnapshotMode::WhenNeeded =>
+        {
+            error
+        }
+        Err(error) => return Err(error),
+    };
+    tracing::error!(error = %crate::report::error_chain(&error), "the checkpoint's position is no longer on the server: changes since it are lost to the binlog. snapshot.mode = \"when_needed\": starting at the server's end of binlog and snapshotting every included table again");
+    metrics.snapshots_after_purge.add(1);
+    let mut conn = connect::connect(&config.mysql).await?;
+    let purged = Saved::Purged;
+    let snapshot = snapshots::plan(
+        &mut conn,
+        snapshot_config,
+        filter,
+        purged,
+        server.is_mariadb,
+    );
+    let snapshot = snapshot.await?;
+    let end = StartPlan::End {
+        no_checkpoint: false,
+    };
+    Ok(Begun {
+        opened: open(conn, end, server, &config.mysql).await?,
+        snapshot,
+        save_start: true,
     })
 }
 

@@ -480,3 +480,206 @@ async fn a_table_without_a_primary_key_folds_to_the_table() {
             .all(|e| e.primary_key.is_none()));
     }
 }
+
+/// Keys the server orders otherwise than their bytes (a case-insensitive collation, keys
+/// differing by case and trailing spaces, changed by writers to other cases and spacings) and
+/// a composite key: the chunks page as the server compares, and the stream folds to the
+/// table. An `ADD COLUMN` in the middle of the snapshot: rows placed after it have the column,
+/// rows placed before it do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_keys_composite_keys_and_a_ddl_mid_snapshot() {
+    let world = World::new().await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.names (name VARCHAR(20) COLLATE utf8mb4_general_ci PRIMARY KEY, v INT)",
+            "INSERT INTO shop.names SELECT CONCAT(ELT(1 + seq % 4, 'a', 'B', 'ä', 'Z'), seq, IF(seq % 7 = 0, ' ', '')), seq FROM shop.seq_1_to_6000",
+            "CREATE TABLE shop.pairs (region VARCHAR(4), id INT, v INT, PRIMARY KEY (region, id))",
+            "INSERT INTO shop.pairs SELECT ELT(1 + seq % 3, 'eu', 'us', 'ap'), seq, 0 FROM shop.seq_1_to_3000",
+            "GRANT SELECT ON shop.* TO 'cdc'@'%'",
+        ])
+        .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let mut conn = world.db.root().await;
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(99);
+            while !stop.load(Ordering::Relaxed) {
+                let n = rng.random_range(1..=6000);
+                let statement = match rng.random_range(0..5) {
+                    // The same key in another case, or with a trailing space added or removed.
+                    0 => format!("UPDATE shop.names SET name = UPPER(name) WHERE name = CONCAT('a', {n})"),
+                    1 => format!("UPDATE shop.names SET name = CONCAT(name, ' '), v = -v WHERE name LIKE CONCAT('_', {n})"),
+                    2 => format!("UPDATE shop.names SET name = RTRIM(name) WHERE name LIKE CONCAT('_', {n}, ' ')"),
+                    3 => format!("UPDATE shop.pairs SET v = v + 1 WHERE id = {}", n % 3000),
+                    _ => format!("DELETE FROM shop.names WHERE v = {n}"),
+                };
+                conn.query_drop(statement).await.unwrap();
+            }
+        })
+    };
+    let mut settings = SLOW.to_vec();
+    settings.push(("BINLOG_KINESIS__SNAPSHOT__CHUNK_ROWS", "300"));
+    let daemon = world
+        .daemon(world.config(&settings), StartFrom::Checkpoint)
+        .await;
+    eventually(Duration::from_secs(120), async || {
+        let snapshot = saved_snapshot(&world)?;
+        let first = snapshot.get("pending")?.get(0)?;
+        (first["table"] == "shop.names" && first["rows"].as_u64()? >= 1_500).then_some(())
+    })
+    .await;
+    let before_ddl: binlog_kinesis::position::BinlogPosition =
+        world.db.position().await.parse().unwrap();
+    world
+        .db
+        .admin(&["ALTER TABLE shop.names ADD COLUMN extra INT NOT NULL DEFAULT 7"])
+        .await;
+    let after_ddl: binlog_kinesis::position::BinlogPosition =
+        world.db.position().await.parse().unwrap();
+    snapshot_done(&world).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    caught_up(&world).await;
+    daemon.stop().await.unwrap();
+
+    let events = world.kinesis.events(&world.stream).await;
+    let mut conn = world.db.root().await;
+    // shop.names, by exact key text, on the columns it had before the ALTER.
+    let mut state: BTreeMap<String, Value> = BTreeMap::new();
+    let name = |image: &serde_json::Map<String, Value>| image["name"].as_str().unwrap().to_owned();
+    let mut read_before = 0;
+    let mut read_after = 0;
+    for event in events.iter().filter(|e| e.table == "names") {
+        if let Some(before) = &event.before {
+            state.remove(&name(before));
+        }
+        if let Some(after) = &event.after {
+            if event.op == Op::Read {
+                let placed = &event.position;
+                if placed.try_cmp(&before_ddl) == Some(std::cmp::Ordering::Less) {
+                    assert!(!after.contains_key("extra"), "{after:?} at {placed}");
+                    read_before += 1;
+                } else if placed.try_cmp(&after_ddl) != Some(std::cmp::Ordering::Less) {
+                    assert_eq!(after.get("extra"), Some(&Value::from(7)), "at {placed}");
+                    read_after += 1;
+                }
+            }
+            if event.op != Op::SnapshotEnd {
+                state.insert(name(after), json_v(after));
+            }
+        }
+    }
+    assert!(
+        read_before > 0 && read_after > 0,
+        "{read_before} rows read before the ALTER, {read_after} after"
+    );
+    let rows: Vec<(String, i64)> = conn.query("SELECT name, v FROM shop.names").await.unwrap();
+    let table: BTreeMap<String, Value> = rows
+        .into_iter()
+        .map(|(name, v)| (name.clone(), serde_json::json!({"name": name, "v": v})))
+        .collect();
+    assert_eq!(state, table, "shop.names");
+    // shop.pairs, by its composite key.
+    let mut pairs: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for event in events.iter().filter(|e| e.table == "pairs") {
+        if let Some(after) = &event.after {
+            if event.op != Op::SnapshotEnd {
+                let key = (
+                    after["region"].as_str().unwrap().to_owned(),
+                    after["id"].as_i64().unwrap(),
+                );
+                pairs.insert(key, after["v"].as_i64().unwrap());
+            }
+        }
+    }
+    let rows: Vec<(String, i64, i64)> = conn
+        .query("SELECT region, id, v FROM shop.pairs")
+        .await
+        .unwrap();
+    let table: BTreeMap<(String, i64), i64> =
+        rows.into_iter().map(|(r, id, v)| ((r, id), v)).collect();
+    assert_eq!(pairs, table, "shop.pairs");
+}
+
+/// `name` and `v` of a `shop.names` image.
+fn json_v(image: &serde_json::Map<String, Value>) -> Value {
+    serde_json::json!({"name": image["name"], "v": image["v"]})
+}
+
+/// A table added to `[filter]` is snapshotted at the next start, and only it; `--snapshot`
+/// reads a table again from its start; a checkpoint from before snapshots (version 1)
+/// snapshots nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn added_tables_and_requests_are_snapshotted_and_an_upgrade_is_not() {
+    let world = World::new().await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.a (id INT PRIMARY KEY)",
+            "INSERT INTO shop.a SELECT seq FROM shop.seq_1_to_50",
+            "CREATE TABLE shop.b (id INT PRIMARY KEY)",
+            "INSERT INTO shop.b SELECT seq FROM shop.seq_1_to_30",
+            "GRANT SELECT ON shop.* TO 'cdc'@'%'",
+        ])
+        .await;
+    let reads = async |table: &str| {
+        world
+            .kinesis
+            .events(&world.stream)
+            .await
+            .into_iter()
+            .filter(|e| e.table == table && e.op == Op::Read)
+            .count()
+    };
+    let only_a = [("BINLOG_KINESIS__FILTER__INCLUDE", "shop.a")];
+    let daemon = world
+        .daemon(world.config(&only_a), StartFrom::Checkpoint)
+        .await;
+    snapshot_done(&world).await;
+    caught_up(&world).await;
+    daemon.stop().await.unwrap();
+    assert_eq!((reads("a").await, reads("b").await), (50, 0));
+
+    // shop.b joins the filter: read at the next start; shop.a is not read again.
+    let daemon = world.daemon(world.config(&[]), StartFrom::Checkpoint).await;
+    snapshot_done(&world).await;
+    caught_up(&world).await;
+    daemon.stop().await.unwrap();
+    assert_eq!((reads("a").await, reads("b").await), (50, 30));
+
+    // --snapshot shop.a: read again.
+    let mut config = world.config(&[]);
+    config
+        .snapshot
+        .snapshot_again(&["shop.a".to_owned()])
+        .unwrap();
+    let daemon = world.daemon(config, StartFrom::Checkpoint).await;
+    snapshot_done(&world).await;
+    caught_up(&world).await;
+    daemon.stop().await.unwrap();
+    assert_eq!((reads("a").await, reads("b").await), (100, 30));
+
+    // A version 1 checkpoint (written before snapshots), with a new table in the filter:
+    // nothing is snapshotted.
+    world
+        .db
+        .admin(&[
+            "CREATE TABLE shop.c (id INT PRIMARY KEY)",
+            "INSERT INTO shop.c VALUES (1)",
+        ])
+        .await;
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(world.checkpoint_path()).unwrap()).unwrap();
+    let old = serde_json::json!({"version": 1, "position": saved["position"], "updated_at_ms": 1});
+    std::fs::write(world.checkpoint_path(), old.to_string()).unwrap();
+    let daemon = world.daemon(world.config(&[]), StartFrom::Checkpoint).await;
+    caught_up(&world).await;
+    daemon.stop().await.unwrap();
+    assert_eq!(reads("c").await, 0);
+    let saved = saved_snapshot(&world).expect("progress is kept from then on");
+    assert!(saved.get("pending").is_none(), "{saved}");
+}

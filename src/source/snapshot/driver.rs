@@ -19,7 +19,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mysql_async::{prelude::Queryable, Conn, Value};
+use mysql_async::{Conn, Value};
 use tokio::sync::mpsc;
 
 use super::{consistent_position, prepare_connection, Chunk, SnapshotError, SnapshotTable};
@@ -259,13 +259,7 @@ impl Driver {
             }
             Err(error) => Err(error),
         };
-        let ended = conn
-            .query_drop("COMMIT")
-            .await
-            .map_err(|source| SourceError::Query {
-                what: "ending a consistent read",
-                source,
-            });
+        let ended = super::end_consistent_read(conn).await;
         read?;
         ended?;
         last.ok_or_else(|| {

@@ -480,21 +480,26 @@ async fn snapshot_position(conn: &mut Conn) -> Result<BinlogPosition, SourceErro
 /// table that no longer exists has no rows.
 pub(crate) async fn consistent_position(conn: &mut Conn) -> Result<BinlogPosition, SourceError> {
     let at = open_consistent_read(conn).await;
-    let ended = conn
-        .query_drop("COMMIT")
-        .await
-        .map_err(|source| SourceError::Query {
-            what: "ending a consistent read",
-            source,
-        });
+    let ended = end_consistent_read(conn).await;
     let at = at?;
     ended?;
     Ok(at)
 }
 
+/// Ends a consistent read (read-only: ending it cannot lose anything, whatever happened in
+/// it).
+pub(crate) async fn end_consistent_read(conn: &mut Conn) -> Result<(), SourceError> {
+    conn.query_drop("COMMIT")
+        .await
+        .map_err(|source| SourceError::Query {
+            what: "ending a consistent read",
+            source,
+        })
+}
+
 /// Opens a read-only consistent read and returns its binlog position; the caller ends it
 /// (`COMMIT`) whatever happens.
-async fn open_consistent_read(conn: &mut Conn) -> Result<BinlogPosition, SourceError> {
+pub(crate) async fn open_consistent_read(conn: &mut Conn) -> Result<BinlogPosition, SourceError> {
     conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         .await
         .map_err(|source| SourceError::Query {

@@ -10,6 +10,8 @@
 //!   upgrade does not snapshot a whole database again.
 //! - `run --snapshot db.t,...`: those tables again, from their start, whatever the mode; each
 //!   must be included by the filter and readable.
+//! - `mode = "when_needed"`: as `initial`, and when the checkpoint's position was purged
+//!   (see `start::begin`), every included table again.
 //! - `mode = "never"`: nothing else, and no progress is kept.
 //!
 //! The tables are those `information_schema.TABLES` shows the account (base tables, not the
@@ -37,6 +39,9 @@ pub(crate) enum Saved {
     Unaware,
     /// A checkpoint with snapshot progress.
     State(SnapshotState),
+    /// A checkpoint whose position the server no longer has (`mode = "when_needed"`):
+    /// everything is read again.
+    Purged,
 }
 
 /// The snapshot state the run starts with; `None` with snapshots off.
@@ -108,10 +113,11 @@ fn decide(
         exclude: exclude.clone(),
     };
     let mut pending: Vec<PendingTable> = Vec::new();
-    if config.mode == SnapshotMode::Initial {
+    if config.mode != SnapshotMode::Never {
         // `None`: nothing is covered.
         let (kind, covered_before) = match saved {
             Saved::Nothing => ("initial", None),
+            Saved::Purged => ("when_needed", None),
             Saved::Unaware => ("added", Some(filter.clone())),
             Saved::State(state) => {
                 for table in state.pending {
