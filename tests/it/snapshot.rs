@@ -148,6 +148,7 @@ async fn the_driver_reads_each_asked_chunk_once_in_key_order() {
             let ask = snapshot::Ask {
                 table: binlog_kinesis::event::TableName::new("shop", table),
                 after: after.take(),
+                ddl_epoch: 0,
             };
             asks_tx.send(ask).await.unwrap();
             let arrival = arrivals_rx.recv().await.unwrap().unwrap();

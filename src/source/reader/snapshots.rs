@@ -78,6 +78,8 @@ pub(in crate::source) struct Snapshots {
     asked: bool,
     waiting: Option<Waiting>,
     hold: Hold,
+    /// DDL statements read so far (see `Ask::ddl_epoch`).
+    ddl_epoch: u64,
     /// Rows of the table without a primary key emitted so far (its progress is recorded only
     /// when it is done: a restart reads it again from its start).
     keyless_rows: u64,
@@ -104,6 +106,7 @@ impl Snapshots {
             asked: false,
             waiting: None,
             hold: Hold::No,
+            ddl_epoch: 0,
             keyless_rows: 0,
             by_primary_key,
             logged: (0, Instant::now()),
@@ -113,6 +116,21 @@ impl Snapshots {
     /// The table being read.
     fn current(&self) -> Option<&TableName> {
         self.state.pending.first().map(|p| &p.table)
+    }
+
+    /// Asks the driver for a chunk at `now`: changes of the table are recorded from here.
+    async fn ask(&mut self, ask: Ask, now: &BinlogPosition) -> Result<(), SourceError> {
+        self.placement.asked(now);
+        let table = ask.table.clone();
+        if self.asks.send(ask).await.is_err() {
+            return Err(SnapshotError::Read {
+                table,
+                message: "the snapshot reader stopped".into(),
+            }
+            .into());
+        }
+        self.asked = true;
+        Ok(())
     }
 
     /// Whether a chunk is on its way from the driver (and can be taken now).
@@ -162,11 +180,14 @@ impl Reader {
     }
 
     /// A DDL statement was read: it may have changed the table being read, whose chunk is
-    /// then read again.
+    /// then read again, described anew.
     pub(super) fn snapshot_ddl(&mut self) {
         if let Some(snapshots) = &mut self.snapshots {
-            if snapshots.current().is_some() {
-                snapshots.placement.reset(&self.read_end);
+            snapshots.ddl_epoch += 1;
+            // A table without a primary key is described just before its one read, which
+            // stays open while its pieces are emitted: it is never read again.
+            if !matches!(snapshots.hold, Hold::Keyless(_)) {
+                snapshots.placement.ddl();
             }
         }
     }
@@ -251,21 +272,13 @@ impl Reader {
                         .after
                         .clone()
                         .map(|key| key.into_iter().map(Value::from).collect()),
+                    ddl_epoch: snapshots.ddl_epoch,
                 };
-                snapshots.placement.asked(&self.read_end);
                 if !pending.started() {
                     snapshots.hold = Hold::FirstChunk;
                     snapshots.keyless_rows = 0;
                 }
-                if snapshots.asks.send(ask).await.is_err() {
-                    return Err(SnapshotError::Read {
-                        table: pending.table.clone(),
-                        message: "the snapshot reader stopped".into(),
-                    }
-                    .into());
-                }
-                snapshots.asked = true;
-                return Ok(());
+                return snapshots.ask(ask, &self.read_end).await;
             }
             let rows = match snapshots.placement.due(&self.read_end) {
                 None => return Ok(()),
@@ -277,6 +290,16 @@ impl Reader {
                 Some(Due::Rows(rows)) => rows,
             };
             let waiting = snapshots.waiting.take().expect("a placed chunk waited");
+            if !waiting.done && !waiting.keyless {
+                // The next chunk is read while this one is emitted (its read starts after
+                // this point, so the placement's record starts here).
+                let ask = Ask {
+                    table: pending.table.clone(),
+                    after: waiting.last_key.clone(),
+                    ddl_epoch: snapshots.ddl_epoch,
+                };
+                snapshots.ask(ask, &self.read_end).await?;
+            }
             self.emit_chunk(rows, waiting).await?;
         }
     }

@@ -10,14 +10,19 @@
 //! - The asker owns the progress (which table, after which key): the driver keeps nothing
 //!   between chunks but the connection and the row limit, so a chunk read again (after a
 //!   TRUNCATE or a DDL, see `placement`) is just the same ask again.
-//! - Every chunk is read with the table's definition of that moment: the table is described
-//!   before the read and again after it, and a difference (a DDL in between) reads the chunk
-//!   again. A read the server refuses because the definition changed under it
-//!   (`ER_TABLE_DEF_CHANGED`) is read again too.
+//! - Every chunk is read with the table's definition of that moment. The definition is read
+//!   from `information_schema` once per table and again whenever the reader has read a DDL
+//!   statement since (each ask carries the reader's count of them, `ddl_epoch`); a DDL the
+//!   reader reads after asking makes the placement read the chunk again (see `placement`),
+//!   with the new count. A read the server refuses because the definition changed under it
+//!   (`ER_TABLE_DEF_CHANGED`, a dropped column or table) is described and read again too.
 //! - A lost connection is reopened with backoff, never skipped; a refusal (no SELECT
 //!   privilege, a type snapshots cannot read) goes to the asker, which stops the run.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
 
 use mysql_async::{Conn, Value};
 use tokio::sync::mpsc;
@@ -38,6 +43,9 @@ pub struct Ask {
     pub table: TableName,
     /// The last key of the previous chunk, as the server returned it.
     pub after: Option<Vec<Value>>,
+    /// How many DDL statements the binlog reader had read when it asked: a description
+    /// cached at another count is read again.
+    pub ddl_epoch: u64,
 }
 
 /// A chunk read, with where it belongs.
@@ -101,6 +109,7 @@ pub async fn serve(
         limit: 0,
         arrivals: arrivals.clone(),
         streamed: false,
+        described: None,
     };
     driver.limit = driver.config.chunk_rows.max(1);
     while let Some(ask) = asks.recv().await {
@@ -122,6 +131,8 @@ struct Driver {
     arrivals: mpsc::Sender<Result<Arrival, SourceError>>,
     /// Pieces of the current answer were sent already: it cannot be tried again.
     streamed: bool,
+    /// The last table described, at which DDL count.
+    described: Option<(TableName, u64, Arc<SnapshotTable>)>,
 }
 
 impl Driver {
@@ -172,16 +183,28 @@ impl Driver {
                 table: ask.table.clone(),
             })?;
         let started = Instant::now();
-        let described = match SnapshotTable::describe(conn, &database, &table).await {
-            Err(SourceError::Snapshot(error))
-                if matches!(*error, SnapshotError::NoTable { .. }) =>
-            {
-                // Dropped since it was planned: at this position it has no rows.
-                tracing::warn!(table = %ask.table, "the table no longer exists; its snapshot ends empty");
-                let at = consistent_position(conn).await?;
-                return Ok(Some(self.arrival(ask, at, Chunk::default(), true, started)));
-            }
-            other => other?,
+        let cached = self
+            .described
+            .as_ref()
+            .filter(|(name, epoch, _)| name == &ask.table && *epoch == ask.ddl_epoch)
+            .map(|(_, _, table)| Arc::clone(table));
+        let described = match cached {
+            Some(table) => table,
+            None => match SnapshotTable::describe(conn, &database, &table).await {
+                Err(SourceError::Snapshot(error))
+                    if matches!(*error, SnapshotError::NoTable { .. }) =>
+                {
+                    // Dropped since it was planned: at this position it has no rows.
+                    tracing::warn!(table = %ask.table, "the table no longer exists; its snapshot ends empty");
+                    let at = consistent_position(conn).await?;
+                    return Ok(Some(self.arrival(ask, at, Chunk::default(), true, started)));
+                }
+                other => {
+                    let table = Arc::new(other?);
+                    self.described = Some((ask.table.clone(), ask.ddl_epoch, Arc::clone(&table)));
+                    table
+                }
+            },
         };
         if described.is_keyless() {
             return self.read_keyless(ask, &described, started).await.map(Some);
@@ -193,14 +216,11 @@ impl Driver {
             .await;
         let (at, chunk) = match read {
             Err(SourceError::Query { source, .. }) if definition_changed(&source) => {
-                return Ok(None)
+                self.described = None;
+                return Ok(None);
             }
             other => other?,
         };
-        let now = SnapshotTable::describe(conn, &database, &table).await?;
-        if !now.same_definition(&described) {
-            return Ok(None);
-        }
         let done = !chunk.cut && chunk.rows.len() < limit;
         self.limit = if chunk.cut {
             chunk.rows.len().max(1)

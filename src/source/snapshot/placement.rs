@@ -54,6 +54,9 @@ pub(crate) struct Placement {
     /// whole table.
     changed: VecDeque<(BinlogPosition, Option<Vec<u8>>)>,
     pending: Option<Pending>,
+    /// A DDL statement was read since the chunk was asked for: the read may have used the
+    /// table's old definition, wherever the statement is.
+    ddl: bool,
 }
 
 impl Placement {
@@ -61,6 +64,7 @@ impl Placement {
     /// `at` is at or after `now`, and changes that end at or before `now` are in it: their
     /// record is dropped.
     pub(crate) fn asked(&mut self, now: &BinlogPosition) {
+        self.ddl = false;
         while self.changed.front().is_some_and(|(position, _)| {
             matches!(
                 position.try_cmp(now),
@@ -91,6 +95,13 @@ impl Placement {
         self.changed.push_back((position.clone(), None));
     }
 
+    /// The reader read a DDL statement: the chunk asked for may have been read with the
+    /// table's definition from before it (the driver describes a table again only when asked
+    /// after a DDL), so it is read again, whether the statement is before or after `at`.
+    pub(crate) fn ddl(&mut self) {
+        self.ddl = true;
+    }
+
     /// A chunk read at `at` arrived.
     pub(crate) fn arrived(&mut self, at: BinlogPosition, rows: Vec<SnapshotRow>) {
         debug_assert!(self.pending.is_none(), "one chunk at a time");
@@ -107,6 +118,7 @@ impl Placement {
     pub(crate) fn clear(&mut self) {
         self.pending = None;
         self.changed.clear();
+        self.ddl = false;
     }
 
     /// Between two transactions, at `now` (the end of the last event read): what the waiting
@@ -117,6 +129,9 @@ impl Placement {
             return None;
         }
         let Pending { at, rows } = self.pending.take()?;
+        if self.ddl {
+            return Some(Due::Again);
+        }
         // A change that ends after `at` is not in the read. Not known to end at or before it
         // (incomparable positions): treated as after, which only ever drops a row whose key
         // has a change in the stream.
@@ -381,6 +396,20 @@ mod tests {
         placement.changed(&at(1), [key(7).as_slice()]);
         placement.arrived(at(1), vec![row(7, 1)]);
         assert_eq!(placement.due(&at(1)), Some(Due::Rows(vec![row(7, 1)])));
+    }
+
+    /// A DDL statement read after the ask reads the chunk again even when it is before the
+    /// read's position: the read may have used the old definition.
+    #[test]
+    fn a_ddl_after_the_ask_reads_the_chunk_again_wherever_it_is() {
+        let mut placement = Placement::default();
+        placement.asked(&at(0));
+        placement.ddl();
+        placement.arrived(at(5), vec![row(1, 1)]);
+        assert_eq!(placement.due(&at(5)), Some(Due::Again));
+        placement.asked(&at(5));
+        placement.arrived(at(5), vec![row(1, 1)]);
+        assert_eq!(placement.due(&at(5)), Some(Due::Rows(vec![row(1, 1)])));
     }
 
     /// A chunk read ahead of the reader waits for its place.
