@@ -1,12 +1,18 @@
 //! `binlog-kinesis check`: the preflight. Runs every check `run` depends on and prints each
 //! with PASS or FAIL, so one command says everything that would stop replication.
 
+use mysql_async::{prelude::Queryable, Conn};
+
 use crate::{
     checkpoint::{self, Checkpoint},
     config::{Config, SinkKind},
+    event::TableName,
     report::error_chain,
     sink::client::{AwsKinesisClient, KinesisClient},
-    source::connect,
+    source::{
+        connect,
+        snapshot::{plan, SnapshotTable},
+    },
 };
 
 /// Runs the checks, printing each; returns whether all passed.
@@ -113,6 +119,90 @@ async fn check_mysql(config: &Config, checkpoint: Option<&Checkpoint>, report: &
                 .map_err(|e| error_chain(&e)),
         );
     }
+    check_snapshot(config, checkpoint, &mut conn, report).await;
+}
+
+/// What the next start would snapshot: each table readable (SELECT, a consistent read,
+/// types it can encode), with an estimate of rows and bytes; and the signal table.
+async fn check_snapshot(
+    config: &Config,
+    checkpoint: Option<&Checkpoint>,
+    conn: &mut Conn,
+    report: &mut Report,
+) {
+    let saved = match checkpoint.map(|c| c.snapshot.clone()) {
+        None => plan::Saved::Nothing,
+        Some(None) => plan::Saved::Unaware,
+        Some(Some(state)) => plan::Saved::State(state),
+    };
+    let is_mariadb = connect::check_server(conn)
+        .await
+        .is_ok_and(|info| info.is_mariadb);
+    let planned = plan::plan(conn, &config.snapshot, &config.filter, saved, is_mariadb).await;
+    let pending = match planned {
+        Err(error) => return report.say("snapshot", Err(error_chain(&error))),
+        Ok(None) => return report.say("snapshot", Ok("off (snapshot.mode = \"never\")".into())),
+        Ok(Some(state)) => state.pending,
+    };
+    let (mut rows, mut bytes, mut refused) = (0u64, 0u64, Vec::new());
+    for table in pending.iter().map(|p| &p.table) {
+        match readable(conn, table).await {
+            Ok((r, b)) => (rows, bytes) = (rows + r, bytes + b),
+            Err(why) => refused.push(format!("{table}: {why}")),
+        }
+    }
+    report.say(
+        "snapshot",
+        if refused.is_empty() {
+            Ok(format!(
+                "{} table(s) to read at the next start, about {rows} rows and {} MB in InnoDB (the JSON is larger)",
+                pending.len(),
+                bytes / 1_000_000
+            ))
+        } else {
+            Err(refused.join("; "))
+        },
+    );
+    if let Some(signals) = &config.snapshot.signal_table {
+        let (database, table) = TableName::split(signals.as_str()).unwrap_or_default();
+        let found: Result<Option<String>, _> = conn
+            .exec_first(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (database, table),
+            )
+            .await;
+        match found {
+            Ok(Some(_)) => report.say("snapshot signal table", Ok(format!("{signals} exists; an insert of (id, 'snapshot', 'db.table,...') asks for a snapshot"))),
+            // The binlog carries its inserts whatever the account may read: not a failure.
+            Ok(None) => println!("WARN  snapshot signal table: cannot see {signals}: it does not exist (CREATE TABLE {signals} (id VARCHAR(64) PRIMARY KEY, type VARCHAR(32) NOT NULL, data VARCHAR(2048))), or the account has no privilege on it (GRANT SELECT ON {signals} TO <user> lets check see it)"),
+            Err(error) => report.say("snapshot signal table", Err(error_chain(&error))),
+        }
+    }
+}
+
+/// Whether a snapshot can read `table`, with the server's estimate of its rows and bytes.
+async fn readable(conn: &mut Conn, table: &TableName) -> Result<(u64, u64), String> {
+    let (database, name) = TableName::split(table.as_str()).unwrap_or_default();
+    SnapshotTable::describe(conn, &database, &name)
+        .await
+        .map_err(|e| error_chain(&e))?;
+    let quoted = |n: &str| format!("`{}`", n.replace('`', "``"));
+    conn.query_drop(format!(
+        "SELECT 1 FROM {}.{} LIMIT 0",
+        quoted(&database),
+        quoted(&name)
+    ))
+    .await
+    .map_err(|e| format!("{e}; run: GRANT SELECT ON {table} TO <user>"))?;
+    let size: Option<(Option<u64>, Option<u64>)> = conn
+        .exec_first(
+            "SELECT TABLE_ROWS, DATA_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (database, name),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let (rows, bytes) = size.unwrap_or_default();
+    Ok((rows.unwrap_or(0), bytes.unwrap_or(0)))
 }
 
 /// Where the events go: the Kinesis stream is active, or the local sink.

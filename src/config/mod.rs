@@ -117,6 +117,8 @@ pub struct SnapshotConfig {
     pub(crate) again: Vec<crate::event::TableName>,
     /// The `[filter]` patterns, as the checkpoint records what the stream covers.
     pub(crate) filter_patterns: (Vec<String>, Vec<String>),
+    /// `snapshot.signal_table`: inserts into it ask for snapshots while running.
+    pub(crate) signal_table: Option<crate::event::TableName>,
 }
 
 impl SnapshotConfig {

@@ -279,6 +279,8 @@ pub(crate) struct RawSnapshot {
     pub(crate) chunk_rows: i64,
     /// Most bytes of encoded rows in one chunk.
     pub(crate) chunk_bytes: i64,
+    /// `database.table` whose inserts ask for snapshots; empty: none.
+    pub(crate) signal_table: String,
 }
 
 impl Default for RawSnapshot {
@@ -287,6 +289,7 @@ impl Default for RawSnapshot {
             mode: SnapshotMode::Initial,
             chunk_rows: 10_000,
             chunk_bytes: 16 << 20,
+            signal_table: String::new(),
         }
     }
 }

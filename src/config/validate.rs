@@ -195,6 +195,19 @@ fn snapshot(snapshot: RawSnapshot, filter: &RawFilter) -> Result<SnapshotConfig,
         chunk_bytes: positive("snapshot", "chunk_bytes", snapshot.chunk_bytes)?,
         again: Vec::new(),
         filter_patterns: (filter.include.clone(), filter.exclude.clone()),
+        signal_table: match optional(&snapshot.signal_table) {
+            None => None,
+            Some(text) => {
+                let (database, table) = crate::event::TableName::split(&text).ok_or_else(|| {
+                    invalid(
+                        "snapshot",
+                        "signal_table",
+                        "must be database.table (for example cdc.signals)",
+                    )
+                })?;
+                Some(crate::event::TableName::new(&database, &table))
+            }
+        },
     })
 }
 

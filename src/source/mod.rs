@@ -135,6 +135,10 @@ pub(crate) struct SourceConfig {
     pub(crate) max_event_bytes: usize,
     /// Snapshots: the progress to start from and how to read; `None` when off.
     pub(crate) snapshot: Option<(crate::stream::SnapshotState, snapshot::DriverConfig)>,
+    /// `snapshot.signal_table`: inserts into it ask for snapshots.
+    pub(crate) signal_table: Option<crate::event::TableName>,
+    /// The tables signals may name (`[filter]`), which `filter` is not when decoding files.
+    pub(crate) captured: TableFilter,
 }
 
 impl SourceConfig {
@@ -158,6 +162,8 @@ impl SourceConfig {
             max_event_bytes,
             catch_up,
             snapshot: None,
+            signal_table: config.snapshot.signal_table.clone(),
+            captured: config.filter.clone(),
         }
     }
 }
@@ -313,6 +319,8 @@ pub async fn decode_files(
             max_event_bytes: usize::MAX,
             catch_up: None,
             snapshot: None,
+            signal_table: None,
+            captured: TableFilter::default(),
         };
         let mut reader = Reader::new(
             config,

@@ -69,6 +69,8 @@ async fn replay_with(path: &Path, positional_names: bool) -> Replay {
         max_event_bytes: usize::MAX,
         catch_up: None,
         snapshot: None,
+        signal_table: None,
+        captured: TableFilter::default(),
     };
     let mut reader = Reader::new(
         config,
@@ -262,6 +264,8 @@ async fn run_with_interruption(
         max_event_bytes: usize::MAX,
         catch_up: None,
         snapshot: None,
+        signal_table: None,
+        captured: TableFilter::default(),
     };
     let mut reader = Reader::new(
         config,

@@ -683,3 +683,112 @@ async fn added_tables_and_requests_are_snapshotted_and_an_upgrade_is_not() {
     let saved = saved_snapshot(&world).expect("progress is kept from then on");
     assert!(saved.get("pending").is_none(), "{saved}");
 }
+
+/// An insert into `snapshot.signal_table` asks for a snapshot while the daemon runs, with
+/// `mode = "never"`: the named table's rows arrive, a signal naming a table the filter leaves
+/// out is ignored (and replication goes on), and the signal rows are not in the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_asks_for_a_snapshot_while_running() {
+    let world = World::new().await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.a (id INT PRIMARY KEY)",
+            "INSERT INTO shop.a SELECT seq FROM shop.seq_1_to_20",
+            "CREATE DATABASE cdc",
+            "CREATE TABLE cdc.signals (id VARCHAR(64) PRIMARY KEY, type VARCHAR(32) NOT NULL, data VARCHAR(2048))",
+            "GRANT SELECT ON shop.* TO 'cdc'@'%'",
+        ])
+        .await;
+    let daemon = world
+        .running_daemon(&[
+            ("BINLOG_KINESIS__SNAPSHOT__MODE", "never"),
+            ("BINLOG_KINESIS__SNAPSHOT__SIGNAL_TABLE", "cdc.signals"),
+        ])
+        .await;
+    world
+        .db
+        .admin(&[
+            "INSERT INTO cdc.signals VALUES ('s1', 'snapshot', 'crm.elsewhere'), ('s2', 'snapshot', 'shop.a')",
+            "INSERT INTO shop.a VALUES (21)",
+        ])
+        .await;
+    let events = eventually(Duration::from_secs(60), async || {
+        let events = world.kinesis.events(&world.stream).await;
+        events
+            .iter()
+            .any(|e| e.op == Op::SnapshotEnd)
+            .then_some(events)
+    })
+    .await;
+    daemon.stop().await.unwrap();
+    let reads = events.iter().filter(|e| e.op == Op::Read).count();
+    assert!(reads == 20 || reads == 21, "{reads} rows read");
+    assert!(events.iter().all(|e| e.table != "signals"));
+    assert!(events
+        .iter()
+        .any(|e| e.op == Op::Insert && e.after.as_ref().unwrap()["id"] == 21));
+}
+
+/// `check` says what the next start would snapshot, refuses a table it could not read (by
+/// name, with the reason), and checks the signal table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_what_a_snapshot_needs() {
+    let world = World::new().await;
+    world
+        .db
+        .admin(&[
+            "CREATE DATABASE shop",
+            "CREATE TABLE shop.a (id INT PRIMARY KEY)",
+            "INSERT INTO shop.a SELECT seq FROM shop.seq_1_to_100",
+            "CREATE TABLE shop.old (id INT PRIMARY KEY) ENGINE=MyISAM",
+            "GRANT SELECT ON shop.* TO 'cdc'@'%'",
+        ])
+        .await;
+    let check = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_binlog-kinesis"))
+            .arg("check")
+            .envs(world.env())
+            .env("BINLOG_KINESIS__SNAPSHOT__SIGNAL_TABLE", "cdc.signals")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let (code, out) = check();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("FAIL  snapshot: shop.old: ") && out.contains("MyISAM"),
+        "{out}"
+    );
+    assert!(
+        out.contains("WARN  snapshot signal table: cannot see cdc.signals")
+            && out.contains("CREATE TABLE cdc.signals"),
+        "{out}"
+    );
+    world
+        .db
+        .admin(&[
+            "DROP TABLE shop.old",
+            "CREATE DATABASE cdc",
+            "CREATE TABLE cdc.signals (id VARCHAR(64) PRIMARY KEY, type VARCHAR(32) NOT NULL, data VARCHAR(2048))",
+            "GRANT SELECT ON cdc.signals TO 'cdc'@'%'",
+        ])
+        .await;
+    let (code, out) = check();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("PASS  snapshot: 1 table(s) to read at the next start, about 100 rows"),
+        "{out}"
+    );
+    assert!(
+        out.contains("PASS  snapshot signal table: cdc.signals exists"),
+        "{out}"
+    );
+}

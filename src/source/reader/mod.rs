@@ -31,6 +31,7 @@ use super::{
     SourceConfig, SourceError, SourceSummary,
 };
 use crate::{
+    event::TableName,
     metrics::{Metrics, State},
     position::{BinlogPosition, GtidState, MariaGtid, MysqlGtid, ResumePoint},
     stream::{Message, OutboundEvent},
@@ -564,7 +565,9 @@ impl Reader {
     ) -> Result<(), SourceError> {
         let database = map.database_name();
         let table = map.table_name();
-        let schema = if self.config.filter.matches(&database, &table) {
+        let captured = self.config.filter.matches(&database, &table)
+            || self.is_signal_table(&TableName::new(&database, &table));
+        let schema = if captured {
             let mut built = TableSchema::from_table_map(map, self.config.positional_names);
             if let (Err(SchemaError::NoColumnNames { .. }), Some(catalog)) =
                 (&built, &mut self.catalog)

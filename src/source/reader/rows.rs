@@ -39,6 +39,13 @@ impl Reader {
                 source: Box::new(source),
             },
         )?;
+        if self.is_signal_table(&schema.name) {
+            self.snapshot_signals(&encoded, start);
+            if !self.config.filter.matches(&schema.database, &schema.table) {
+                self.rows = encoded;
+                return Ok(());
+            }
+        }
         self.metrics.row_events_read.add(encoded.len() as u64);
         if self.open.current.is_none() {
             let gtid = self.open.pending_gtid.take().map(Applied::Mysql);

@@ -52,7 +52,10 @@ pub(crate) async fn plan(
     saved: Saved,
     is_mariadb: bool,
 ) -> Result<Option<SnapshotState>, SourceError> {
-    if config.mode == SnapshotMode::Never && config.again.is_empty() {
+    if config.mode == SnapshotMode::Never
+        && config.again.is_empty()
+        && config.signal_table.is_none()
+    {
         return Ok(None);
     }
     let tables = list_tables(conn).await?;
