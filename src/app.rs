@@ -301,7 +301,8 @@ async fn replicate(
         max_record_bytes,
         opened.catch_up,
     );
-    source_config.snapshot = snapshot.map(|state| (state, DriverConfig::new(&config)));
+    let driver = DriverConfig::new(&config, facts.is_mariadb);
+    source_config.snapshot = snapshot.map(|state| (state, driver));
     let sink_config = SinkConfig::new(&config.kinesis, max_record_bytes);
     let (events_tx, events_rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
     let (acks_tx, acks_rx) = mpsc::channel(ACK_CHANNEL_CAPACITY);

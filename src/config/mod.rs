@@ -119,6 +119,8 @@ pub struct SnapshotConfig {
     pub(crate) filter_patterns: (Vec<String>, Vec<String>),
     /// `snapshot.signal_table`: inserts into it ask for snapshots while running.
     pub(crate) signal_table: Option<crate::event::TableName>,
+    /// `snapshot.method`.
+    pub(crate) method: SnapshotMethod,
 }
 
 impl SnapshotConfig {

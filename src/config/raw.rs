@@ -281,6 +281,8 @@ pub(crate) struct RawSnapshot {
     pub(crate) chunk_bytes: i64,
     /// `database.table` whose inserts ask for snapshots; empty: none.
     pub(crate) signal_table: String,
+    /// How a chunk finds its place: `auto`, `consistent_snapshot` or `watermark`.
+    pub(crate) method: SnapshotMethod,
 }
 
 impl Default for RawSnapshot {
@@ -290,8 +292,21 @@ impl Default for RawSnapshot {
             chunk_rows: 10_000,
             chunk_bytes: 16 << 20,
             signal_table: String::new(),
+            method: SnapshotMethod::Auto,
         }
     }
+}
+
+/// `snapshot.method`: how a chunk's place in the stream is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum SnapshotMethod {
+    /// `consistent_snapshot` on MariaDB, `watermark` on MySQL.
+    Auto,
+    /// MariaDB's binlog position of a consistent read.
+    ConsistentSnapshot,
+    /// Low and high watermarks written into `snapshot.signal_table` around each chunk's read.
+    Watermark,
 }
 
 /// `snapshot.mode`.

@@ -189,7 +189,15 @@ fn log_config(log: RawLog) -> Result<LogConfig, ConfigError> {
 }
 
 fn snapshot(snapshot: RawSnapshot, filter: &RawFilter) -> Result<SnapshotConfig, ConfigError> {
+    if snapshot.method == SnapshotMethod::Watermark && optional(&snapshot.signal_table).is_none() {
+        return Err(invalid(
+            "snapshot",
+            "method",
+            "\"watermark\" writes its watermarks into snapshot.signal_table: set it (for example cdc.signals)",
+        ));
+    }
     Ok(SnapshotConfig {
+        method: snapshot.method,
         mode: snapshot.mode,
         chunk_rows: positive("snapshot", "chunk_rows", snapshot.chunk_rows)?,
         chunk_bytes: positive("snapshot", "chunk_bytes", snapshot.chunk_bytes)?,

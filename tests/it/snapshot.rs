@@ -137,6 +137,7 @@ async fn the_driver_reads_each_asked_chunk_once_in_key_order() {
         mysql: world.config(&[]).mysql,
         chunk_rows: 64,
         chunk_bytes: usize::MAX,
+        watermark: None,
     };
     let (asks_tx, asks_rx) = tokio::sync::mpsc::channel(1);
     let (arrivals_tx, mut arrivals_rx) = tokio::sync::mpsc::channel(1);

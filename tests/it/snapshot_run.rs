@@ -174,20 +174,36 @@ async fn item_events(world: &World) -> Vec<ChangeEvent> {
         .collect()
 }
 
-/// The state invariant, for both partitionings: while writers change the table during the
-/// whole snapshot, the stream folded per key in order is exactly the table; the table's rows
+/// The state invariant, for both partitionings and both ways of placing chunks (MariaDB's
+/// consistent-snapshot position, and watermarks as on MySQL): while writers change the table
+/// during the whole snapshot, the stream folded per key in order is exactly the table; the table's rows
 /// are each read once, between its `snapshot_start` and a `snapshot_end` that counts them; an
 /// empty table gets both markers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_under_concurrent_writes_folds_to_the_table() {
-    for partition_by in ["table", "primary_key"] {
+    for (partition_by, method) in [
+        ("table", "consistent_snapshot"),
+        ("primary_key", "consistent_snapshot"),
+        ("table", "watermark"),
+        ("primary_key", "watermark"),
+    ] {
         let world = World::new().await;
         items(&world).await;
+        world
+            .db
+            .admin(&[
+                "CREATE DATABASE cdc",
+                "CREATE TABLE cdc.signals (id VARCHAR(64) PRIMARY KEY, type VARCHAR(32) NOT NULL, data VARCHAR(2048))",
+                "GRANT SELECT, INSERT, UPDATE ON cdc.signals TO 'cdc'@'%'",
+            ])
+            .await;
         let stop = Arc::new(AtomicBool::new(false));
         let writer = writers(&world, Arc::clone(&stop), partition_by == "table").await;
         let mut settings = SLOW.to_vec();
         settings.push(("BINLOG_KINESIS__SNAPSHOT__CHUNK_ROWS", "700"));
         settings.push(("BINLOG_KINESIS__KINESIS__PARTITION_BY", partition_by));
+        settings.push(("BINLOG_KINESIS__SNAPSHOT__METHOD", method));
+        settings.push(("BINLOG_KINESIS__SNAPSHOT__SIGNAL_TABLE", "cdc.signals"));
         let config = world.config(&settings);
         let daemon = world.daemon(config, StartFrom::Checkpoint).await;
         snapshot_done(&world).await;
@@ -201,7 +217,7 @@ async fn a_snapshot_under_concurrent_writes_folds_to_the_table() {
         assert_eq!(
             fold(&all),
             table(&world).await,
-            "partition_by {partition_by}"
+            "partition_by {partition_by}, {method}"
         );
         let reads: Vec<&ChangeEvent> = events.iter().filter(|e| e.op == Op::Read).collect();
         let keys: BTreeSet<i64> = reads
@@ -223,7 +239,7 @@ async fn a_snapshot_under_concurrent_writes_folds_to_the_table() {
         // Some rows were dropped because a change overtook them, most were read.
         assert!(reads.len() as i64 > ROWS / 2, "{} rows read", reads.len());
         assert!(written > 200, "the writers wrote {written} transactions");
-        eprintln!("partition_by {partition_by}: {written} transactions written during the snapshot, {} rows read", reads.len());
+        eprintln!("partition_by {partition_by}, {method}: {written} transactions written during the snapshot, {} rows read", reads.len());
         let empty: Vec<Op> = world
             .kinesis
             .events(&world.stream)

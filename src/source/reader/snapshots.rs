@@ -34,7 +34,7 @@ use crate::{
         decode,
         snapshot::{
             placement::{Due, Placement},
-            Arrival, Ask, SnapshotError,
+            Arrival, Ask, SnapshotError, SnapshotRow,
         },
         SourceError,
     },
@@ -50,6 +50,8 @@ struct Waiting {
     done: bool,
     read_at_ms: u64,
     keyless: bool,
+    /// Read between watermarks with this id: placed once the high one is read.
+    watermark: Option<String>,
 }
 
 /// Whether the binlog reader waits for the snapshot.
@@ -81,6 +83,10 @@ pub(in crate::source) struct Snapshots {
     hold: Hold,
     /// DDL statements read so far (see `Ask::ddl_epoch`).
     ddl_epoch: u64,
+    /// The last low watermark read (its id, and where its event ends), the last high one,
+    /// and a watermarked chunk's rows that arrived before its low watermark was read.
+    watermarks: (Option<(String, BinlogPosition)>, Option<String>),
+    parked: Option<Vec<SnapshotRow>>,
     /// Rows of the table without a primary key emitted so far (its progress is recorded only
     /// when it is done: a restart reads it again from its start).
     keyless_rows: u64,
@@ -108,6 +114,8 @@ impl Snapshots {
             waiting: None,
             hold: Hold::No,
             ddl_epoch: 0,
+            watermarks: (None, None),
+            parked: None,
             keyless_rows: 0,
             by_primary_key,
             logged: (0, Instant::now()),
@@ -136,7 +144,7 @@ impl Snapshots {
 
     /// Whether a chunk is on its way from the driver (and can be taken now).
     pub(in crate::source) fn awaiting_arrival(&self) -> bool {
-        self.asked && !self.placement.is_pending()
+        self.asked && self.waiting.is_none()
     }
 
     /// Whether the binlog reader must wait (read no event) at `read_end`.
@@ -245,8 +253,19 @@ impl Reader {
             done: arrival.done,
             read_at_ms: arrival.read_at_ms,
             keyless: arrival.keyless,
+            watermark: arrival.watermark.clone(),
         });
-        snapshots.placement.arrived(arrival.at, arrival.chunk.rows);
+        match arrival.watermark {
+            // Its place starts where its low watermark ends, once that is read.
+            Some(id) => match &snapshots.watermarks.0 {
+                Some((low, at)) if *low == id => {
+                    let at = at.clone();
+                    snapshots.placement.arrived(at, arrival.chunk.rows);
+                }
+                _ => snapshots.parked = Some(arrival.chunk.rows),
+            },
+            None => snapshots.placement.arrived(arrival.at, arrival.chunk.rows),
+        }
         if self.open.current.is_none() {
             self.place_snapshots().await?;
         }
@@ -266,7 +285,7 @@ impl Reader {
             let Some(pending) = snapshots.state.pending.first() else {
                 return Ok(());
             };
-            if !snapshots.asked && !snapshots.placement.is_pending() {
+            if !snapshots.asked && snapshots.waiting.is_none() {
                 let ask = Ask {
                     table: pending.table.clone(),
                     after: pending
@@ -280,6 +299,14 @@ impl Reader {
                     snapshots.keyless_rows = 0;
                 }
                 return snapshots.ask(ask, &self.read_end).await;
+            }
+            let watermark = snapshots
+                .waiting
+                .as_ref()
+                .and_then(|w| w.watermark.as_ref());
+            if watermark.is_some() && watermark != snapshots.watermarks.1.as_ref() {
+                // Changes between the watermarks are known only once the high one is read.
+                return Ok(());
             }
             let rows = match snapshots.placement.due(&self.read_end) {
                 None => return Ok(()),
@@ -309,7 +336,7 @@ impl Reader {
     /// then a boundary with the progress that includes them.
     async fn emit_chunk(
         &mut self,
-        rows: Vec<super::super::snapshot::SnapshotRow>,
+        rows: Vec<SnapshotRow>,
         waiting: Waiting,
     ) -> Result<(), SourceError> {
         let snapshots = self.snapshots.as_mut().expect("snapshots are on");
@@ -408,9 +435,6 @@ impl Reader {
     /// already pending. A table `[filter]` leaves out, or a malformed signal, is logged and
     /// ignored: a typo in an insert must not stop replication.
     pub(super) fn snapshot_signals(&mut self, rows: &decode::EncodedRows, at: &BinlogPosition) {
-        if rows.op() != Op::Insert {
-            return;
-        }
         for row in rows.iter() {
             let Some(image) = row
                 .after
@@ -418,6 +442,14 @@ impl Reader {
             else {
                 continue;
             };
+            if let Some(kind @ ("watermark-low" | "watermark-high")) = image["type"].as_str() {
+                let id = image["data"].as_str().unwrap_or_default().to_owned();
+                self.snapshot_watermark(kind == "watermark-low", id);
+                continue;
+            }
+            if rows.op() != Op::Insert {
+                continue;
+            }
             let id = match &image["id"] {
                 serde_json::Value::String(text) => text.clone(),
                 other => other.to_string(),
@@ -435,6 +467,27 @@ impl Reader {
                 self.signal_table_asked(&id, &name, at);
             }
         }
+    }
+
+    /// A watermark the driver wrote (see `placement`, "Watermarks").
+    fn snapshot_watermark(&mut self, low: bool, id: String) {
+        let Some(snapshots) = &mut self.snapshots else {
+            return;
+        };
+        if !low {
+            snapshots.watermarks.1 = Some(id);
+            return;
+        }
+        let waiting = snapshots
+            .waiting
+            .as_ref()
+            .and_then(|w| w.watermark.as_ref());
+        if waiting == Some(&id) {
+            if let Some(rows) = snapshots.parked.take() {
+                snapshots.placement.arrived(self.read_end.clone(), rows);
+            }
+        }
+        snapshots.watermarks.0 = Some((id, self.read_end.clone()));
     }
 
     /// One table a signal asks for.

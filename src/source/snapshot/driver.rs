@@ -24,7 +24,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use mysql_async::{Conn, Value};
+use mysql_async::{prelude::Queryable, Conn, Value};
 use tokio::sync::mpsc;
 
 use super::{consistent_position, prepare_connection, Chunk, SnapshotError, SnapshotTable};
@@ -62,6 +62,10 @@ pub struct Arrival {
     /// A piece of a table without a primary key, read in one consistent read: its rows
     /// belong exactly at `at`, and the binlog reader must not pass it until the last piece.
     pub keyless: bool,
+    /// With the watermark method: the id its low and high watermarks carry. Its place is
+    /// then where the reader reads them, not `at` (which is only the end of binlog after
+    /// the high one).
+    pub watermark: Option<String>,
     /// When it was read, in milliseconds since the Unix epoch (the `ts_ms` of its lines).
     pub read_at_ms: u64,
     /// How long the read took.
@@ -77,15 +81,27 @@ pub struct DriverConfig {
     pub chunk_rows: usize,
     /// Most bytes of encoded rows in one chunk (at least one row is always read).
     pub chunk_bytes: usize,
+    /// With the watermark method: the table the watermarks go into, and the id of this
+    /// daemon's watermark row; `None` with MariaDB's consistent-snapshot position.
+    pub watermark: Option<(TableName, String)>,
 }
 
 impl DriverConfig {
-    /// The driver's settings from the configuration.
-    pub fn new(config: &crate::config::Config) -> Self {
+    /// The driver's settings from the configuration, on a MariaDB server or not.
+    pub fn new(config: &crate::config::Config, is_mariadb: bool) -> Self {
+        use crate::config::SnapshotMethod;
+        let snapshot = &config.snapshot;
+        let watermark = match (snapshot.method, &snapshot.signal_table) {
+            (SnapshotMethod::Watermark, Some(table)) => Some(table.clone()),
+            (SnapshotMethod::Auto, Some(table)) if !is_mariadb => Some(table.clone()),
+            _ => None,
+        };
         Self {
             mysql: config.mysql.clone(),
-            chunk_rows: config.snapshot.chunk_rows,
-            chunk_bytes: config.snapshot.chunk_bytes,
+            chunk_rows: snapshot.chunk_rows,
+            chunk_bytes: snapshot.chunk_bytes,
+            watermark: watermark
+                .map(|table| (table, format!("watermark:{}", config.kinesis.stream))),
         }
     }
 }
@@ -110,6 +126,7 @@ pub async fn serve(
         arrivals: arrivals.clone(),
         streamed: false,
         described: None,
+        watermarks: (0, unix_ms()),
     };
     driver.limit = driver.config.chunk_rows.max(1);
     while let Some(ask) = asks.recv().await {
@@ -133,6 +150,8 @@ struct Driver {
     streamed: bool,
     /// The last table described, at which DDL count.
     described: Option<(TableName, u64, Arc<SnapshotTable>)>,
+    /// Watermarks written so far, and this run's nonce (watermark ids are `nonce-n`).
+    watermarks: (u64, u64),
 }
 
 impl Driver {
@@ -207,7 +226,16 @@ impl Driver {
             },
         };
         if described.is_keyless() {
+            if self.config.watermark.is_some() {
+                return Err(SnapshotError::KeylessWithWatermark {
+                    table: ask.table.clone(),
+                }
+                .into());
+            }
             return self.read_keyless(ask, &described, started).await.map(Some);
+        }
+        if self.config.watermark.is_some() {
+            return self.read_watermarked(ask, &described, started).await;
         }
         let conn = self.conn.as_mut().expect("connected above");
         let limit = self.limit;
@@ -228,6 +256,43 @@ impl Driver {
             (limit * 2).min(self.config.chunk_rows.max(1))
         };
         Ok(Some(self.arrival(ask, at, chunk, done, started)))
+    }
+
+    /// A chunk between a low and a high watermark (see `placement`, "Watermarks"): `None`
+    /// when the table's definition changed under the read.
+    async fn read_watermarked(
+        &mut self,
+        ask: &Ask,
+        table: &SnapshotTable,
+        started: Instant,
+    ) -> Result<Option<Arrival>, SourceError> {
+        let (signals, row) = self.config.watermark.clone().expect("the watermark method");
+        self.watermarks.0 += 1;
+        let id = format!("{}-{}", self.watermarks.1, self.watermarks.0);
+        let conn = self.conn.as_mut().expect("connected");
+        write_watermark(conn, &signals, &row, "watermark-low", &id).await?;
+        let limit = self.limit;
+        let read = table
+            .read_chunk(conn, ask.after.as_deref(), limit, self.config.chunk_bytes)
+            .await;
+        let chunk = match read {
+            Err(SourceError::Query { source, .. }) if definition_changed(&source) => {
+                self.described = None;
+                return Ok(None);
+            }
+            other => other?,
+        };
+        write_watermark(conn, &signals, &row, "watermark-high", &id).await?;
+        let at = connect::current_position(conn).await?;
+        let done = !chunk.cut && chunk.rows.len() < limit;
+        self.limit = if chunk.cut {
+            chunk.rows.len().max(1)
+        } else {
+            (limit * 2).min(self.config.chunk_rows.max(1))
+        };
+        let mut arrival = self.arrival(ask, at, chunk, done, started);
+        arrival.watermark = Some(id);
+        Ok(Some(arrival))
     }
 
     /// A table without a primary key, in one consistent read: every piece but the last is
@@ -257,6 +322,7 @@ impl Driver {
                             chunk,
                             done,
                             keyless: true,
+                            watermark: None,
                             read_at_ms: unix_ms(),
                             took: started.elapsed(),
                         };
@@ -305,6 +371,7 @@ impl Driver {
             chunk,
             done,
             keyless: false,
+            watermark: None,
             read_at_ms: unix_ms(),
             took: started.elapsed(),
         }
@@ -331,6 +398,39 @@ fn permanent(table: &TableName, error: SourceError) -> SourceError {
         }
         .into(),
     }
+}
+
+/// Writes this daemon's watermark row (`id` `row`, `type` `kind`, `data` `value`) into the
+/// signal table, as a committed transaction of its own.
+async fn write_watermark(
+    conn: &mut Conn,
+    signals: &TableName,
+    row: &str,
+    kind: &str,
+    value: &str,
+) -> Result<(), SourceError> {
+    let (database, table) = TableName::split(signals.as_str()).unwrap_or_default();
+    let quoted = |n: &str| format!("`{}`", n.replace('`', "``"));
+    let statement = format!(
+        "INSERT INTO {}.{} (id, type, data) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE type = VALUES(type), data = VALUES(data)",
+        quoted(&database),
+        quoted(&table)
+    );
+    conn.exec_drop(statement, (row, kind, value))
+        .await
+        .map_err(|source| match &source {
+            mysql_async::Error::Server(e) if matches!(e.code, 1142 | 1146 | 1054) => {
+                SnapshotError::Watermark {
+                    table: signals.clone(),
+                    message: e.message.clone(),
+                }
+                .into()
+            }
+            _ => SourceError::Query {
+                what: "writing a snapshot watermark",
+                source,
+            },
+        })
 }
 
 fn unix_ms() -> u64 {

@@ -91,7 +91,7 @@ pub enum SnapshotError {
     #[error("the server reports no binlog_snapshot_file/binlog_snapshot_position after START TRANSACTION WITH CONSISTENT SNAPSHOT (MariaDB with log_bin=ON reports them)")]
     NoSnapshotPosition,
     /// Snapshots are asked for on a MySQL server, where this version cannot place them.
-    #[error("{tables} table(s) are to be snapshotted, but snapshots need MariaDB for now (they place each chunk at the binlog position MariaDB reports for a consistent read; the watermark method for MySQL is not built yet): set snapshot.mode = \"never\" (and drop --snapshot) to stream changes only")]
+    #[error("{tables} table(s) are to be snapshotted, and on MySQL snapshots place their chunks with watermarks written into snapshot.signal_table: set it (a table the account may write: GRANT SELECT, INSERT, UPDATE), or set snapshot.mode = \"never\" to stream changes only")]
     NeedsMariaDb {
         /// How many tables were to be read.
         tables: usize,
@@ -110,6 +110,20 @@ pub enum SnapshotError {
         /// The table.
         table: TableName,
         /// What failed (the error chain).
+        message: String,
+    },
+    /// The watermark method cannot place the rows of a table without a primary key.
+    #[error("table {table} has no primary key, and the watermark method places chunks by key: add a primary key, leave the table out of [filter], or (on MariaDB) use snapshot.method = \"consistent_snapshot\"")]
+    KeylessWithWatermark {
+        /// The table.
+        table: TableName,
+    },
+    /// Writing a watermark into the signal table failed.
+    #[error("cannot write the snapshot watermark into {table} ({message}): it must exist as (id VARCHAR(64) PRIMARY KEY, type VARCHAR(32) NOT NULL, data VARCHAR(2048)) and the account needs: GRANT SELECT, INSERT, UPDATE ON {table} TO <user>")]
+    Watermark {
+        /// The signal table.
+        table: TableName,
+        /// The server's message.
         message: String,
     },
     /// `run --snapshot` names a table `[filter]` leaves out.

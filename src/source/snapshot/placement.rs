@@ -17,7 +17,32 @@
 //! again, from the same key, in a new consistent read.
 //!
 //! Either way a consumer that applies the stream in order per key ends with the table's
-//! state. The reader records the keys of the table's changes (with their positions) from the
+//! state.
+//!
+//! # Watermarks (MySQL, or `snapshot.method = "watermark"`)
+//!
+//! MySQL does not say which binlog position a read saw. The driver then writes a low
+//! watermark (an upsert of its row in `snapshot.signal_table`, committed on its own), reads
+//! the chunk with one plain `SELECT`, and writes a high watermark. The chunk is placed with
+//! `at` = where the low watermark's event ends, and only once the reader has read the high
+//! watermark. Why that is right:
+//! - Every transaction before the low watermark in the binlog is in the read. The low
+//!   watermark is a committed write, and with `binlog_order_commits` (the default) a
+//!   transaction is visible to new reads only in binlog order: when the watermark's commit
+//!   returns, everything before it in the binlog is committed and visible, and the `SELECT`
+//!   starts after that. (A position read with `SHOW MASTER STATUS` would not do: a
+//!   transaction can be in the binlog and not yet visible.)
+//! - No transaction after the high watermark is in the read: the `SELECT` has finished before
+//!   the high watermark is written, so whatever it saw committed before, and so precedes the
+//!   high watermark in the binlog.
+//! - A transaction between the two may or may not be in the read: it is after `at`, so the
+//!   rows whose keys it touched are dropped, exactly as for a reader past `at` above; its
+//!   events, already in the stream (the reader has read up to the high watermark), carry
+//!   those rows' newer state. Every other row of the chunk is the same at the high watermark
+//!   as at the low one, so emitting it there is right.
+//!
+//! A table without a primary key cannot be placed this way (there is no key to drop rows by):
+//! the watermark method refuses it by name. The reader records the keys of the table's changes (with their positions) from the
 //! moment it asks for a chunk; the chunk's read starts after that moment, so `at` is not
 //! before the first recorded change that matters, and the record is bounded by the changes
 //! of one table during one chunk read. The model test below replays random interleavings of
@@ -109,6 +134,7 @@ impl Placement {
     }
 
     /// Whether a chunk is waiting for its place.
+    #[cfg(test)]
     pub(crate) fn is_pending(&self) -> bool {
         self.pending.is_some()
     }

@@ -65,7 +65,9 @@ pub(crate) async fn plan(
         .unwrap_or(0);
     let state = decide(config, filter, saved, &tables, now_ms)?;
     if let Some(state) = &state {
-        if !state.pending.is_empty() && !is_mariadb {
+        let consistent_only = config.method == crate::config::SnapshotMethod::ConsistentSnapshot
+            || config.signal_table.is_none();
+        if !state.pending.is_empty() && !is_mariadb && consistent_only {
             return Err(SnapshotError::NeedsMariaDb {
                 tables: state.pending.len(),
             }
