@@ -42,7 +42,9 @@ pub enum Op {
     Truncate,
     /// A row as a snapshot read it: `before` is null, `after` the row.
     Read,
-    /// A table's snapshot begins: its `read` rows follow. Key and images are null.
+    /// A table's snapshot begins: its `read` rows follow. Key and `before` are null; `after`
+    /// is null, or `{"unique_key": [...]}` for a table without a primary key chunked by that
+    /// unique key.
     SnapshotStart,
     /// A table's snapshot is complete: `after` is `{"rows": N}`, the number of `read` rows.
     SnapshotEnd,
@@ -378,7 +380,6 @@ impl EventLine {
     }
 
     /// The line as bytes, ending with `\n`.
-    #[cfg(test)]
     pub(crate) fn to_vec(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len());
         self.write_to(&mut out);

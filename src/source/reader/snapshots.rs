@@ -34,7 +34,7 @@ use crate::{
         decode,
         snapshot::{
             placement::{Due, Placement},
-            Arrival, Ask, SnapshotError, SnapshotRow,
+            unique_key_bytes, Arrival, Ask, SnapshotError, SnapshotRow,
         },
         SourceError,
     },
@@ -87,6 +87,8 @@ pub(in crate::source) struct Snapshots {
     /// and a watermarked chunk's rows that arrived before its low watermark was read.
     watermarks: (Option<(String, BinlogPosition)>, Option<String>),
     parked: Option<Vec<SnapshotRow>>,
+    /// The current table's unique key columns, when it is chunked by one (no primary key).
+    unique_key: Option<Vec<String>>,
     /// Rows of the table without a primary key emitted so far (its progress is recorded only
     /// when it is done: a restart reads it again from its start).
     keyless_rows: u64,
@@ -116,6 +118,7 @@ impl Snapshots {
             ddl_epoch: 0,
             watermarks: (None, None),
             parked: None,
+            unique_key: None,
             keyless_rows: 0,
             by_primary_key,
             logged: (0, Instant::now()),
@@ -175,6 +178,16 @@ impl Reader {
             return;
         };
         if snapshots.current() != Some(&event.table) {
+            return;
+        }
+        if let Some(names) = &snapshots.unique_key {
+            match unique_keys(names, &event.line.to_vec()) {
+                Some(keys) => {
+                    let keys = keys.iter().map(Vec::as_slice);
+                    snapshots.placement.changed(&self.read_end, keys);
+                }
+                None => snapshots.placement.reset(&self.read_end),
+            }
             return;
         }
         match event.line.primary_key() {
@@ -246,6 +259,7 @@ impl Reader {
             }
             .into());
         }
+        snapshots.unique_key = arrival.unique_key.clone();
         // More pieces of a table without a primary key follow without an ask.
         snapshots.asked = arrival.keyless && !arrival.done;
         snapshots.waiting = Some(Waiting {
@@ -356,7 +370,14 @@ impl Reader {
         };
         if !pending.started() {
             tracing::info!(table = %table, id = %pending.id, "snapshot of the table started");
-            lines.push((table.shared(), marker(Op::SnapshotStart, 0, None)));
+            // A table chunked by a unique key says which: its `read` rows are upserts on it.
+            let key = snapshots.unique_key.as_ref().map(|names| {
+                let mut out = br#"{"unique_key":"#.to_vec();
+                crate::event::write_json(&mut out, names);
+                out.push(b'}');
+                out
+            });
+            lines.push((table.shared(), marker(Op::SnapshotStart, 0, key.as_deref())));
         }
         let prefix = line_prefix(Op::Read, &database, &name, waiting.read_at_ms, &position);
         let emitted = rows.len() as u64;
@@ -408,6 +429,7 @@ impl Reader {
             tracing::info!(table = %table, rows = pending.rows, id = %pending.id, "snapshot of the table done");
             snapshots.state.pending.remove(0);
             snapshots.placement.clear();
+            snapshots.unique_key = None;
         } else {
             snapshots.state.pending[0] = pending.clone();
         }
@@ -518,6 +540,22 @@ impl Reader {
     }
 }
 
+/// The unique keys (`names`) of a change's row images, from its line; `None` for a line
+/// without images (a TRUNCATE: every row changed) or one that cannot be read.
+fn unique_keys(names: &[String], line: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let line: serde_json::Value = serde_json::from_slice(line).ok()?;
+    let mut keys = Vec::new();
+    for image in ["before", "after"] {
+        if let Some(image) = line[image].as_object() {
+            let values: Option<Vec<&serde_json::Value>> =
+                names.iter().map(|n| image.get(n)).collect();
+            let pairs = names.iter().map(String::as_str).zip(values?);
+            keys.push(unique_key_bytes(pairs));
+        }
+    }
+    (!keys.is_empty()).then_some(keys)
+}
+
 /// The table names of a signal's `data`.
 fn signal_tables(data: &serde_json::Value) -> Vec<String> {
     let strings = |list: &serde_json::Value| -> Vec<String> {
@@ -554,7 +592,23 @@ fn signal_tables(data: &serde_json::Value) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::signal_tables;
+    use super::{signal_tables, unique_keys};
+
+    #[test]
+    fn a_change_is_matched_by_the_unique_key_of_both_its_images() {
+        let names = ["code".to_owned(), "region".to_owned()];
+        let line = br#"{"op":"update","before":{"code":"a","region":"eu","v":1},"after":{"code":"b","region":"eu","v":1}}"#;
+        let keys = unique_keys(&names, line).unwrap();
+        assert_eq!(
+            keys,
+            [
+                br#"{"code":"a","region":"eu"}"#.to_vec(),
+                br#"{"code":"b","region":"eu"}"#.to_vec()
+            ]
+        );
+        let truncate = br#"{"op":"truncate","before":null,"after":null}"#;
+        assert_eq!(unique_keys(&names, truncate), None);
+    }
 
     #[test]
     fn a_signal_names_tables_as_a_list_json_or_debezium_does() {

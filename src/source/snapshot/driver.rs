@@ -62,6 +62,9 @@ pub struct Arrival {
     /// A piece of a table without a primary key, read in one consistent read: its rows
     /// belong exactly at `at`, and the binlog reader must not pass it until the last piece.
     pub keyless: bool,
+    /// For a table without a primary key chunked by a unique key: its column names (the
+    /// reader matches the table's changes to the chunk's rows by them).
+    pub unique_key: Option<Vec<String>>,
     /// With the watermark method: the id its low and high watermarks carry. Its place is
     /// then where the reader reads them, not `at` (which is only the end of binlog after
     /// the high one).
@@ -255,7 +258,9 @@ impl Driver {
         } else {
             (limit * 2).min(self.config.chunk_rows.max(1))
         };
-        Ok(Some(self.arrival(ask, at, chunk, done, started)))
+        let mut arrival = self.arrival(ask, at, chunk, done, started);
+        arrival.unique_key = described.unique_key();
+        Ok(Some(arrival))
     }
 
     /// A chunk between a low and a high watermark (see `placement`, "Watermarks"): `None`
@@ -292,6 +297,7 @@ impl Driver {
         };
         let mut arrival = self.arrival(ask, at, chunk, done, started);
         arrival.watermark = Some(id);
+        arrival.unique_key = table.unique_key();
         Ok(Some(arrival))
     }
 
@@ -322,6 +328,7 @@ impl Driver {
                             chunk,
                             done,
                             keyless: true,
+                            unique_key: None,
                             watermark: None,
                             read_at_ms: unix_ms(),
                             took: started.elapsed(),
@@ -371,6 +378,7 @@ impl Driver {
             chunk,
             done,
             keyless: false,
+            unique_key: None,
             watermark: None,
             read_at_ms: unix_ms(),
             took: started.elapsed(),

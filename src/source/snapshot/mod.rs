@@ -1,7 +1,7 @@
 //! Snapshots: a table's current rows as `read` events.
 //!
-//! This module reads a table in primary-key chunks (a table without one in a single
-//! consistent read, in pieces) and encodes each row exactly as the binlog path encodes an
+//! This module reads a table in primary-key chunks (a table without one by a NOT NULL unique
+//! key, or, without either, in a single consistent read, in pieces) and encodes each row exactly as the binlog path encodes an
 //! insert of it: the same `ColumnSchema`s, the same value conversion (`decode::to_json`), the
 //! same line builder. `plan` decides which tables a run reads, the driver ([`serve`]) reads the
 //! chunks the binlog reader asks for, and `placement` says where in the stream each goes;
@@ -37,7 +37,7 @@ pub use self::driver::{serve, Arrival, Ask, DriverConfig};
 use std::sync::Arc;
 
 use super::{
-    catalog,
+    catalog::{self, CatalogColumn},
     decode::ValueError,
     schema::{ColumnSchema, TableSchema},
     SourceError,
@@ -47,6 +47,7 @@ use crate::{
     position::BinlogPosition,
 };
 use mysql_async::{prelude::Queryable, Conn, Value};
+use serde_json::Value as Json;
 
 use self::values::{binlog_type, meta, snapshot_json, Fetch};
 
@@ -54,6 +55,9 @@ use self::values::{binlog_type, meta, snapshot_json, Fetch};
 #[derive(Debug, Clone)]
 pub struct SnapshotTable {
     schema: Arc<TableSchema>,
+    /// What the chunks page by: the primary key, or for a table without one its first
+    /// unique key whose columns are all NOT NULL; empty when there is neither.
+    chunk_key: Vec<usize>,
     fetch: Vec<Fetch>,
     /// The select list, in column order.
     select: String,
@@ -113,7 +117,7 @@ pub enum SnapshotError {
         message: String,
     },
     /// The watermark method cannot place the rows of a table without a primary key.
-    #[error("table {table} has no primary key, and the watermark method places chunks by key: add a primary key, leave the table out of [filter], or (on MariaDB) use snapshot.method = \"consistent_snapshot\"")]
+    #[error("table {table} has neither a primary key nor a NOT NULL unique key, and the watermark method places chunks by key: add a key, leave the table out of [filter], or (on MariaDB) use snapshot.method = \"consistent_snapshot\"")]
     KeylessWithWatermark {
         /// The table.
         table: TableName,
@@ -207,11 +211,27 @@ impl SnapshotTable {
                 labels: column.labels.clone(),
             });
         }
+        let chunk_key = if found.primary_key.is_empty() {
+            unique_key(conn, database, table, &found.columns).await?
+        } else {
+            found.primary_key.clone()
+        };
         let schema = TableSchema::from_columns(database, table, columns, found.primary_key.clone());
         Ok(Self {
             schema: Arc::new(schema),
+            chunk_key,
             fetch,
             select: select.join(", "),
+        })
+    }
+
+    /// For a table chunked by a unique key (it has no primary key): that key's column names.
+    pub fn unique_key(&self) -> Option<Vec<String>> {
+        (self.schema.primary_key.is_empty() && !self.chunk_key.is_empty()).then(|| {
+            self.chunk_key
+                .iter()
+                .map(|&i| self.schema.columns[i].name.clone())
+                .collect()
         })
     }
 
@@ -220,10 +240,10 @@ impl SnapshotTable {
         &self.schema.name
     }
 
-    /// A table without a primary key: it cannot be read in key chunks, only in one
-    /// consistent read (see `driver`).
+    /// A table without a primary key or a NOT NULL unique key: it cannot be read in key
+    /// chunks, only in one consistent read (see `driver`).
     pub fn is_keyless(&self) -> bool {
-        self.schema.primary_key.is_empty()
+        self.chunk_key.is_empty()
     }
 
     /// Reads the whole table in the open consistent read on `conn`, in pieces of at most
@@ -275,8 +295,7 @@ impl SnapshotTable {
     /// The query of a chunk: the first one (`after_key` false), or the one after a key.
     fn chunk_query(&self, after_key: bool, limit: usize) -> String {
         let key: Vec<String> = self
-            .schema
-            .primary_key
+            .chunk_key
             .iter()
             .map(|&i| quote(&self.schema.columns[i].name))
             .collect();
@@ -322,12 +341,7 @@ impl SnapshotTable {
                 continue;
             }
             let values = row.unwrap();
-            let key: Vec<Value> = self
-                .schema
-                .primary_key
-                .iter()
-                .map(|&i| values[i].clone())
-                .collect();
+            let key: Vec<Value> = self.chunk_key.iter().map(|&i| values[i].clone()).collect();
             let encoded = self.encode(values)?;
             bytes += encoded.after.len() + encoded.primary_key.len();
             chunk.rows.push(encoded);
@@ -402,6 +416,13 @@ impl SnapshotTable {
             } else {
                 image(&mut schema.primary_key.iter().copied())
             },
+            unique_key: match self.unique_key() {
+                Some(names) => {
+                    let values = self.chunk_key.iter().map(|&i| &json[i]);
+                    unique_key_bytes(names.iter().map(String::as_str).zip(values))
+                }
+                None => Vec::new(),
+            },
             after: image(&mut (0..schema.columns.len())),
         })
     }
@@ -445,6 +466,9 @@ pub struct Chunk {
 pub struct SnapshotRow {
     /// The primary key as a JSON object; empty for a table without one.
     pub primary_key: Vec<u8>,
+    /// For a table chunked by a unique key: that key, as `unique_key_bytes` writes it
+    /// (what the placement matches the table's changes by); empty otherwise.
+    pub unique_key: Vec<u8>,
     /// The row as a JSON object.
     pub after: Vec<u8>,
 }
@@ -454,6 +478,69 @@ impl SnapshotRow {
     pub fn key(&self) -> Option<&[u8]> {
         (!self.primary_key.is_empty()).then_some(self.primary_key.as_slice())
     }
+
+    /// What the placement knows the row by: its primary key, or its unique key.
+    pub(crate) fn place_key(&self) -> &[u8] {
+        if self.primary_key.is_empty() {
+            &self.unique_key
+        } else {
+            &self.primary_key
+        }
+    }
+}
+
+/// A unique key's columns and values as one JSON object (`{"code":"c1"}`): the same bytes
+/// from a snapshot row and from a change's row image, so that the placement can match them.
+pub(crate) fn unique_key_bytes<'a>(pairs: impl Iterator<Item = (&'a str, &'a Json)>) -> Vec<u8> {
+    let mut out = vec![b'{'];
+    for (n, (name, value)) in pairs.enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        write_json(&mut out, name);
+        out.push(b':');
+        write_json(&mut out, value);
+    }
+    out.push(b'}');
+    out
+}
+
+/// The first unique key of a table whose columns are all NOT NULL, as indexes into
+/// `columns`; empty when there is none.
+async fn unique_key(
+    conn: &mut Conn,
+    database: &str,
+    table: &str,
+    columns: &[CatalogColumn],
+) -> Result<Vec<usize>, SourceError> {
+    let rows: Vec<(String, String, String)> = conn
+        .exec(
+            "SELECT INDEX_NAME, COLUMN_NAME, NULLABLE FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 \
+             ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+            (database, table),
+        )
+        .await
+        .map_err(|source| SourceError::Query {
+            what: "reading a table's unique keys from information_schema",
+            source,
+        })?;
+    let mut keys: Vec<(String, Vec<usize>, bool)> = Vec::new();
+    for (index, column, nullable) in rows {
+        if keys.last().is_none_or(|(name, _, _)| *name != index) {
+            keys.push((index.clone(), Vec::new(), true));
+        }
+        let key = keys.last_mut().expect("pushed");
+        match columns.iter().position(|c| c.name == column) {
+            Some(position) if nullable.is_empty() => key.1.push(position),
+            _ => key.2 = false,
+        }
+    }
+    Ok(keys
+        .into_iter()
+        .find(|(_, key, usable)| *usable && !key.is_empty())
+        .map(|(_, key, _)| key)
+        .unwrap_or_default())
 }
 
 /// The binlog position of the open consistent read (MariaDB's `binlog_snapshot_file` and
@@ -552,6 +639,7 @@ mod tests {
             })
             .collect();
         SnapshotTable {
+            chunk_key: key.clone(),
             schema: Arc::new(TableSchema::from_columns("shop", "orders", columns, key)),
             fetch: vec![Fetch::Plain; 3],
             select: "`id`, `re``gion`, `v`".into(),

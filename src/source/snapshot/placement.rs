@@ -178,7 +178,7 @@ impl Placement {
         }
         Some(Due::Rows(
             rows.into_iter()
-                .filter(|row| !stale.contains(row.primary_key.as_slice()))
+                .filter(|row| !stale.contains(row.place_key()))
                 .collect(),
         ))
     }
@@ -208,6 +208,7 @@ mod tests {
     fn row(k: u8, v: u32) -> SnapshotRow {
         SnapshotRow {
             primary_key: key(k),
+            unique_key: Vec::new(),
             after: format!("{{\"id\":{k},\"v\":{v}}}").into_bytes(),
         }
     }
