@@ -11,7 +11,7 @@ use crate::{
     sink::client::{AwsKinesisClient, KinesisClient},
     source::{
         connect,
-        snapshot::{plan, SnapshotTable},
+        snapshot::{self, plan, SnapshotTable},
     },
 };
 
@@ -194,15 +194,9 @@ async fn readable(conn: &mut Conn, table: &TableName) -> Result<(u64, u64), Stri
     ))
     .await
     .map_err(|e| format!("{e}; run: GRANT SELECT ON {table} TO <user>"))?;
-    let size: Option<(Option<u64>, Option<u64>)> = conn
-        .exec_first(
-            "SELECT TABLE_ROWS, DATA_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-            (database, name),
-        )
+    snapshot::estimate(conn, table)
         .await
-        .map_err(|e| e.to_string())?;
-    let (rows, bytes) = size.unwrap_or_default();
-    Ok((rows.unwrap_or(0), bytes.unwrap_or(0)))
+        .map_err(|e| error_chain(&e))
 }
 
 /// Where the events go: the Kinesis stream is active, or the local sink.

@@ -566,7 +566,7 @@ fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
 mod value;
 
 use self::value::LATIN1_COLLATIONS;
-pub(crate) use self::value::{to_json, unix_timestamp_json};
+pub(crate) use self::value::{is_utf8_text, normalize_decimal, to_json, unix_timestamp_json};
 
 #[cfg(test)]
 mod tests;

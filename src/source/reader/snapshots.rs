@@ -89,6 +89,8 @@ pub(in crate::source) struct Snapshots {
     parked: Option<Vec<SnapshotRow>>,
     /// The current table's unique key columns, when it is chunked by one (no primary key).
     unique_key: Option<Vec<String>>,
+    /// The server's estimate of the current table's rows.
+    estimated_rows: u64,
     /// Rows of the table without a primary key emitted so far (its progress is recorded only
     /// when it is done: a restart reads it again from its start).
     keyless_rows: u64,
@@ -119,6 +121,7 @@ impl Snapshots {
             watermarks: (None, None),
             parked: None,
             unique_key: None,
+            estimated_rows: 0,
             keyless_rows: 0,
             by_primary_key,
             logged: (0, Instant::now()),
@@ -128,6 +131,24 @@ impl Snapshots {
     /// The table being read.
     fn current(&self) -> Option<&TableName> {
         self.state.pending.first().map(|p| &p.table)
+    }
+
+    /// Every [`PROGRESS_LOG_INTERVAL`]: the table, its rows so far and estimated, the rate,
+    /// the table's estimated time left, the tables left.
+    fn log_progress(&mut self, table: &TableName, rows: u64) {
+        if self.logged.1.elapsed() >= PROGRESS_LOG_INTERVAL {
+            let seconds = self.logged.1.elapsed().as_secs_f64();
+            let rate = self.logged.0 as f64 / seconds;
+            // The estimate is InnoDB's statistic: it can be below the rows already read.
+            let left = self.estimated_rows.saturating_sub(rows);
+            let eta_s = if rate > 0.0 {
+                (left as f64 / rate) as u64
+            } else {
+                0
+            };
+            tracing::info!(table = %table, rows = rows, estimated_rows = self.estimated_rows, rows_per_s = rate as u64, table_eta_s = eta_s, tables_left = self.state.pending.len(), "snapshot progress");
+            self.logged = (0, Instant::now());
+        }
     }
 
     /// Asks the driver for a chunk at `now`: changes of the table are recorded from here.
@@ -260,6 +281,7 @@ impl Reader {
             .into());
         }
         snapshots.unique_key = arrival.unique_key.clone();
+        snapshots.estimated_rows = arrival.estimated_rows;
         // More pieces of a table without a primary key follow without an ask.
         snapshots.asked = arrival.keyless && !arrival.done;
         snapshots.waiting = Some(Waiting {
@@ -436,11 +458,7 @@ impl Reader {
         snapshots.shared = Arc::new(snapshots.state.clone());
         self.metrics
             .set_snapshot_tables_pending(snapshots.state.pending.len());
-        if snapshots.logged.1.elapsed() >= PROGRESS_LOG_INTERVAL {
-            let seconds = snapshots.logged.1.elapsed().as_secs_f64();
-            tracing::info!(table = %table, rows = pending.rows, rows_per_s = (snapshots.logged.0 as f64 / seconds) as u64, tables_left = snapshots.state.pending.len(), "snapshot progress");
-            snapshots.logged = (0, Instant::now());
-        }
+        snapshots.log_progress(&table, pending.rows);
         self.send_boundary(position).await
     }
 }

@@ -65,6 +65,9 @@ pub struct Arrival {
     /// For a table without a primary key chunked by a unique key: its column names (the
     /// reader matches the table's changes to the chunk's rows by them).
     pub unique_key: Option<Vec<String>>,
+    /// The server's estimate of the table's rows, for the progress log (read when the table
+    /// is described).
+    pub estimated_rows: u64,
     /// With the watermark method: the id its low and high watermarks carry. Its place is
     /// then where the reader reads them, not `at` (which is only the end of binlog after
     /// the high one).
@@ -129,6 +132,7 @@ pub async fn serve(
         arrivals: arrivals.clone(),
         streamed: false,
         described: None,
+        estimated_rows: 0,
         watermarks: (0, unix_ms()),
     };
     driver.limit = driver.config.chunk_rows.max(1);
@@ -151,8 +155,9 @@ struct Driver {
     arrivals: mpsc::Sender<Result<Arrival, SourceError>>,
     /// Pieces of the current answer were sent already: it cannot be tried again.
     streamed: bool,
-    /// The last table described, at which DDL count.
+    /// The last table described, at which DDL count, and its estimated rows.
     described: Option<(TableName, u64, Arc<SnapshotTable>)>,
+    estimated_rows: u64,
     /// Watermarks written so far, and this run's nonce (watermark ids are `nonce-n`).
     watermarks: (u64, u64),
 }
@@ -224,6 +229,7 @@ impl Driver {
                 other => {
                     let table = Arc::new(other?);
                     self.described = Some((ask.table.clone(), ask.ddl_epoch, Arc::clone(&table)));
+                    self.estimated_rows = super::estimate(conn, &ask.table).await?.0;
                     table
                 }
             },
@@ -329,6 +335,7 @@ impl Driver {
                             done,
                             keyless: true,
                             unique_key: None,
+                            estimated_rows: 0,
                             watermark: None,
                             read_at_ms: unix_ms(),
                             took: started.elapsed(),
@@ -379,6 +386,7 @@ impl Driver {
             done,
             keyless: false,
             unique_key: None,
+            estimated_rows: self.estimated_rows,
             watermark: None,
             read_at_ms: unix_ms(),
             took: started.elapsed(),

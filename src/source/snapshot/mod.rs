@@ -27,17 +27,22 @@
 //! the keys (collations included), so the paging is right whatever the key's type; the last
 //! row's key values, as the server returned them, start the next chunk.
 
+mod consistent;
 mod driver;
+mod keys;
 pub(crate) mod placement;
 pub(crate) mod plan;
 mod values;
 
+pub(crate) use self::consistent::{consistent_position, end_consistent_read, open_consistent_read};
 pub use self::driver::{serve, Arrival, Ask, DriverConfig};
+use self::keys::unique_key;
+pub(crate) use self::keys::unique_key_bytes;
 
 use std::sync::Arc;
 
 use super::{
-    catalog::{self, CatalogColumn},
+    catalog,
     decode::ValueError,
     schema::{ColumnSchema, TableSchema},
     SourceError,
@@ -49,7 +54,7 @@ use crate::{
 use mysql_async::{prelude::Queryable, Conn, Value};
 use serde_json::Value as Json;
 
-use self::values::{binlog_type, meta, snapshot_json, Fetch};
+use self::values::{binlog_type, meta, snapshot_json, Direct, Fetch};
 
 /// A table as a snapshot reads it.
 #[derive(Debug, Clone)]
@@ -59,6 +64,8 @@ pub struct SnapshotTable {
     /// unique key whose columns are all NOT NULL; empty when there is neither.
     chunk_key: Vec<usize>,
     fetch: Vec<Fetch>,
+    /// Which values are written without the conversion.
+    direct: Vec<Direct>,
     /// The select list, in column order.
     select: String,
 }
@@ -216,10 +223,16 @@ impl SnapshotTable {
         } else {
             found.primary_key.clone()
         };
+        let direct = columns
+            .iter()
+            .zip(&fetch)
+            .map(|(column, how)| Direct::of(column, *how))
+            .collect();
         let schema = TableSchema::from_columns(database, table, columns, found.primary_key.clone());
         Ok(Self {
             schema: Arc::new(schema),
             chunk_key,
+            direct,
             fetch,
             select: select.join(", "),
         })
@@ -383,47 +396,61 @@ impl SnapshotTable {
     /// One row's primary key and after-image, as the binlog path writes them.
     fn encode(&self, values: Vec<Value>) -> Result<SnapshotRow, SnapshotError> {
         let schema = &self.schema;
-        let mut json = Vec::with_capacity(values.len());
-        for ((column, how), value) in schema.columns.iter().zip(&self.fetch).zip(values) {
-            let converted =
-                snapshot_json(column, *how, value).map_err(|source| SnapshotError::Value {
-                    table: schema.name.clone(),
-                    column: column.name.clone(),
-                    source,
-                })?;
-            json.push(converted);
-        }
         // Room for names and typical values at once: growing the buffer value by value was
         // a tenth of the snapshot's time (reallocations and copies).
-        let capacity = 16 + schema.columns.len() * 32;
-        let image = |indexes: &mut dyn Iterator<Item = usize>| {
-            let mut out = Vec::with_capacity(capacity);
-            out.push(b'{');
-            for (n, index) in indexes.enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(schema.codecs[index].key());
-                write_json(&mut out, &json[index]);
+        let mut after = Vec::with_capacity(16 + schema.columns.len() * 32);
+        // Where each value is in `after`, for the key.
+        let mut spans = Vec::with_capacity(values.len());
+        after.push(b'{');
+        let columns = schema.columns.iter().zip(&self.fetch).zip(&self.direct);
+        for (index, (((column, how), direct), value)) in columns.zip(values).enumerate() {
+            if index > 0 {
+                after.push(b',');
             }
-            out.push(b'}');
-            out
+            after.extend_from_slice(schema.codecs[index].key());
+            let start = after.len();
+            if let Some(value) = direct.write(&mut after, value) {
+                let converted =
+                    snapshot_json(column, *how, value).map_err(|source| SnapshotError::Value {
+                        table: schema.name.clone(),
+                        column: column.name.clone(),
+                        source,
+                    })?;
+                write_json(&mut after, &converted);
+            }
+            spans.push((start, after.len()));
+        }
+        after.push(b'}');
+        let mut primary_key = Vec::new();
+        if !schema.primary_key.is_empty() {
+            primary_key.push(b'{');
+            for (n, &index) in schema.primary_key.iter().enumerate() {
+                if n > 0 {
+                    primary_key.push(b',');
+                }
+                primary_key.extend_from_slice(schema.codecs[index].key());
+                let (start, end) = spans[index];
+                primary_key.extend_from_slice(&after[start..end]);
+            }
+            primary_key.push(b'}');
+        }
+        let unique_key = match self.unique_key() {
+            Some(names) => {
+                let values: Vec<Json> = self
+                    .chunk_key
+                    .iter()
+                    .map(|&i| serde_json::from_slice(&after[spans[i].0..spans[i].1]))
+                    .collect::<Result<_, _>>()
+                    .unwrap_or_default();
+                unique_key_bytes(names.iter().map(String::as_str).zip(values.iter()))
+            }
+            None => Vec::new(),
         };
         Ok(SnapshotRow {
             // Empty for a table without one (its lines say `null`).
-            primary_key: if schema.primary_key.is_empty() {
-                Vec::new()
-            } else {
-                image(&mut schema.primary_key.iter().copied())
-            },
-            unique_key: match self.unique_key() {
-                Some(names) => {
-                    let values = self.chunk_key.iter().map(|&i| &json[i]);
-                    unique_key_bytes(names.iter().map(String::as_str).zip(values))
-                }
-                None => Vec::new(),
-            },
-            after: image(&mut (0..schema.columns.len())),
+            primary_key,
+            unique_key,
+            after,
         })
     }
 
@@ -489,120 +516,25 @@ impl SnapshotRow {
     }
 }
 
-/// A unique key's columns and values as one JSON object (`{"code":"c1"}`): the same bytes
-/// from a snapshot row and from a change's row image, so that the placement can match them.
-pub(crate) fn unique_key_bytes<'a>(pairs: impl Iterator<Item = (&'a str, &'a Json)>) -> Vec<u8> {
-    let mut out = vec![b'{'];
-    for (n, (name, value)) in pairs.enumerate() {
-        if n > 0 {
-            out.push(b',');
-        }
-        write_json(&mut out, name);
-        out.push(b':');
-        write_json(&mut out, value);
-    }
-    out.push(b'}');
-    out
-}
-
-/// The first unique key of a table whose columns are all NOT NULL, as indexes into
-/// `columns`; empty when there is none.
-async fn unique_key(
+/// The server's estimate of a table's rows and data bytes (`information_schema.TABLES`;
+/// for InnoDB a statistic, not a count).
+pub(crate) async fn estimate(
     conn: &mut Conn,
-    database: &str,
-    table: &str,
-    columns: &[CatalogColumn],
-) -> Result<Vec<usize>, SourceError> {
-    let rows: Vec<(String, String, String)> = conn
-        .exec(
-            "SELECT INDEX_NAME, COLUMN_NAME, NULLABLE FROM information_schema.STATISTICS \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 \
-             ORDER BY INDEX_NAME, SEQ_IN_INDEX",
-            (database, table),
+    table: &TableName,
+) -> Result<(u64, u64), SourceError> {
+    let (database, name) = TableName::split(table.as_str()).unwrap_or_default();
+    let size: Option<(Option<u64>, Option<u64>)> = conn
+        .exec_first(
+            "SELECT TABLE_ROWS, DATA_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (database, name),
         )
         .await
         .map_err(|source| SourceError::Query {
-            what: "reading a table's unique keys from information_schema",
+            what: "reading a table's size estimate from information_schema",
             source,
         })?;
-    let mut keys: Vec<(String, Vec<usize>, bool)> = Vec::new();
-    for (index, column, nullable) in rows {
-        if keys.last().is_none_or(|(name, _, _)| *name != index) {
-            keys.push((index.clone(), Vec::new(), true));
-        }
-        let key = keys.last_mut().expect("pushed");
-        match columns.iter().position(|c| c.name == column) {
-            Some(position) if nullable.is_empty() => key.1.push(position),
-            _ => key.2 = false,
-        }
-    }
-    Ok(keys
-        .into_iter()
-        .find(|(_, key, usable)| *usable && !key.is_empty())
-        .map(|(_, key, _)| key)
-        .unwrap_or_default())
-}
-
-/// The binlog position of the open consistent read (MariaDB's `binlog_snapshot_file` and
-/// `binlog_snapshot_position`).
-async fn snapshot_position(conn: &mut Conn) -> Result<BinlogPosition, SourceError> {
-    let status: Vec<(String, String)> = conn
-        .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
-        .await
-        .map_err(|source| SourceError::Query {
-            what: "reading the binlog position of a consistent read",
-            source,
-        })?;
-    let value = |name: &str| {
-        status
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
-    match (
-        value("binlog_snapshot_file"),
-        value("binlog_snapshot_position"),
-    ) {
-        (Some(file), Some(offset)) if !file.is_empty() => offset
-            .parse()
-            .ok()
-            .and_then(|offset| BinlogPosition::new(file, offset).ok()),
-        _ => None,
-    }
-    .ok_or_else(|| SnapshotError::NoSnapshotPosition.into())
-}
-
-/// The binlog position a consistent read would see now, read in one of its own: where a
-/// table that no longer exists has no rows.
-pub(crate) async fn consistent_position(conn: &mut Conn) -> Result<BinlogPosition, SourceError> {
-    let at = open_consistent_read(conn).await;
-    let ended = end_consistent_read(conn).await;
-    let at = at?;
-    ended?;
-    Ok(at)
-}
-
-/// Ends a consistent read (read-only: ending it cannot lose anything, whatever happened in
-/// it).
-pub(crate) async fn end_consistent_read(conn: &mut Conn) -> Result<(), SourceError> {
-    conn.query_drop("COMMIT")
-        .await
-        .map_err(|source| SourceError::Query {
-            what: "ending a consistent read",
-            source,
-        })
-}
-
-/// Opens a read-only consistent read and returns its binlog position; the caller ends it
-/// (`COMMIT`) whatever happens.
-pub(crate) async fn open_consistent_read(conn: &mut Conn) -> Result<BinlogPosition, SourceError> {
-    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-        .await
-        .map_err(|source| SourceError::Query {
-            what: "opening a consistent read",
-            source,
-        })?;
-    snapshot_position(conn).await
+    let (rows, bytes) = size.unwrap_or_default();
+    Ok((rows.unwrap_or(0), bytes.unwrap_or(0)))
 }
 
 /// Sets up a connection for snapshot reads: text in the bytes stored (`SET NAMES binary`).
@@ -642,6 +574,7 @@ mod tests {
             chunk_key: key.clone(),
             schema: Arc::new(TableSchema::from_columns("shop", "orders", columns, key)),
             fetch: vec![Fetch::Plain; 3],
+            direct: vec![Direct::No; 3],
             select: "`id`, `re``gion`, `v`".into(),
         }
     }
