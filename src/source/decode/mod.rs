@@ -204,8 +204,28 @@ impl ColumnCodec {
     }
 }
 
+/// A DATETIME value as JSON: `"YYYY-MM-DD HH:MM:SS"` and `fsp` fractional digits.
+pub(crate) fn write_datetime(
+    out: &mut Vec<u8>,
+    (y, mo, d, h, mi, s, us): (u16, u8, u8, u8, u8, u8, u32),
+    fsp: u8,
+) {
+    out.push(b'"');
+    write_digits(out, u32::from(y), 4);
+    for (separator, value) in [(b'-', mo), (b'-', d), (b' ', h), (b':', mi), (b':', s)] {
+        out.push(separator);
+        write_digits(out, u32::from(value), 2);
+    }
+    if fsp > 0 {
+        out.push(b'.');
+        let micros = us.min(999_999) / 10u32.pow(6 - u32::from(fsp.min(6)));
+        write_digits(out, micros, usize::from(fsp.min(6)));
+    }
+    out.push(b'"');
+}
+
 /// Whether text in `collation` is UTF-8 as stored (see [`text`]).
-fn is_utf8(collation: u16) -> bool {
+pub(crate) fn is_utf8(collation: u16) -> bool {
     if LATIN1_COLLATIONS.contains(&collation) {
         return false;
     }
@@ -499,20 +519,7 @@ fn write_value<'a>(
             let raw = parse_value(column, buf).map_err(short)?;
             match raw {
                 BinlogValue::Value(Value::Date(y, mo, d, h, mi, s, us)) => {
-                    out.push(b'"');
-                    write_digits(out, u32::from(y), 4);
-                    for (separator, value) in
-                        [(b'-', mo), (b'-', d), (b' ', h), (b':', mi), (b':', s)]
-                    {
-                        out.push(separator);
-                        write_digits(out, u32::from(value), 2);
-                    }
-                    if fsp > 0 {
-                        out.push(b'.');
-                        let micros = us.min(999_999) / 10u32.pow(6 - u32::from(fsp));
-                        write_digits(out, micros, usize::from(fsp));
-                    }
-                    out.push(b'"');
+                    write_datetime(out, (y, mo, d, h, mi, s, us), fsp);
                 }
                 other => crate::event::write_json(out, &to_json(column, other)?),
             }
@@ -539,7 +546,7 @@ fn parse_value<'a>(
 }
 
 /// `value` in exactly `width` decimal digits (zero-padded; wider values are written whole).
-fn write_digits(out: &mut Vec<u8>, value: u32, width: usize) {
+pub(crate) fn write_digits(out: &mut Vec<u8>, value: u32, width: usize) {
     let mut digits = itoa::Buffer::new();
     let text = digits.format(value);
     for _ in text.len()..width {
@@ -566,7 +573,7 @@ fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
 mod value;
 
 use self::value::LATIN1_COLLATIONS;
-pub(crate) use self::value::{is_utf8_text, normalize_decimal, to_json, unix_timestamp_json};
+pub(crate) use self::value::{normalize_decimal, to_json, unix_timestamp_json};
 
 #[cfg(test)]
 mod tests;

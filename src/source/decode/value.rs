@@ -344,21 +344,6 @@ pub(super) const LATIN1_COLLATIONS: [u16; 8] = [5, 8, 15, 31, 47, 48, 49, 94];
 /// Windows-1252, the UTF-8 family and ascii pass through, the other common single- and multi-byte
 /// sets are converted. A character set that is not known, or bytes that are not valid in it, are
 /// an error naming the collation rather than a guess.
-/// Whether a string column in `collation` goes out as its bytes read as UTF-8 (what `text`
-/// does for the UTF-8 family and ASCII): what a writer may do without this module.
-pub(crate) fn is_utf8_text(collation: u16) -> bool {
-    if LATIN1_COLLATIONS.contains(&collation) || collation == BINARY_COLLATION || collation == 0 {
-        return false;
-    }
-    let info = mysql_common::collations::Collation::from(
-        mysql_common::collations::CollationId::from(collation),
-    );
-    matches!(
-        info.charset(),
-        "" | "utf8mb4" | "utf8mb3" | "utf8" | "ascii"
-    )
-}
-
 fn text(collation: u16, bytes: Vec<u8>) -> Result<String, ValueError> {
     if LATIN1_COLLATIONS.contains(&collation) {
         // The WHATWG Windows-1252 decodes every byte, the five undefined ones to the C1

@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 use crate::source::{
     catalog::CatalogColumn,
     decode::{self, ValueError},
-    schema::ColumnSchema,
+    schema::{ColumnSchema, BINARY_COLLATION},
 };
 
 /// How a column is selected and its value brought to the binlog's form.
@@ -58,7 +58,9 @@ impl Direct {
                 MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_LONG | MYSQL_TYPE_LONGLONG,
             ) => Direct::Integer,
             (Fetch::Plain, MYSQL_TYPE_VARCHAR | MYSQL_TYPE_BLOB)
-                if decode::is_utf8_text(column.collation) =>
+                if column.collation != BINARY_COLLATION
+                    && column.collation != 0
+                    && decode::is_utf8(column.collation) =>
             {
                 Direct::Utf8Text
             }
@@ -86,25 +88,16 @@ impl Direct {
             }
             (Direct::Date, Value::Date(y, mo, d, ..)) => {
                 out.push(b'"');
-                date(out, y, mo, d);
+                decode::write_digits(out, u32::from(y), 4);
+                for value in [mo, d] {
+                    out.push(b'-');
+                    decode::write_digits(out, u32::from(value), 2);
+                }
                 out.push(b'"');
                 None
             }
             (Direct::DateTime(fsp), Value::Date(y, mo, d, h, mi, s, us)) => {
-                out.push(b'"');
-                date(out, y, mo, d);
-                out.push(b' ');
-                digits(out, u32::from(h), 2);
-                out.push(b':');
-                digits(out, u32::from(mi), 2);
-                out.push(b':');
-                digits(out, u32::from(s), 2);
-                if fsp > 0 {
-                    out.push(b'.');
-                    let fraction = us.min(999_999) / 10u32.pow(6 - u32::from(fsp));
-                    digits(out, fraction, usize::from(fsp));
-                }
-                out.push(b'"');
+                decode::write_datetime(out, (y, mo, d, h, mi, s, us), fsp);
                 None
             }
             (Direct::Double, Value::Double(d)) if d.is_finite() => {
@@ -128,23 +121,6 @@ impl Direct {
             (_, value) => Some(value),
         }
     }
-}
-
-/// `YYYY-MM-DD`.
-fn date(out: &mut Vec<u8>, y: u16, mo: u8, d: u8) {
-    digits(out, u32::from(y), 4);
-    out.push(b'-');
-    digits(out, u32::from(mo), 2);
-    out.push(b'-');
-    digits(out, u32::from(d), 2);
-}
-
-/// `value` in `width` decimal digits, zero-padded (wider values are written whole).
-fn digits(out: &mut Vec<u8>, value: u32, width: usize) {
-    let mut buffer = itoa::Buffer::new();
-    let text = buffer.format(value);
-    out.extend(std::iter::repeat_n(b'0', width.saturating_sub(text.len())));
-    out.extend_from_slice(text.as_bytes());
 }
 
 /// The binlog column type of a column, and how to read it; `None` for a type without one.
