@@ -731,7 +731,8 @@ async fn added_tables_and_requests_are_snapshotted_and_an_upgrade_is_not() {
 
 /// An insert into `snapshot.signal_table` asks for a snapshot while the daemon runs, with
 /// `mode = "never"`: the named table's rows arrive, a signal naming a table the filter leaves
-/// out is ignored (and replication goes on), and the signal rows are not in the stream.
+/// out is ignored (and replication goes on), so is one inside an XA transaction that rolls
+/// back, and the signal rows are not in the stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_asks_for_a_snapshot_while_running() {
     let world = World::new().await;
@@ -741,6 +742,8 @@ async fn a_signal_asks_for_a_snapshot_while_running() {
             "CREATE DATABASE shop",
             "CREATE TABLE shop.a (id INT PRIMARY KEY)",
             "INSERT INTO shop.a SELECT seq FROM shop.seq_1_to_20",
+            "CREATE TABLE shop.b (id INT PRIMARY KEY)",
+            "INSERT INTO shop.b VALUES (1)",
             "CREATE DATABASE cdc",
             "CREATE TABLE cdc.signals (id VARCHAR(64) PRIMARY KEY, type VARCHAR(32) NOT NULL, data VARCHAR(2048))",
             "GRANT SELECT ON shop.* TO 'cdc'@'%'",
@@ -752,9 +755,16 @@ async fn a_signal_asks_for_a_snapshot_while_running() {
             ("BINLOG_KINESIS__SNAPSHOT__SIGNAL_TABLE", "cdc.signals"),
         ])
         .await;
+    // A signal in an XA transaction is ignored, rolled back or not: read at its prepare, it
+    // might never commit.
     world
         .db
         .admin(&[
+            "XA START 'x1'",
+            "INSERT INTO cdc.signals VALUES ('x1', 'snapshot', 'shop.b')",
+            "XA END 'x1'",
+            "XA PREPARE 'x1'",
+            "XA ROLLBACK 'x1'",
             "INSERT INTO cdc.signals VALUES ('s1', 'snapshot', 'crm.elsewhere'), ('s2', 'snapshot', 'shop.a')",
             "INSERT INTO shop.a VALUES (21)",
         ])
@@ -771,6 +781,10 @@ async fn a_signal_asks_for_a_snapshot_while_running() {
     let reads = events.iter().filter(|e| e.op == Op::Read).count();
     assert!(reads == 20 || reads == 21, "{reads} rows read");
     assert!(events.iter().all(|e| e.table != "signals"));
+    assert!(
+        events.iter().all(|e| e.table != "b"),
+        "the XA signal was acted upon"
+    );
     assert!(events
         .iter()
         .any(|e| e.op == Op::Insert && e.after.as_ref().unwrap()["id"] == 21));

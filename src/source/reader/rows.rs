@@ -40,7 +40,12 @@ impl Reader {
             },
         )?;
         if self.is_signal_table(&schema.name) {
-            self.snapshot_signals(&encoded, start);
+            if self.open.current.as_ref().is_some_and(|t| t.xa) {
+                // Read at its prepare, it may still roll back: never acted upon.
+                tracing::warn!(position = %start, "rows of the signal table inside an XA transaction are ignored (it may still roll back): insert snapshot signals in an ordinary transaction");
+            } else {
+                self.snapshot_signals(&encoded, start);
+            }
             if !self.config.filter.matches(&schema.database, &schema.table) {
                 self.rows = encoded;
                 return Ok(());
