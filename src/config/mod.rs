@@ -35,6 +35,10 @@ pub use self::{aws::https_client, raw::*};
 /// The environment prefix of per-key overrides.
 pub(crate) const ENV_PREFIX: &str = "BINLOG_KINESIS__";
 
+/// Most tables a snapshot reads at once (`snapshot.parallel_tables`): each holds a
+/// connection to the server and two chunks of memory.
+pub(crate) const MAX_PARALLEL_TABLES: usize = 16;
+
 /// The largest Kinesis record that Firehose accepts (1,000 KiB); the default record cap.
 pub(crate) const FIREHOSE_MAX_RECORD_BYTES: usize = 1_024_000;
 
@@ -112,6 +116,8 @@ pub struct SnapshotConfig {
     pub(crate) chunk_rows: usize,
     /// Most bytes of encoded rows in one chunk.
     pub(crate) chunk_bytes: usize,
+    /// Tables read at once, each over its own connection (1 to [`MAX_PARALLEL_TABLES`]).
+    pub(crate) parallel_tables: usize,
     /// `run --snapshot`: tables to snapshot again on this start (not a file key: a one-off
     /// request must not repeat at every restart).
     pub(crate) again: Vec<crate::event::TableName>,

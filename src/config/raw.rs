@@ -279,6 +279,8 @@ pub(crate) struct RawSnapshot {
     pub(crate) chunk_rows: i64,
     /// Most bytes of encoded rows in one chunk.
     pub(crate) chunk_bytes: i64,
+    /// Tables read at once, each over its own connection.
+    pub(crate) parallel_tables: i64,
     /// `database.table` whose inserts ask for snapshots; empty: none.
     pub(crate) signal_table: String,
     /// How a chunk finds its place: `auto`, `consistent_snapshot` or `watermark`.
@@ -291,6 +293,7 @@ impl Default for RawSnapshot {
             mode: SnapshotMode::Initial,
             chunk_rows: 10_000,
             chunk_bytes: 16 << 20,
+            parallel_tables: 2,
             signal_table: String::new(),
             method: SnapshotMethod::Auto,
         }

@@ -117,6 +117,16 @@ fn impossible_values_are_rejected_with_the_key() {
         ("BINLOG_KINESIS__SINK__KIND", "s3", "kind"),
         ("BINLOG_KINESIS__SINK__KIND", "file", "path"),
         ("BINLOG_KINESIS__LOG__LEVEL", "loud=[", "level"),
+        (
+            "BINLOG_KINESIS__SNAPSHOT__PARALLEL_TABLES",
+            "0",
+            "parallel_tables",
+        ),
+        (
+            "BINLOG_KINESIS__SNAPSHOT__PARALLEL_TABLES",
+            "17",
+            "parallel_tables",
+        ),
     ] {
         let error = FileConfig::load(None, env(&[(name, value)]))
             .and_then(FileConfig::validate)

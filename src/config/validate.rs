@@ -201,6 +201,16 @@ fn snapshot(snapshot: RawSnapshot, filter: &RawFilter) -> Result<SnapshotConfig,
         mode: snapshot.mode,
         chunk_rows: positive("snapshot", "chunk_rows", snapshot.chunk_rows)?,
         chunk_bytes: positive("snapshot", "chunk_bytes", snapshot.chunk_bytes)?,
+        parallel_tables: positive("snapshot", "parallel_tables", snapshot.parallel_tables)
+            .ok()
+            .filter(|n| *n <= super::MAX_PARALLEL_TABLES)
+            .ok_or_else(|| {
+                invalid(
+                    "snapshot",
+                    "parallel_tables",
+                    "must be between 1 and 16 (each table read at once holds a connection)",
+                )
+            })?,
         again: Vec::new(),
         filter_patterns: (filter.include.clone(), filter.exclude.clone()),
         signal_table: match optional(&snapshot.signal_table) {

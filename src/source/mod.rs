@@ -201,17 +201,23 @@ pub(crate) async fn run(
     metrics: Arc<Metrics>,
 ) -> Result<SourceSummary, SourceError> {
     let mut config = config;
-    let mut driver = None;
+    let mut drivers = Vec::new();
     let snapshots = config.snapshot.take().map(|(state, driver_config)| {
-        let (asks_tx, asks_rx) = mpsc::channel(1);
-        let (arrivals_tx, arrivals_rx) = mpsc::channel(1);
-        driver = Some(AbortOnDrop(tokio::spawn(snapshot::serve(
-            driver_config,
-            asks_rx,
-            arrivals_tx,
-        ))));
+        // One driver (and connection, opened at its first ask) per table read at once.
+        let mut channels = Vec::new();
+        for index in 0..driver_config.parallel_tables.max(1) {
+            let (asks_tx, asks_rx) = mpsc::channel(1);
+            let (arrivals_tx, arrivals_rx) = mpsc::channel(1);
+            drivers.push(AbortOnDrop(tokio::spawn(snapshot::serve(
+                driver_config.clone(),
+                index,
+                asks_rx,
+                arrivals_tx,
+            ))));
+            channels.push((asks_tx, arrivals_rx));
+        }
         metrics.set_snapshot_tables_pending(state.pending.len());
-        reader::Snapshots::new(state, asks_tx, arrivals_rx, config.partition_by_primary_key)
+        reader::Snapshots::new(state, channels, config.partition_by_primary_key)
     });
     let mut reader = Reader::new(config, start, output, Arc::clone(&metrics), snapshots);
     // Locked per use: the lock keeper (`lock::keep`) checks it too.
@@ -274,7 +280,7 @@ pub(crate) async fn run(
     Ok(reader.summary())
 }
 
-/// A task that ends with its owner (the snapshot driver ends with the reader).
+/// A task that ends with its owner (the snapshot drivers end with the reader).
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {

@@ -7,9 +7,10 @@
 //! - A table the `covered` filter matches is in the stream: its rows were snapshotted, or
 //!   it is in `pending`, or it was covered when snapshots were off (`mode = "never"`, or a
 //!   checkpoint older than snapshots: see `checkpoint`).
-//! - `pending[0]` is the table being read; `after` is the last key of its rows emitted
-//!   before this boundary, `rows` how many rows were emitted: resuming reads the rows after
-//!   `after`, so no row before this boundary is read twice.
+//! - The tables being read are the first of `pending` (`snapshot.parallel_tables` of them at
+//!   most); each one's `after` is the last key of its rows emitted before this boundary,
+//!   `rows` how many rows were emitted: resuming reads the rows after `after`, so no row
+//!   before this boundary is read twice.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -22,7 +23,7 @@ use crate::event::TableName;
 pub(crate) struct SnapshotState {
     /// The `[filter]` whose tables the stream covers.
     pub(crate) covered: Covered,
-    /// Tables still to read, in order; the first is being read.
+    /// Tables still to read, in order; the first ones are being read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) pending: Vec<PendingTable>,
 }

@@ -138,10 +138,11 @@ async fn the_driver_reads_each_asked_chunk_once_in_key_order() {
         chunk_rows: 64,
         chunk_bytes: usize::MAX,
         watermark: None,
+        parallel_tables: 1,
     };
     let (asks_tx, asks_rx) = tokio::sync::mpsc::channel(1);
     let (arrivals_tx, mut arrivals_rx) = tokio::sync::mpsc::channel(1);
-    let driver = tokio::spawn(snapshot::serve(config, asks_rx, arrivals_tx));
+    let driver = tokio::spawn(snapshot::serve(config, 0, asks_rx, arrivals_tx));
     let mut arrivals = Vec::new();
     for table in ["a", "b", "c"] {
         let mut after = None;

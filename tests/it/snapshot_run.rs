@@ -110,6 +110,22 @@ async fn snapshot_done(world: &World) {
     .await;
 }
 
+/// Waits until the snapshot is done, stops the writers, waits until the daemon has streamed
+/// all they wrote, and stops it: how many transactions they wrote.
+async fn finish_under_writers(
+    world: &World,
+    daemon: crate::harness::Daemon,
+    stop: &AtomicBool,
+    writer: tokio::task::JoinHandle<u64>,
+) -> u64 {
+    snapshot_done(world).await;
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.await.unwrap();
+    caught_up(world).await;
+    daemon.stop().await.unwrap();
+    written
+}
+
 /// Waits until the checkpoint shows the snapshot of `shop.items` at least `rows` rows in.
 async fn snapshot_rows(world: &World, rows: u64) {
     eventually(Duration::from_secs(120), async || {
@@ -206,11 +222,7 @@ async fn a_snapshot_under_concurrent_writes_folds_to_the_table() {
         settings.push(("BINLOG_KINESIS__SNAPSHOT__SIGNAL_TABLE", "cdc.signals"));
         let config = world.config(&settings);
         let daemon = world.daemon(config, StartFrom::Checkpoint).await;
-        snapshot_done(&world).await;
-        stop.store(true, Ordering::Relaxed);
-        let written = writer.await.unwrap();
-        caught_up(&world).await;
-        daemon.stop().await.unwrap();
+        let written = finish_under_writers(&world, daemon, &stop, writer).await;
 
         let events = item_events(&world).await;
         let all: Vec<&ChangeEvent> = events.iter().collect();
@@ -301,6 +313,100 @@ async fn a_stop_mid_snapshot_resumes_without_repeating_a_row() {
     assert_eq!(starts, 1, "the restart did not start the table over");
     let all: Vec<&ChangeEvent> = events.iter().collect();
     assert_eq!(fold(&all), table(&world).await);
+}
+
+/// `snapshot.parallel_tables = 2`: two tables are read at once (the checkpoint shows both in
+/// progress before either is done), for both ways of placing chunks (with watermarks, two
+/// drivers write theirs into one signal table). A SIGTERM while both are in progress resumes
+/// each where it stopped: the table without writers is read once, in key order; the one with
+/// writers folds to the table and no row of it is read twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tables_are_read_at_once_and_each_resumes_where_it_stopped() {
+    for method in ["consistent_snapshot", "watermark"] {
+        let world = World::new().await;
+        items(&world).await;
+        world
+            .db
+            .admin(&[
+                "CREATE TABLE shop.more (id BIGINT PRIMARY KEY, label VARCHAR(20))",
+                &format!("INSERT INTO shop.more SELECT seq, CONCAT('m', seq) FROM shop.seq_1_to_{ROWS}"),
+                "CREATE DATABASE cdc",
+                "CREATE TABLE cdc.signals (id VARCHAR(64) PRIMARY KEY, type VARCHAR(32) NOT NULL, data VARCHAR(2048))",
+                "GRANT SELECT, INSERT, UPDATE ON cdc.signals TO 'cdc'@'%'",
+            ])
+            .await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = writers(&world, Arc::clone(&stop), true).await;
+        let mut settings = SLOW.to_vec();
+        settings.push(("BINLOG_KINESIS__SNAPSHOT__CHUNK_ROWS", "500"));
+        settings.push(("BINLOG_KINESIS__SNAPSHOT__PARALLEL_TABLES", "2"));
+        settings.push(("BINLOG_KINESIS__SNAPSHOT__METHOD", method));
+        settings.push(("BINLOG_KINESIS__SNAPSHOT__SIGNAL_TABLE", "cdc.signals"));
+        let config = || world.config(&settings);
+        let daemon = world.daemon(config(), StartFrom::Checkpoint).await;
+        // Both in progress at one checkpoint; with one table at a time, `shop.items` (queued
+        // first) would be done before `shop.more` starts.
+        eventually(Duration::from_secs(120), async || {
+            let snapshot = saved_snapshot(&world)?;
+            let pending = snapshot.get("pending")?.as_array()?.clone();
+            let rows = |name: &str| {
+                pending
+                    .iter()
+                    .find(|p| p["table"] == name)
+                    .map(|p| p["rows"].as_u64().unwrap_or(0))
+            };
+            match (rows("shop.items"), rows("shop.more")) {
+                (None, _) => panic!("{method}: shop.items was read to its end before shop.more was half-way: not read at once ({snapshot})"),
+                (Some(a), Some(b)) if a >= 1_000 && b >= 1_000 && b < ROWS as u64 / 2 => Some(()),
+                (Some(_), Some(b)) if b >= ROWS as u64 / 2 => panic!("{method}: shop.more went past half-way first ({snapshot})"),
+                _ => None,
+            }
+        })
+        .await;
+        daemon.stop().await.unwrap();
+
+        let daemon = world.daemon(config(), StartFrom::Checkpoint).await;
+        finish_under_writers(&world, daemon, &stop, writer).await;
+
+        let events = world.kinesis.events(&world.stream).await;
+        let of = |table: &str, op: Op| -> Vec<&ChangeEvent> {
+            events
+                .iter()
+                .filter(|e| e.table == table && e.op == op)
+                .collect()
+        };
+        let ids = |reads: &[&ChangeEvent]| -> Vec<i64> {
+            reads
+                .iter()
+                .map(|e| e.after.as_ref().unwrap()["id"].as_i64().unwrap())
+                .collect()
+        };
+        let more = of("more", Op::Read);
+        assert_eq!(
+            ids(&more),
+            (1..=ROWS).collect::<Vec<_>>(),
+            "{method}: shop.more once, in order"
+        );
+        let numbers: Vec<u32> = more.iter().map(|e| e.row).collect();
+        assert_eq!(numbers, (1..=ROWS as u32).collect::<Vec<_>>());
+        for table in ["more", "items"] {
+            assert_eq!(
+                of(table, Op::SnapshotStart).len(),
+                1,
+                "{method}: {table} started over"
+            );
+            assert_eq!(of(table, Op::SnapshotEnd).len(), 1, "{method}: {table}");
+        }
+        let item_reads = ids(&of("items", Op::Read));
+        let distinct: BTreeSet<i64> = item_reads.iter().copied().collect();
+        assert_eq!(
+            distinct.len(),
+            item_reads.len(),
+            "{method}: a row of shop.items read twice"
+        );
+        let items: Vec<&ChangeEvent> = events.iter().filter(|e| e.table == "items").collect();
+        assert_eq!(fold(&items), table(&world).await, "{method}");
+    }
 }
 
 fn spawn(world: &World) -> Child {
@@ -413,11 +519,7 @@ async fn a_table_without_a_primary_key_folds_to_the_table() {
     let daemon = world
         .daemon(world.config(&settings), StartFrom::Checkpoint)
         .await;
-    snapshot_done(&world).await;
-    stop.store(true, Ordering::Relaxed);
-    let written = writer.await.unwrap();
-    caught_up(&world).await;
-    daemon.stop().await.unwrap();
+    let written = finish_under_writers(&world, daemon, &stop, writer).await;
     assert!(written > 50, "the writers wrote {written} statements");
 
     let events = world.kinesis.events(&world.stream).await;
@@ -551,6 +653,7 @@ async fn text_keys_composite_keys_and_a_ddl_mid_snapshot() {
         let stop = Arc::clone(&stop);
         tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(99);
+            let mut written = 0;
             while !stop.load(Ordering::Relaxed) {
                 let n = rng.random_range(1..=6000);
                 let statement = match rng.random_range(0..5) {
@@ -562,7 +665,9 @@ async fn text_keys_composite_keys_and_a_ddl_mid_snapshot() {
                     _ => format!("DELETE FROM shop.names WHERE v = {n}"),
                 };
                 conn.query_drop(statement).await.unwrap();
+                written += 1;
             }
+            written
         })
     };
     let mut settings = SLOW.to_vec();
@@ -584,11 +689,7 @@ async fn text_keys_composite_keys_and_a_ddl_mid_snapshot() {
         .await;
     let after_ddl: binlog_kinesis::position::BinlogPosition =
         world.db.position().await.parse().unwrap();
-    snapshot_done(&world).await;
-    stop.store(true, Ordering::Relaxed);
-    writer.await.unwrap();
-    caught_up(&world).await;
-    daemon.stop().await.unwrap();
+    finish_under_writers(&world, daemon, &stop, writer).await;
 
     let events = world.kinesis.events(&world.stream).await;
     let mut conn = world.db.root().await;

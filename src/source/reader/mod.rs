@@ -4,6 +4,7 @@
 //! [`super`].
 
 mod rows;
+mod signals;
 mod snapshots;
 mod transaction;
 
@@ -635,10 +636,13 @@ impl Reader {
     }
 }
 
-/// The driver's next answer (never ready with snapshots off).
+/// A snapshot driver's next answer, with its slot (never ready with snapshots off).
 async fn next_arrival(
     snapshots: &mut Option<Snapshots>,
-) -> Option<Result<crate::source::snapshot::Arrival, SourceError>> {
+) -> (
+    usize,
+    Option<Result<crate::source::snapshot::Arrival, SourceError>>,
+) {
     match snapshots {
         Some(snapshots) => snapshots.next_arrival().await,
         None => std::future::pending().await,

@@ -1,7 +1,9 @@
-//! The reader's side of snapshots: it owns the progress (which table, after which key), asks
-//! the driver (`snapshot::serve`) for one chunk at a time, records the changes of the table
-//! being read, and places each chunk in the stream between two transactions, where
-//! `snapshot::placement` says, followed by a boundary that carries the new progress.
+//! The reader's side of snapshots: it owns the progress (which tables, after which key),
+//! hands each table being read to a slot with its own driver (`snapshot::serve`, one
+//! connection each, `snapshot.parallel_tables` of them), asks each driver for one chunk at a
+//! time, records the changes of the tables being read, and places each chunk in the stream
+//! between two transactions, where `snapshot::placement` says, followed by a boundary that
+//! carries the new progress.
 //!
 //! # Invariants
 //!
@@ -10,6 +12,13 @@
 //!   checkpoint moves past a chunk only once Kinesis has acknowledged its rows, and then it
 //!   records the chunk's last key, so a restart after SIGTERM repeats no row and a restart
 //!   after `kill -9` repeats at most the chunks not yet acknowledged.
+//! - A table is read by one slot at a time, and the tables being read are the first of
+//!   `pending` (a slot takes the first table no slot reads, and only a table read to its end
+//!   leaves `pending`): each keeps its own progress there, so a restart resumes each where
+//!   its rows were acknowledged, whatever slot reads it then.
+//! - Slots are independent: each has its own placement (the changes of its table), its own
+//!   chunk waiting and its own hold; the reader waits when any slot holds it. Memory is two
+//!   chunks per slot.
 //! - A change is recorded when the reader sends it, with the position read by then: a change
 //!   that was not sent (an XA transaction rolled back) never drops a row, and an XA
 //!   transaction committed after a chunk's read counts as after it, wherever it was prepared.
@@ -19,7 +28,10 @@
 //!   crash carries the same `row` and a later position.
 
 use std::{
+    collections::VecDeque,
+    future::poll_fn,
     sync::Arc,
+    task::Poll,
     time::{Duration, Instant},
 };
 
@@ -31,7 +43,6 @@ use crate::{
     event::{gtid_json, line_prefix, EventLine, Op, TableName},
     position::BinlogPosition,
     source::{
-        decode,
         snapshot::{
             placement::{Due, Placement},
             unique_key_bytes, Arrival, Ask, SnapshotError, SnapshotRow,
@@ -44,6 +55,13 @@ use crate::{
 /// How often progress is logged while a snapshot runs.
 const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Watermarks remembered: each driver has at most one chunk between watermarks, so only ids
+/// of attempts that failed (a lost connection between the two) are ever forgotten here.
+const WATERMARKS_KEPT: usize = 64;
+
+/// A driver's answers: a chunk, or why none comes.
+type Arrivals = mpsc::Receiver<Result<Arrival, SourceError>>;
+
 /// A chunk whose rows wait in the placement: what else came with it.
 struct Waiting {
     last_key: Option<Vec<Value>>,
@@ -54,7 +72,7 @@ struct Waiting {
     watermark: Option<String>,
 }
 
-/// Whether the binlog reader waits for the snapshot.
+/// Whether the binlog reader waits for a slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Hold {
     /// It reads on.
@@ -68,74 +86,83 @@ enum Hold {
     Keyless(BinlogPosition),
 }
 
+/// One table being read, over one driver.
+struct Slot {
+    /// The table; `None`: the slot is free.
+    table: Option<TableName>,
+    placement: Placement,
+    asks: mpsc::Sender<Ask>,
+    arrivals: Arrivals,
+    /// A chunk was asked for and has not arrived.
+    asked: bool,
+    waiting: Option<Waiting>,
+    hold: Hold,
+    /// A watermarked chunk's rows that arrived before its low watermark was read.
+    parked: Option<Vec<SnapshotRow>>,
+    /// The table's unique key columns, when it is chunked by one (no primary key).
+    unique_key: Option<Vec<String>>,
+    /// The server's estimate of the table's rows.
+    estimated_rows: u64,
+    /// Rows of a table without a primary key emitted so far (its progress is recorded only
+    /// when it is done: a restart reads it again from its start).
+    keyless_rows: u64,
+    /// Rows emitted since the last progress log, and when it was.
+    logged: (u64, Instant),
+}
+
 /// The reader's snapshot state; see the module docs.
 pub(in crate::source) struct Snapshots {
     /// The progress as of the last boundary emitted.
     state: SnapshotState,
     /// `state`, shared with the boundaries that carry it.
     shared: Arc<SnapshotState>,
-    placement: Placement,
-    asks: mpsc::Sender<Ask>,
-    arrivals: mpsc::Receiver<Result<Arrival, SourceError>>,
-    /// A chunk was asked for and has not arrived.
-    asked: bool,
-    waiting: Option<Waiting>,
-    hold: Hold,
+    slots: Vec<Slot>,
     /// DDL statements read so far (see `Ask::ddl_epoch`).
     ddl_epoch: u64,
-    /// The last low watermark read (its id, and where its event ends), the last high one,
-    /// and a watermarked chunk's rows that arrived before its low watermark was read.
-    watermarks: (Option<(String, BinlogPosition)>, Option<String>),
-    parked: Option<Vec<SnapshotRow>>,
-    /// The current table's unique key columns, when it is chunked by one (no primary key).
-    unique_key: Option<Vec<String>>,
-    /// The server's estimate of the current table's rows.
-    estimated_rows: u64,
-    /// Rows of the table without a primary key emitted so far (its progress is recorded only
-    /// when it is done: a restart reads it again from its start).
-    keyless_rows: u64,
+    /// Low watermarks read whose chunk has not arrived (id, where the event ends), and the
+    /// ids of high watermarks read.
+    lows: VecDeque<(String, BinlogPosition)>,
+    highs: VecDeque<String>,
     by_primary_key: bool,
-    /// Rows emitted since the last progress log, and when it was.
-    logged: (u64, Instant),
 }
 
-impl Snapshots {
-    /// Snapshots starting from `state`, reading through the driver at the other end of
-    /// `asks` and `arrivals`.
-    pub(in crate::source) fn new(
-        state: SnapshotState,
-        asks: mpsc::Sender<Ask>,
-        arrivals: mpsc::Receiver<Result<Arrival, SourceError>>,
-        by_primary_key: bool,
-    ) -> Self {
+impl Slot {
+    fn new(asks: mpsc::Sender<Ask>, arrivals: Arrivals) -> Self {
         Self {
-            shared: Arc::new(state.clone()),
-            state,
+            table: None,
             placement: Placement::default(),
             asks,
             arrivals,
             asked: false,
             waiting: None,
             hold: Hold::No,
-            ddl_epoch: 0,
-            watermarks: (None, None),
             parked: None,
             unique_key: None,
             estimated_rows: 0,
             keyless_rows: 0,
-            by_primary_key,
             logged: (0, Instant::now()),
         }
     }
 
-    /// The table being read.
-    fn current(&self) -> Option<&TableName> {
-        self.state.pending.first().map(|p| &p.table)
+    /// Whether a chunk is on its way from the driver (and can be taken now).
+    fn awaiting_arrival(&self) -> bool {
+        self.asked && self.waiting.is_none()
+    }
+
+    /// Asks the driver for a chunk at `now`: changes of the table are recorded from here.
+    async fn ask(&mut self, ask: Ask, now: &BinlogPosition) -> Result<(), SourceError> {
+        self.placement.asked(now);
+        let table = ask.table.clone();
+        if self.asks.send(ask).await.is_err() {
+            return Err(stopped(table));
+        }
+        self.asked = true;
+        Ok(())
     }
 
     /// Every [`PROGRESS_LOG_INTERVAL`]: the table, its rows so far and estimated, the rate,
     /// the table's estimated time left, the tables left.
-    fn log_progress(&mut self, table: &TableName, rows: u64) {
+    fn log_progress(&mut self, table: &TableName, rows: u64, tables_left: usize) {
         if self.logged.1.elapsed() >= PROGRESS_LOG_INTERVAL {
             let seconds = self.logged.1.elapsed().as_secs_f64();
             let rate = self.logged.0 as f64 / seconds;
@@ -146,43 +173,162 @@ impl Snapshots {
             } else {
                 0
             };
-            tracing::info!(table = %table, rows = rows, estimated_rows = self.estimated_rows, rows_per_s = rate as u64, table_eta_s = eta_s, tables_left = self.state.pending.len(), "snapshot progress");
+            tracing::info!(table = %table, rows = rows, estimated_rows = self.estimated_rows, rows_per_s = rate as u64, table_eta_s = eta_s, tables_left, "snapshot progress");
             self.logged = (0, Instant::now());
         }
     }
 
-    /// Asks the driver for a chunk at `now`: changes of the table are recorded from here.
-    async fn ask(&mut self, ask: Ask, now: &BinlogPosition) -> Result<(), SourceError> {
-        self.placement.asked(now);
-        let table = ask.table.clone();
-        if self.asks.send(ask).await.is_err() {
-            return Err(SnapshotError::Read {
-                table,
-                message: "the snapshot reader stopped".into(),
-            }
-            .into());
+    /// The table is read to its end: the slot is free.
+    fn free(&mut self) {
+        self.table = None;
+        self.hold = Hold::No;
+        self.placement.clear();
+        self.unique_key = None;
+        self.parked = None;
+    }
+}
+
+/// The driver stopped without saying why (it ended with the run).
+fn stopped(table: TableName) -> SourceError {
+    SnapshotError::Read {
+        table,
+        message: "the snapshot reader stopped".into(),
+    }
+    .into()
+}
+
+impl Snapshots {
+    /// Snapshots starting from `state`, reading through the drivers at the other end of
+    /// `drivers` (asks and arrivals): one table at a time each.
+    pub(in crate::source) fn new(
+        state: SnapshotState,
+        drivers: Vec<(mpsc::Sender<Ask>, Arrivals)>,
+        by_primary_key: bool,
+    ) -> Self {
+        Self {
+            shared: Arc::new(state.clone()),
+            state,
+            slots: drivers
+                .into_iter()
+                .map(|(asks, arrivals)| Slot::new(asks, arrivals))
+                .collect(),
+            ddl_epoch: 0,
+            lows: VecDeque::new(),
+            highs: VecDeque::new(),
+            by_primary_key,
         }
-        self.asked = true;
-        Ok(())
     }
 
-    /// Whether a chunk is on its way from the driver (and can be taken now).
+    /// The slot reading `table`.
+    fn slot_of(&self, table: &TableName) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|slot| slot.table.as_ref() == Some(table))
+    }
+
+    /// Gives slot `index`, when free, the first pending table no slot reads: whether it has
+    /// a table now.
+    fn assign(&mut self, index: usize) -> bool {
+        if self.slots[index].table.is_some() {
+            return true;
+        }
+        let next = self
+            .state
+            .pending
+            .iter()
+            .find(|p| self.slot_of(&p.table).is_none())
+            .map(|p| p.table.clone());
+        self.slots[index].table = next;
+        self.slots[index].table.is_some()
+    }
+
+    /// Adds `table` to the tables to read, unless it is there already: the tables pending
+    /// then.
+    pub(super) fn request(&mut self, table: PendingTable) -> Option<usize> {
+        if self.state.pending.iter().any(|p| p.table == table.table) {
+            return None;
+        }
+        self.state.pending.push(table);
+        self.shared = Arc::new(self.state.clone());
+        Some(self.state.pending.len())
+    }
+
+    /// Whether a chunk is on its way from a driver (and can be taken now).
     pub(in crate::source) fn awaiting_arrival(&self) -> bool {
-        self.asked && self.waiting.is_none()
+        self.slots.iter().any(Slot::awaiting_arrival)
     }
 
     /// Whether the binlog reader must wait (read no event) at `read_end`.
     pub(in crate::source) fn holds_reader(&self, read_end: &BinlogPosition) -> bool {
-        match &self.hold {
+        self.slots.iter().any(|slot| match &slot.hold {
             Hold::No => false,
             Hold::FirstChunk => true,
             Hold::Keyless(at) => read_end.try_cmp(at) != Some(std::cmp::Ordering::Less),
-        }
+        })
     }
 
-    /// The next answer of the driver.
-    pub(in crate::source) async fn next_arrival(&mut self) -> Option<Result<Arrival, SourceError>> {
-        self.arrivals.recv().await
+    /// The next answer of a driver that was asked, with its slot.
+    pub(in crate::source) async fn next_arrival(
+        &mut self,
+    ) -> (usize, Option<Result<Arrival, SourceError>>) {
+        poll_fn(|cx| {
+            for (index, slot) in self.slots.iter_mut().enumerate() {
+                if slot.awaiting_arrival() {
+                    if let Poll::Ready(arrival) = slot.arrivals.poll_recv(cx) {
+                        return Poll::Ready((index, arrival));
+                    }
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// The progress of slot `index`'s table after a chunk (`done`: its last): the tables left.
+    fn progress(&mut self, index: usize, pending: PendingTable, done: bool) -> usize {
+        let table = pending.table.clone();
+        let at = self
+            .state
+            .pending
+            .iter()
+            .position(|p| p.table == table)
+            .expect("a table read is pending");
+        let rows = pending.rows;
+        if done {
+            tracing::info!(table = %table, rows, id = %pending.id, "snapshot of the table done");
+            self.state.pending.remove(at);
+            self.slots[index].free();
+        } else {
+            self.state.pending[at] = pending;
+        }
+        self.shared = Arc::new(self.state.clone());
+        let left = self.state.pending.len();
+        self.slots[index].log_progress(&table, rows, left);
+        left
+    }
+
+    /// A watermark a driver wrote, read at `read_end` (see `placement`, "Watermarks").
+    fn watermark(&mut self, low: bool, id: String, read_end: &BinlogPosition) {
+        if !low {
+            if self.highs.len() == WATERMARKS_KEPT {
+                self.highs.pop_front();
+            }
+            self.highs.push_back(id);
+            return;
+        }
+        let parked = self.slots.iter_mut().find(|slot| {
+            slot.parked.is_some()
+                && slot.waiting.as_ref().and_then(|w| w.watermark.as_ref()) == Some(&id)
+        });
+        if let Some(slot) = parked {
+            let rows = slot.parked.take().expect("parked rows");
+            slot.placement.arrived(read_end.clone(), rows);
+            return;
+        }
+        if self.lows.len() == WATERMARKS_KEPT {
+            self.lows.pop_front();
+        }
+        self.lows.push_back((id, read_end.clone()));
     }
 }
 
@@ -192,22 +338,23 @@ impl Reader {
         self.snapshots.as_ref().map(|s| Arc::clone(&s.shared))
     }
 
-    /// An event is being sent: a change of the table being read is recorded, with the
-    /// position read by now.
+    /// An event is being sent: a change of a table being read is recorded, with the position
+    /// read by now.
     pub(super) fn snapshot_sent(&mut self, event: &OutboundEvent) {
         let Some(snapshots) = &mut self.snapshots else {
             return;
         };
-        if snapshots.current() != Some(&event.table) {
+        let Some(index) = snapshots.slot_of(&event.table) else {
             return;
-        }
-        if let Some(names) = &snapshots.unique_key {
+        };
+        let slot = &mut snapshots.slots[index];
+        if let Some(names) = &slot.unique_key {
             match unique_keys(names, &event.line.to_vec()) {
                 Some(keys) => {
                     let keys = keys.iter().map(Vec::as_slice);
-                    snapshots.placement.changed(&self.read_end, keys);
+                    slot.placement.changed(&self.read_end, keys);
                 }
-                None => snapshots.placement.reset(&self.read_end),
+                None => slot.placement.reset(&self.read_end),
             }
             return;
         }
@@ -215,76 +362,80 @@ impl Reader {
             Some(key) => {
                 let moved = event.moved_from.as_deref();
                 let keys = std::iter::once(key.as_bytes()).chain(moved);
-                snapshots.placement.changed(&self.read_end, keys);
+                slot.placement.changed(&self.read_end, keys);
             }
             // A TRUNCATE (no key): every row changed.
-            None => snapshots.placement.reset(&self.read_end),
+            None => slot.placement.reset(&self.read_end),
         }
     }
 
-    /// A DDL statement was read: it may have changed the table being read, whose chunk is
-    /// then read again, described anew.
+    /// A DDL statement was read: it may have changed a table being read, whose chunk is then
+    /// read again, described anew.
     pub(super) fn snapshot_ddl(&mut self) {
         if let Some(snapshots) = &mut self.snapshots {
             snapshots.ddl_epoch += 1;
-            // A table without a primary key is described just before its one read, which
-            // stays open while its pieces are emitted: it is never read again.
-            if !matches!(snapshots.hold, Hold::Keyless(_)) {
-                snapshots.placement.ddl();
+            for slot in &mut snapshots.slots {
+                // A table without a primary key is described just before its one read, which
+                // stays open while its pieces are emitted: it is never read again.
+                if !matches!(slot.hold, Hold::Keyless(_)) {
+                    slot.placement.ddl();
+                }
             }
         }
     }
 
-    /// The driver answered.
+    /// A watermark a driver wrote was read (a row of the signal table).
+    pub(super) fn snapshot_watermark(&mut self, low: bool, id: String) {
+        if let Some(snapshots) = &mut self.snapshots {
+            snapshots.watermark(low, id, &self.read_end);
+        }
+    }
+
+    /// The driver of slot `index` answered.
     pub(super) async fn snapshot_arrived(
         &mut self,
-        arrival: Option<Result<Arrival, SourceError>>,
+        (index, arrival): (usize, Option<Result<Arrival, SourceError>>),
     ) -> Result<(), SourceError> {
         let Some(snapshots) = &mut self.snapshots else {
             return Ok(());
         };
-        snapshots.asked = false;
+        let slot = &mut snapshots.slots[index];
+        slot.asked = false;
         let arrival = match arrival {
             Some(arrival) => arrival?,
             None => {
-                return Err(SnapshotError::Read {
-                    table: snapshots
-                        .current()
-                        .cloned()
-                        .unwrap_or_else(|| TableName::new("", "")),
-                    message: "the snapshot reader stopped".into(),
-                }
-                .into())
+                let table = slot.table.clone();
+                return Err(stopped(table.unwrap_or_else(|| TableName::new("", ""))));
             }
         };
-        if arrival.at.try_cmp(&self.read_end).is_none() {
-            return Err(SnapshotError::Read {
+        let passed = |at: &BinlogPosition, read_end| at.try_cmp(read_end);
+        match passed(&arrival.at, &self.read_end) {
+            None => return Err(SnapshotError::Read {
                 table: arrival.table,
                 message: format!(
                     "its consistent read is at {}, which cannot be ordered with the stream's position {} (another binlog file name)",
                     arrival.at, self.read_end
                 ),
             }
-            .into());
+            .into()),
+            Some(std::cmp::Ordering::Less) if arrival.keyless => return Err(SnapshotError::Read {
+                table: arrival.table,
+                message: format!("the binlog reader passed the position of the table's consistent read ({} before {}); its rows cannot be placed", arrival.at, self.read_end),
+            }
+            .into()),
+            _ => {}
         }
         self.metrics.snapshot_chunk_read(arrival.took);
-        snapshots.hold = if arrival.keyless {
+        slot.hold = if arrival.keyless {
             Hold::Keyless(arrival.at.clone())
         } else {
             Hold::No
         };
-        if arrival.keyless && arrival.at.try_cmp(&self.read_end) == Some(std::cmp::Ordering::Less) {
-            return Err(SnapshotError::Read {
-                table: arrival.table,
-                message: format!("the binlog reader passed the position of the table's consistent read ({} before {}); its rows cannot be placed", arrival.at, self.read_end),
-            }
-            .into());
-        }
-        snapshots.unique_key = arrival.unique_key.clone();
-        snapshots.estimated_rows = arrival.estimated_rows;
+        slot.unique_key = arrival.unique_key.clone();
+        slot.estimated_rows = arrival.estimated_rows;
         // More pieces of a table without a primary key follow without an ask.
-        snapshots.asked = arrival.keyless && !arrival.done;
-        snapshots.waiting = Some(Waiting {
+        slot.asked = arrival.keyless && !arrival.done;
+        slot.waiting = Some(Waiting {
             last_key: arrival.chunk.last_key,
             done: arrival.done,
             read_at_ms: arrival.read_at_ms,
@@ -293,14 +444,16 @@ impl Reader {
         });
         match arrival.watermark {
             // Its place starts where its low watermark ends, once that is read.
-            Some(id) => match &snapshots.watermarks.0 {
-                Some((low, at)) if *low == id => {
-                    let at = at.clone();
-                    snapshots.placement.arrived(at, arrival.chunk.rows);
+            Some(id) => match snapshots.lows.iter().position(|(low, _)| *low == id) {
+                Some(found) => {
+                    let (_, at) = snapshots.lows.remove(found).expect("found");
+                    snapshots.slots[index]
+                        .placement
+                        .arrived(at, arrival.chunk.rows);
                 }
-                _ => snapshots.parked = Some(arrival.chunk.rows),
+                None => snapshots.slots[index].parked = Some(arrival.chunk.rows),
             },
-            None => snapshots.placement.arrived(arrival.at, arrival.chunk.rows),
+            None => slot.placement.arrived(arrival.at, arrival.chunk.rows),
         }
         if self.open.current.is_none() {
             self.place_snapshots().await?;
@@ -308,63 +461,88 @@ impl Reader {
         Ok(())
     }
 
-    /// Between two transactions: emits the waiting chunk if its place has come, and asks for
-    /// the next one when none is on its way.
+    /// Between two transactions: emits each slot's waiting chunk if its place has come, and
+    /// asks for the next one when none is on its way.
     pub(super) async fn place_snapshots(&mut self) -> Result<(), SourceError> {
         if self.catch_up.is_some() || self.open.current.is_some() {
             return Ok(());
         }
+        let slots = self.snapshots.as_ref().map_or(0, |s| s.slots.len());
+        for index in 0..slots {
+            self.place_slot(index).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::place_snapshots`] for one slot; a slot whose table is done takes the next.
+    async fn place_slot(&mut self, index: usize) -> Result<(), SourceError> {
         loop {
-            let Some(snapshots) = &mut self.snapshots else {
+            let snapshots = self.snapshots.as_mut().expect("snapshots are on");
+            if !snapshots.assign(index) {
                 return Ok(());
-            };
-            let Some(pending) = snapshots.state.pending.first() else {
-                return Ok(());
-            };
-            if !snapshots.asked && snapshots.waiting.is_none() {
+            }
+            let Snapshots {
+                state,
+                slots,
+                ddl_epoch,
+                highs,
+                ..
+            } = snapshots;
+            let slot = &mut slots[index];
+            let table = slot.table.clone().expect("assigned");
+            if !slot.asked && slot.waiting.is_none() {
+                let pending = pending(state, &table);
                 let ask = Ask {
-                    table: pending.table.clone(),
+                    table,
                     after: pending
                         .after
                         .clone()
                         .map(|key| key.into_iter().map(Value::from).collect()),
-                    ddl_epoch: snapshots.ddl_epoch,
+                    ddl_epoch: *ddl_epoch,
                 };
                 if !pending.started() {
-                    snapshots.hold = Hold::FirstChunk;
-                    snapshots.keyless_rows = 0;
+                    slot.hold = Hold::FirstChunk;
+                    slot.keyless_rows = 0;
                 }
-                return snapshots.ask(ask, &self.read_end).await;
+                return slot.ask(ask, &self.read_end).await;
             }
-            let watermark = snapshots
-                .waiting
-                .as_ref()
-                .and_then(|w| w.watermark.as_ref());
-            if watermark.is_some() && watermark != snapshots.watermarks.1.as_ref() {
-                // Changes between the watermarks are known only once the high one is read.
+            let Some(waiting) = &slot.waiting else {
+                // Asked, not arrived.
                 return Ok(());
+            };
+            // Changes between the watermarks are known only once the high one is read.
+            let high = match &waiting.watermark {
+                None => None,
+                Some(id) => match highs.iter().position(|high| high == id) {
+                    None => return Ok(()),
+                    found => found,
+                },
+            };
+            let due = slot.placement.due(&self.read_end);
+            if let (Some(_), Some(high)) = (&due, high) {
+                highs.remove(high);
             }
-            let rows = match snapshots.placement.due(&self.read_end) {
+            let rows = match due {
                 None => return Ok(()),
                 Some(Due::Again) => {
-                    tracing::info!(table = %pending.table, "the table changed as a whole (TRUNCATE or DDL) after its chunk was read; reading the chunk again");
-                    snapshots.waiting = None;
+                    tracing::info!(table = %table, "the table changed as a whole (TRUNCATE or DDL) after its chunk was read; reading the chunk again");
+                    slot.waiting = None;
                     continue;
                 }
                 Some(Due::Rows(rows)) => rows,
             };
-            let waiting = snapshots.waiting.take().expect("a placed chunk waited");
+            let waiting = slot.waiting.take().expect("a placed chunk waited");
             if !waiting.done && !waiting.keyless {
                 // The next chunk is read while this one is emitted (its read starts after
                 // this point, so the placement's record starts here).
                 let ask = Ask {
-                    table: pending.table.clone(),
+                    table,
                     after: waiting.last_key.clone(),
-                    ddl_epoch: snapshots.ddl_epoch,
+                    ddl_epoch: *ddl_epoch,
                 };
-                snapshots.ask(ask, &self.read_end).await?;
+                slot.ask(ask, &self.read_end).await?;
             }
-            self.emit_chunk(rows, waiting).await?;
+            self.emit_chunk(index, rows, waiting).await?;
         }
     }
 
@@ -372,17 +550,22 @@ impl Reader {
     /// then a boundary with the progress that includes them.
     async fn emit_chunk(
         &mut self,
+        index: usize,
         rows: Vec<SnapshotRow>,
         waiting: Waiting,
     ) -> Result<(), SourceError> {
         let snapshots = self.snapshots.as_mut().expect("snapshots are on");
         let position = self.boundary.clone();
-        let mut pending = snapshots.state.pending[0].clone();
+        let slot = &mut snapshots.slots[index];
+        let table = slot
+            .table
+            .clone()
+            .expect("a slot with a chunk reads a table");
+        let mut pending = pending(&snapshots.state, &table).clone();
         if waiting.keyless {
             // Numbered from its start, progress kept only once it is done.
-            pending.rows = snapshots.keyless_rows;
+            pending.rows = slot.keyless_rows;
         }
-        let table = pending.table.clone();
         let (database, name) = TableName::split(table.as_str()).unwrap_or_default();
         let by_primary_key = snapshots.by_primary_key;
         let mut lines = Vec::with_capacity(rows.len() + 2);
@@ -393,7 +576,7 @@ impl Reader {
         if !pending.started() {
             tracing::info!(table = %table, id = %pending.id, "snapshot of the table started");
             // A table chunked by a unique key says which: its `read` rows are upserts on it.
-            let key = snapshots.unique_key.as_ref().map(|names| {
+            let key = slot.unique_key.as_ref().map(|names| {
                 let mut out = br#"{"unique_key":"#.to_vec();
                 crate::event::write_json(&mut out, names);
                 out.push(b'}');
@@ -428,7 +611,7 @@ impl Reader {
                 marker(Op::SnapshotEnd, pending.rows + 1, Some(count.as_bytes())),
             ));
         }
-        snapshots.logged.0 += emitted;
+        slot.logged.0 += emitted;
         self.metrics.snapshot_rows_read.add(emitted);
         for (key, line) in lines {
             let event = OutboundEvent {
@@ -441,121 +624,25 @@ impl Reader {
             self.forward(Message::Event(event)).await?;
         }
         let snapshots = self.snapshots.as_mut().expect("snapshots are on");
+        let slot = &mut snapshots.slots[index];
         if waiting.keyless && !waiting.done {
             // No boundary until the table is whole: a restart reads it again.
-            snapshots.keyless_rows = pending.rows;
+            slot.keyless_rows = pending.rows;
             return Ok(());
         }
-        if waiting.done {
-            snapshots.hold = Hold::No;
-            tracing::info!(table = %table, rows = pending.rows, id = %pending.id, "snapshot of the table done");
-            snapshots.state.pending.remove(0);
-            snapshots.placement.clear();
-            snapshots.unique_key = None;
-        } else {
-            snapshots.state.pending[0] = pending.clone();
-        }
-        snapshots.shared = Arc::new(snapshots.state.clone());
-        self.metrics
-            .set_snapshot_tables_pending(snapshots.state.pending.len());
-        snapshots.log_progress(&table, pending.rows);
+        let tables_left = snapshots.progress(index, pending, waiting.done);
+        self.metrics.set_snapshot_tables_pending(tables_left);
         self.send_boundary(position).await
     }
 }
 
-impl Reader {
-    /// Whether `table` is `snapshot.signal_table`.
-    pub(super) fn is_signal_table(&self, table: &TableName) -> bool {
-        self.config.signal_table.as_ref() == Some(table)
-    }
-
-    /// Rows of the signal table: each insert of `type` `snapshot` (or Debezium's
-    /// `execute-snapshot`) asks for the tables its `data` names (`shop.a,shop.b`, a JSON array
-    /// of names, or Debezium's `{"data-collections": [...]}`) to be snapshotted, after those
-    /// already pending. A table `[filter]` leaves out, or a malformed signal, is logged and
-    /// ignored: a typo in an insert must not stop replication.
-    pub(super) fn snapshot_signals(&mut self, rows: &decode::EncodedRows, at: &BinlogPosition) {
-        for row in rows.iter() {
-            let Some(image) = row
-                .after
-                .and_then(|after| serde_json::from_slice::<serde_json::Value>(after).ok())
-            else {
-                continue;
-            };
-            if let Some(kind @ ("watermark-low" | "watermark-high")) = image["type"].as_str() {
-                let id = image["data"].as_str().unwrap_or_default().to_owned();
-                self.snapshot_watermark(kind == "watermark-low", id);
-                continue;
-            }
-            if rows.op() != Op::Insert {
-                continue;
-            }
-            let id = match &image["id"] {
-                serde_json::Value::String(text) => text.clone(),
-                other => other.to_string(),
-            };
-            let kind = image["type"].as_str().unwrap_or_default();
-            if !matches!(kind, "snapshot" | "execute-snapshot") {
-                tracing::warn!(signal = %id, kind, position = %at, "signal of an unknown type ignored (known: snapshot)");
-                continue;
-            }
-            let names = signal_tables(&image["data"]);
-            if names.is_empty() {
-                tracing::warn!(signal = %id, position = %at, "snapshot signal without tables ignored: data must name them (shop.a,shop.b)");
-            }
-            for name in names {
-                self.signal_table_asked(&id, &name, at);
-            }
-        }
-    }
-
-    /// A watermark the driver wrote (see `placement`, "Watermarks").
-    fn snapshot_watermark(&mut self, low: bool, id: String) {
-        let Some(snapshots) = &mut self.snapshots else {
-            return;
-        };
-        if !low {
-            snapshots.watermarks.1 = Some(id);
-            return;
-        }
-        let waiting = snapshots
-            .waiting
-            .as_ref()
-            .and_then(|w| w.watermark.as_ref());
-        if waiting == Some(&id) {
-            if let Some(rows) = snapshots.parked.take() {
-                snapshots.placement.arrived(self.read_end.clone(), rows);
-            }
-        }
-        snapshots.watermarks.0 = Some((id, self.read_end.clone()));
-    }
-
-    /// One table a signal asks for.
-    fn signal_table_asked(&mut self, id: &str, name: &str, at: &BinlogPosition) {
-        let Some((database, table)) = TableName::split(name.trim()) else {
-            tracing::warn!(signal = %id, table = name, position = %at, "snapshot signal names no database.table; ignored");
-            return;
-        };
-        if !self.config.captured.matches(&database, &table) {
-            tracing::warn!(signal = %id, table = name, position = %at, "snapshot signal names a table [filter] leaves out; ignored");
-            return;
-        }
-        let Some(snapshots) = &mut self.snapshots else {
-            tracing::warn!(signal = %id, table = name, "snapshot signal ignored: snapshots are off");
-            return;
-        };
-        let table = TableName::new(&database, &table);
-        if snapshots.state.pending.iter().any(|p| p.table == table) {
-            tracing::info!(signal = %id, table = %table, "snapshot signal for a table already to be read");
-            return;
-        }
-        tracing::info!(signal = %id, table = %table, position = %at, "snapshot asked for by a signal");
-        let pending = PendingTable::new(table, &format!("signal-{id}"));
-        snapshots.state.pending.push(pending);
-        snapshots.shared = Arc::new(snapshots.state.clone());
-        self.metrics
-            .set_snapshot_tables_pending(snapshots.state.pending.len());
-    }
+/// The progress of `table`, which a slot reads: it is pending until read to its end.
+fn pending<'a>(state: &'a SnapshotState, table: &TableName) -> &'a PendingTable {
+    state
+        .pending
+        .iter()
+        .find(|p| &p.table == table)
+        .expect("a table a slot reads is pending")
 }
 
 /// The unique keys (`names`) of a change's row images, from its line; `None` for a line
@@ -574,43 +661,9 @@ fn unique_keys(names: &[String], line: &[u8]) -> Option<Vec<Vec<u8>>> {
     (!keys.is_empty()).then_some(keys)
 }
 
-/// The table names of a signal's `data`.
-fn signal_tables(data: &serde_json::Value) -> Vec<String> {
-    let strings = |list: &serde_json::Value| -> Vec<String> {
-        list.as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|i| i.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    match data {
-        serde_json::Value::String(text) => match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(parsed @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => {
-                signal_tables(&parsed)
-            }
-            _ => text
-                .split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        },
-        serde_json::Value::Array(_) => strings(data),
-        serde_json::Value::Object(map) => strings(
-            map.get("data-collections")
-                .or(map.get("tables"))
-                .unwrap_or(&serde_json::Value::Null),
-        ),
-        _ => Vec::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{signal_tables, unique_keys};
+    use super::unique_keys;
 
     #[test]
     fn a_change_is_matched_by_the_unique_key_of_both_its_images() {
@@ -626,25 +679,5 @@ mod tests {
         );
         let truncate = br#"{"op":"truncate","before":null,"after":null}"#;
         assert_eq!(unique_keys(&names, truncate), None);
-    }
-
-    #[test]
-    fn a_signal_names_tables_as_a_list_json_or_debezium_does() {
-        let tables = |data: serde_json::Value| signal_tables(&data);
-        let both = ["shop.a", "shop.b"];
-        assert_eq!(tables(serde_json::json!("shop.a, shop.b")), both);
-        assert_eq!(tables(serde_json::json!(r#"["shop.a","shop.b"]"#)), both);
-        assert_eq!(
-            tables(serde_json::json!(
-                r#"{"data-collections":["shop.a","shop.b"]}"#
-            )),
-            both
-        );
-        assert_eq!(
-            tables(serde_json::json!({"tables": ["shop.a", "shop.b"]})),
-            both
-        );
-        assert!(tables(serde_json::json!(null)).is_empty());
-        assert!(tables(serde_json::json!("")).is_empty());
     }
 }

@@ -1,12 +1,13 @@
-//! The snapshot reader's connection: it reads the chunk the binlog reader asks for, one at a
+//! A snapshot reader's connection: it reads the chunk the binlog reader asks for, one at a
 //! time, each in its own consistent read, and hands it back with the binlog position that read
-//! saw.
+//! saw. A run has `snapshot.parallel_tables` of them, each reading one table at a time (the
+//! binlog reader decides which).
 //!
 //! # Invariants
 //!
 //! - Nothing is read without an ask, and one ask is one chunk: the driver holds at most one
-//!   chunk, the binlog reader at most one more, so memory is two chunks' budget whatever
-//!   the table.
+//!   chunk, the binlog reader at most one more per driver, so memory is two chunks' budget
+//!   per driver whatever the table.
 //! - The asker owns the progress (which table, after which key): the driver keeps nothing
 //!   between chunks but the connection and the row limit, so a chunk read again (after a
 //!   TRUNCATE or a DDL, see `placement`) is just the same ask again.
@@ -90,6 +91,8 @@ pub struct DriverConfig {
     /// With the watermark method: the table the watermarks go into, and the id of this
     /// daemon's watermark row; `None` with MariaDB's consistent-snapshot position.
     pub watermark: Option<(TableName, String)>,
+    /// Tables read at once: one driver, and one connection, each.
+    pub parallel_tables: usize,
 }
 
 impl DriverConfig {
@@ -106,6 +109,7 @@ impl DriverConfig {
             mysql: config.mysql.clone(),
             chunk_rows: snapshot.chunk_rows,
             chunk_bytes: snapshot.chunk_bytes,
+            parallel_tables: snapshot.parallel_tables,
             watermark: watermark
                 .map(|table| (table, format!("watermark:{}", config.kinesis.stream))),
         }
@@ -119,9 +123,11 @@ const RETRY_BACKOFF: Backoff = Backoff {
 };
 
 /// Serves `asks` until the channel closes; each answer goes to `arrivals`. Ends with the
-/// first permanent error, after sending it.
+/// first permanent error, after sending it. `index` tells the drivers of one run apart (their
+/// watermark ids).
 pub async fn serve(
     config: DriverConfig,
+    index: usize,
     mut asks: mpsc::Receiver<Ask>,
     arrivals: mpsc::Sender<Result<Arrival, SourceError>>,
 ) {
@@ -133,7 +139,7 @@ pub async fn serve(
         streamed: false,
         described: None,
         estimated_rows: 0,
-        watermarks: (0, unix_ms()),
+        watermarks: (0, format!("{}-{index}", unix_ms())),
     };
     driver.limit = driver.config.chunk_rows.max(1);
     while let Some(ask) = asks.recv().await {
@@ -158,8 +164,9 @@ struct Driver {
     /// The last table described, at which DDL count, and its estimated rows.
     described: Option<(TableName, u64, Arc<SnapshotTable>)>,
     estimated_rows: u64,
-    /// Watermarks written so far, and this run's nonce (watermark ids are `nonce-n`).
-    watermarks: (u64, u64),
+    /// Watermarks written so far, and this driver's prefix of their ids: the run's start in
+    /// milliseconds and the driver's index (watermark ids are `ms-index-n`).
+    watermarks: (u64, String),
 }
 
 impl Driver {
