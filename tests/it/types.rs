@@ -53,10 +53,12 @@ fn families() -> Vec<(&'static str, Vec<&'static str>, Vec<Value>)> {
             vec![
                 "(1, 'ab', '🎉 emoji', 'héllo €', 'line\\nbreak \"quoted\"', 'ü')",
                 "(2, '', '', '', '', '')",
+                "(3, 'a\\\\b', 'v', 'tab\\t\"q\" a\\\\b', 't', 'u')",
             ],
             vec![
                 json!({"id": 1, "c": "ab", "v": "🎉 emoji", "l": "héllo €", "t": "line\nbreak \"quoted\"", "u3": "ü"}),
                 json!({"id": 2, "c": "", "v": "", "l": "", "t": "", "u3": ""}),
+                json!({"id": 3, "c": "a\\b", "v": "v", "l": "tab\t\"q\" a\\b", "t": "t", "u3": "u"}),
             ],
         ),
         (

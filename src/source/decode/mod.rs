@@ -224,9 +224,15 @@ pub(crate) fn write_datetime(
     out.push(b'"');
 }
 
+/// Whether `collation` is one of MySQL's latin1 (Windows-1252: ASCII bytes are the same
+/// text in UTF-8).
+pub(crate) fn is_latin1(collation: u16) -> bool {
+    LATIN1_COLLATIONS.contains(&collation)
+}
+
 /// Whether text in `collation` is UTF-8 as stored (see [`text`]).
 pub(crate) fn is_utf8(collation: u16) -> bool {
-    if LATIN1_COLLATIONS.contains(&collation) {
+    if is_latin1(collation) {
         return false;
     }
     let info = mysql_common::collations::Collation::from(
@@ -505,7 +511,7 @@ fn write_value<'a>(
             match text {
                 Text::Base64 => write_base64(out, bytes),
                 Text::Utf8 => match std::str::from_utf8(bytes) {
-                    Ok(text) => crate::event::write_json(out, text),
+                    Ok(text) => crate::event::write_json_str(out, text),
                     // The general path names the character set in its error.
                     Err(_) => {
                         let value =

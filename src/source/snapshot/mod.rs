@@ -289,8 +289,9 @@ impl SnapshotTable {
             .map_err(query_error)?;
         let mut chunk = Chunk::default();
         let mut bytes = 0;
+        let mut spans = Vec::new();
         while let Some(row) = result.next().await.map_err(query_error)? {
-            let encoded = self.encode(row.unwrap())?;
+            let encoded = self.encode(row.unwrap(), &mut spans)?;
             bytes += encoded.after.len();
             chunk.rows.push(encoded);
             if chunk.rows.len() >= limit.max(1) || bytes >= max_bytes {
@@ -346,6 +347,9 @@ impl SnapshotTable {
         let mut result = conn.exec_iter(query, params).await.map_err(query_error)?;
         let mut chunk = Chunk::default();
         let mut bytes = 0;
+        // Kept from row to row: where each value is in the row's JSON, and the row's key.
+        let mut spans = Vec::new();
+        let mut key: Vec<Value> = Vec::with_capacity(self.chunk_key.len());
         while let Some(row) = result.next().await.map_err(query_error)? {
             if bytes >= max_bytes {
                 // The rest is read and dropped by the driver; the next chunk starts after
@@ -354,10 +358,13 @@ impl SnapshotTable {
                 continue;
             }
             let values = row.unwrap();
-            let key: Vec<Value> = self.chunk_key.iter().map(|&i| values[i].clone()).collect();
-            let encoded = self.encode(values)?;
+            key.clear();
+            key.extend(self.chunk_key.iter().map(|&i| values[i].clone()));
+            let encoded = self.encode(values, &mut spans)?;
             bytes += encoded.after.len() + encoded.primary_key.len();
             chunk.rows.push(encoded);
+        }
+        if !chunk.rows.is_empty() {
             chunk.last_key = Some(key);
         }
         Ok(chunk)
@@ -394,13 +401,18 @@ impl SnapshotTable {
     }
 
     /// One row's primary key and after-image, as the binlog path writes them.
-    fn encode(&self, values: Vec<Value>) -> Result<SnapshotRow, SnapshotError> {
+    /// `spans` is scratch space, kept from row to row.
+    fn encode(
+        &self,
+        values: Vec<Value>,
+        spans: &mut Vec<(usize, usize)>,
+    ) -> Result<SnapshotRow, SnapshotError> {
         let schema = &self.schema;
         // Room for names and typical values at once: growing the buffer value by value was
         // a tenth of the snapshot's time (reallocations and copies).
         let mut after = Vec::with_capacity(16 + schema.columns.len() * 32);
         // Where each value is in `after`, for the key.
-        let mut spans = Vec::with_capacity(values.len());
+        spans.clear();
         after.push(b'{');
         let columns = schema.columns.iter().zip(&self.fetch).zip(&self.direct);
         for (index, (((column, how), direct), value)) in columns.zip(values).enumerate() {

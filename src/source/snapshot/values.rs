@@ -38,6 +38,9 @@ pub(super) enum Direct {
     Integer,
     /// A VARCHAR or TEXT column in UTF-8 (or ASCII).
     Utf8Text,
+    /// A VARCHAR or TEXT column in MySQL's latin1 (Windows-1252): values that are all ASCII,
+    /// the same bytes in UTF-8; the others through the conversion.
+    Latin1Text,
     /// A DOUBLE column (finite values).
     Double,
     /// A DECIMAL column (a string of its normalized digits).
@@ -63,6 +66,11 @@ impl Direct {
                     && decode::is_utf8(column.collation) =>
             {
                 Direct::Utf8Text
+            }
+            (Fetch::Plain, MYSQL_TYPE_VARCHAR | MYSQL_TYPE_BLOB)
+                if decode::is_latin1(column.collation) =>
+            {
+                Direct::Latin1Text
             }
             (Fetch::Plain, MYSQL_TYPE_DOUBLE) => Direct::Double,
             (Fetch::Plain, MYSQL_TYPE_DATETIME2) => {
@@ -113,11 +121,20 @@ impl Direct {
             },
             (Direct::Utf8Text, Value::Bytes(bytes)) => match std::str::from_utf8(&bytes) {
                 Ok(text) => {
-                    crate::event::write_json(out, text);
+                    crate::event::write_json_str(out, text);
                     None
                 }
                 Err(_) => Some(Value::Bytes(bytes)),
             },
+            (Direct::Latin1Text, Value::Bytes(bytes)) if bytes.is_ascii() => {
+                match std::str::from_utf8(&bytes) {
+                    Ok(text) => {
+                        crate::event::write_json_str(out, text);
+                        None
+                    }
+                    Err(_) => Some(Value::Bytes(bytes)),
+                }
+            }
             (_, value) => Some(value),
         }
     }
