@@ -54,6 +54,7 @@ use crate::{
     source::{
         self, connect,
         lock::{self, InstanceLock},
+        schema::SchemaError,
         snapshot::{plan::Saved, DriverConfig, SnapshotError},
         start::{self, Begun, ServerFacts},
         SourceConfig, SourceError, SourceSummary,
@@ -144,8 +145,19 @@ impl Error {
             Error::Config(_)
             | Error::Listen(_)
             | Error::Source(
-                SourceError::NotATransactionStart { .. } | SourceError::UnusableStartGtid { .. },
+                SourceError::NotATransactionStart { .. }
+                | SourceError::UnusableStartGtid { .. }
+                | SourceError::ColumnRule { .. }
+                | SourceError::Schema {
+                    source: SchemaError::RuleOnKey { .. },
+                    ..
+                },
             ) => 2,
+            Error::Source(SourceError::Snapshot(error))
+                if matches!(**error, SnapshotError::Rules { .. }) =>
+            {
+                2
+            }
             Error::Source(
                 SourceError::AccessDenied { .. }
                 | SourceError::MissingPrivilege { .. }

@@ -10,7 +10,7 @@ use crate::{
     report::error_chain,
     sink::client::{AwsKinesisClient, KinesisClient},
     source::{
-        connect,
+        connect, rules,
         snapshot::{self, plan, SnapshotTable},
     },
 };
@@ -120,6 +120,38 @@ async fn check_mysql(config: &Config, checkpoint: Option<&Checkpoint>, report: &
         );
     }
     check_snapshot(config, checkpoint, &mut conn, report).await;
+    check_columns(config, &mut conn, report).await;
+}
+
+/// The `[columns]` rules against the captured tables the account can see: a rule on a
+/// primary-key column fails, a rule naming a column a table lacks warns.
+async fn check_columns(config: &Config, conn: &mut Conn, report: &mut Report) {
+    if !config.columns.any() {
+        return;
+    }
+    let findings = match rules::findings(conn, &config.filter, &config.columns).await {
+        Ok(findings) => findings,
+        Err(error) => return report.say("column rules", Err(error_chain(&error))),
+    };
+    let mut refused = 0;
+    for finding in &findings {
+        if finding.on_key {
+            refused += 1;
+            report.say("column rules", Err(finding.to_string()));
+        } else {
+            println!("WARN  column rules: {finding}");
+        }
+    }
+    if refused == 0 {
+        let warned = findings.len();
+        report.say(
+            "column rules",
+            Ok(match warned {
+                0 => "every column the rules name exists in the tables they match".into(),
+                n => format!("applicable ({n} named column(s) missing, see WARN above)"),
+            }),
+        );
+    }
 }
 
 /// What the next start would snapshot: each table readable (SELECT, a consistent read,

@@ -76,6 +76,10 @@ enum Command {
         /// Also print `# file:offset EVENT_TYPE` for every event that is not a rows event.
         #[arg(long)]
         verbose: bool,
+        /// Apply this configuration's `[columns]` rules (exclude, hash, mask), with its
+        /// BINLOG_KINESIS__* overrides (the hash key); without it every column is printed.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Ask the local daemon's HTTP listener whether it is healthy (for container health checks):
     /// exit 0 when it is replicating, reconnecting, draining or waiting as a standby; 1
@@ -109,6 +113,11 @@ fn main() -> ExitCode {
             Some(load(config))
         }
         Command::Healthcheck { config, addr: None } => Some(load(config)),
+        Command::Decode {
+            config: Some(path), ..
+        } => Some(load(&ConfigArg {
+            config: Some(path.clone()),
+        })),
         Command::Healthcheck { addr: Some(_), .. } | Command::Decode { .. } => None,
     };
     let log = match &config {
@@ -213,7 +222,7 @@ async fn run(cli: Cli, config: Option<Config>) -> Result<ExitCode, Error> {
             config.snapshot.snapshot_again(&snapshot)?;
             daemon(config, start).await
         }
-        Command::Decode { files, verbose } => decode(files, verbose).await,
+        Command::Decode { files, verbose, .. } => decode(files, verbose, config).await,
         Command::Check { .. } => {
             let config = loaded();
             let client = AwsKinesisClient::new(&config.kinesis).await;
@@ -281,7 +290,11 @@ async fn daemon(config: Config, start: StartFrom) -> Result<ExitCode, Error> {
 }
 
 /// `decode`: binlog files to event lines on standard output.
-async fn decode(files: Vec<PathBuf>, verbose: bool) -> Result<ExitCode, Error> {
+async fn decode(
+    files: Vec<PathBuf>,
+    verbose: bool,
+    config: Option<Config>,
+) -> Result<ExitCode, Error> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     let printer = tokio::spawn(async move {
         use std::io::Write;
@@ -304,7 +317,7 @@ async fn decode(files: Vec<PathBuf>, verbose: bool) -> Result<ExitCode, Error> {
         }
         let _flushed: Result<(), _> = out.flush();
     });
-    let result = binlog_kinesis::source::decode_files(&files, tx, verbose).await;
+    let result = binlog_kinesis::source::decode_files(&files, tx, verbose, config.as_ref()).await;
     printer.await.map_err(|source| Error::Task {
         task: "printer",
         source,

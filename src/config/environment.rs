@@ -5,7 +5,7 @@ use super::{validate::invalid, ConfigError, FileConfig, ENV_PREFIX};
 
 /// Settings whose values never appear in a message, as `(section, key)`. A new secret setting
 /// is added here.
-pub(crate) const SECRET_KEYS: &[(&str, &str)] = &[("mysql", "password")];
+pub(crate) const SECRET_KEYS: &[(&str, &str)] = &[("mysql", "password"), ("columns", "hash_key")];
 
 /// The daemon's own variables among `vars`, as text. Other variables are skipped unread: a
 /// non-UTF-8 value elsewhere in the environment is none of the daemon's business.

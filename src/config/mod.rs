@@ -18,6 +18,7 @@
 //! [`FileConfig::validate`]. Every stage gets its own section by value.
 
 mod aws;
+mod columns;
 mod environment;
 mod filter;
 mod raw;
@@ -29,7 +30,12 @@ use serde::{Deserialize, Serialize};
 
 use self::validate::invalid;
 
-pub(crate) use self::{aws::aws_sdk_config, environment::SECRET_KEYS, filter::TableFilter};
+pub(crate) use self::{
+    aws::aws_sdk_config,
+    columns::{ColumnAction, ColumnRules},
+    environment::SECRET_KEYS,
+    filter::TableFilter,
+};
 pub use self::{aws::https_client, raw::*};
 
 /// The environment prefix of per-key overrides.
@@ -89,6 +95,8 @@ pub struct Config {
     pub mysql: MysqlConfig,
     /// Which tables are captured.
     pub(crate) filter: TableFilter,
+    /// What columns show of themselves.
+    pub(crate) columns: ColumnRules,
     /// The destination.
     pub kinesis: KinesisConfig,
     /// Where progress is saved.

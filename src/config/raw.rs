@@ -34,6 +34,54 @@ pub struct FileConfig {
     pub(crate) sink: RawSink,
     /// `[snapshot]`
     pub(crate) snapshot: RawSnapshot,
+    /// `[columns]`
+    pub(crate) columns: RawColumns,
+}
+
+/// `[columns]`: rules for what columns show of themselves (see `config::columns`).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawColumns {
+    /// The HMAC-SHA256 key of `hash` columns: a secret, set from the environment.
+    pub(crate) hash_key: String,
+    /// What `mask` columns become.
+    pub(crate) mask_with: String,
+    /// `[[columns.rules]]`.
+    pub(crate) rules: Vec<RawColumnRule>,
+}
+
+impl Default for RawColumns {
+    fn default() -> Self {
+        Self {
+            hash_key: String::new(),
+            mask_with: "***".into(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RawColumns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawColumns")
+            .field("hash_key", &"<redacted>")
+            .field("mask_with", &self.mask_with)
+            .field("rules", &self.rules)
+            .finish()
+    }
+}
+
+/// One `[[columns.rules]]` entry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawColumnRule {
+    /// `db.table` patterns, as in `[filter]`.
+    pub(crate) tables: Vec<String>,
+    /// Columns never written.
+    pub(crate) exclude: Vec<String>,
+    /// Columns written as a keyed hash.
+    pub(crate) hash: Vec<String>,
+    /// Columns written as `mask_with`.
+    pub(crate) mask: Vec<String>,
 }
 
 /// `[mysql]`: the source server.

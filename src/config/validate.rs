@@ -13,6 +13,7 @@ impl FileConfig {
         Ok(Config {
             snapshot: snapshot(self.snapshot, &self.filter)?,
             filter: TableFilter::new(&self.filter.include, &self.filter.exclude)?,
+            columns: ColumnRules::new(&self.columns)?,
             checkpoint: checkpoint(self.checkpoint, kinesis.region.clone())?,
             shutdown: ShutdownConfig {
                 drain_timeout: positive_ms(

@@ -117,6 +117,13 @@ pub enum SourceError {
     /// A table a snapshot cannot read.
     #[error(transparent)]
     Snapshot(Box<snapshot::SnapshotError>),
+    /// `[columns]` rules a table cannot take (a primary-key column excluded or masked),
+    /// found at startup.
+    #[error("{finding}")]
+    ColumnRule {
+        /// The rule, the table, the column, and what to do instead.
+        finding: String,
+    },
     /// A TABLE_MAP the daemon cannot use.
     #[error("at {position}")]
     Schema {

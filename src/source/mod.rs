@@ -67,6 +67,7 @@ mod file;
 pub mod integrity;
 pub(crate) mod lock;
 mod reader;
+pub(crate) mod rules;
 pub mod schema;
 pub mod snapshot;
 pub mod start;
@@ -139,6 +140,8 @@ pub(crate) struct SourceConfig {
     pub(crate) signal_table: Option<crate::event::TableName>,
     /// The tables signals may name (`[filter]`), which `filter` is not when decoding files.
     pub(crate) captured: TableFilter,
+    /// `[columns]`: what each column shows of itself.
+    pub(crate) columns: crate::config::ColumnRules,
 }
 
 impl SourceConfig {
@@ -164,6 +167,7 @@ impl SourceConfig {
             snapshot: None,
             signal_table: config.snapshot.signal_table.clone(),
             captured: config.filter.clone(),
+            columns: config.columns.clone(),
         }
     }
 }
@@ -297,6 +301,7 @@ pub async fn decode_files(
     paths: &[std::path::PathBuf],
     output: mpsc::Sender<Message>,
     verbose: bool,
+    rules_from: Option<&Config>,
 ) -> Result<u64, SourceError> {
     let mut total = 0;
     for path in paths {
@@ -327,6 +332,7 @@ pub async fn decode_files(
             snapshot: None,
             signal_table: None,
             captured: TableFilter::default(),
+            columns: rules_from.map(|c| c.columns.clone()).unwrap_or_default(),
         };
         let mut reader = Reader::new(
             config,

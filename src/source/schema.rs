@@ -16,7 +16,10 @@ use mysql_common::{
 };
 
 use super::{catalog::CatalogTable, decode::ColumnCodec};
-use crate::event::TableName;
+use crate::{
+    config::{ColumnAction, ColumnRules},
+    event::TableName,
+};
 
 /// Collation id of the `binary` character set.
 pub(crate) const BINARY_COLLATION: u16 = 63;
@@ -84,6 +87,17 @@ pub enum SchemaError {
         table: TableName,
         /// Its database.
         database: String,
+    },
+    /// A `[columns]` rule would exclude or mask a primary-key column: the events of the table
+    /// could no longer be told apart, ordered or deduplicated by their key.
+    #[error("[columns] rules {action} column {column} of {table}, which is part of its primary key (rows are identified, ordered and partitioned by it): hash it instead (hash = [\"{column}\"]), or leave the table out of the rule")]
+    RuleOnKey {
+        /// The table.
+        table: TableName,
+        /// The column.
+        column: String,
+        /// `exclude` or `mask`.
+        action: &'static str,
     },
     /// The metadata is malformed or of an unknown type.
     #[error("table map of {table} is malformed: {message}")]
@@ -229,6 +243,31 @@ impl TableSchema {
             columns,
             primary_key,
         })
+    }
+}
+
+impl TableSchema {
+    /// The table with `rules` applied to its columns' codecs (see `config::columns`); a rule
+    /// that would exclude or mask a primary-key column is refused.
+    pub(crate) fn with_rules(mut self, rules: &ColumnRules) -> Result<Self, SchemaError> {
+        if !rules.covers(&self.database, &self.table) {
+            return Ok(self);
+        }
+        let names = self.columns.iter().map(|c| c.name.as_str());
+        let actions = rules.actions(&self.database, &self.table, names);
+        for (index, (codec, action)) in self.codecs.iter_mut().zip(actions).enumerate() {
+            if self.primary_key.contains(&index)
+                && matches!(action, ColumnAction::Exclude | ColumnAction::Mask(_))
+            {
+                return Err(SchemaError::RuleOnKey {
+                    table: self.name.clone(),
+                    column: self.columns[index].name.clone(),
+                    action: action.name(),
+                });
+            }
+            codec.set_action(action);
+        }
+        Ok(self)
     }
 }
 

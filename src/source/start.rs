@@ -181,6 +181,14 @@ pub(crate) async fn begin(
     let (snapshot_config, filter) = (&config.snapshot, &config.filter);
     let snapshot = snapshots::plan(&mut conn, snapshot_config, filter, saved, server.is_mariadb);
     let snapshot = snapshot.await?;
+    for finding in super::rules::findings(&mut conn, filter, &config.columns).await? {
+        if finding.on_key {
+            return Err(SourceError::ColumnRule {
+                finding: finding.to_string(),
+            });
+        }
+        tracing::warn!(table = %finding.table, column = %finding.column, rule = finding.word, "{finding}");
+    }
     let plan = plan(asked, boundary, server)?;
     let save_start = plan.saved_before_reading();
     let error = match open(conn, plan, server, &config.mysql).await {

@@ -71,6 +71,7 @@ async fn replay_with(path: &Path, positional_names: bool) -> Replay {
         snapshot: None,
         signal_table: None,
         captured: TableFilter::default(),
+        columns: Default::default(),
     };
     let mut reader = Reader::new(
         config,
@@ -266,6 +267,7 @@ async fn run_with_interruption(
         snapshot: None,
         signal_table: None,
         captured: TableFilter::default(),
+        columns: Default::default(),
     };
     let mut reader = Reader::new(
         config,
@@ -373,7 +375,7 @@ async fn decoded(path: &Path) -> (Vec<String>, Result<u64, SourceError>) {
         }
         lines
     });
-    let result = decode_files(&[path.to_owned()], tx, false).await;
+    let result = decode_files(&[path.to_owned()], tx, false, None).await;
     (collector.await.unwrap(), result)
 }
 

@@ -228,8 +228,11 @@ fn ecs_task_json_is_a_valid_fargate_task_definition_for_this_daemon() {
             .iter()
             .map(|(name, from)| (name.as_str(), from.starts_with("arn:aws:secretsmanager:")))
             .collect::<Vec<_>>(),
-        [("BINLOG_KINESIS__MYSQL__PASSWORD", true)],
-        "the password comes from Secrets Manager, and only it"
+        [
+            ("BINLOG_KINESIS__MYSQL__PASSWORD", true),
+            ("BINLOG_KINESIS__COLUMNS__HASH_KEY", true)
+        ],
+        "the password and the hash key come from Secrets Manager, and only they"
     );
     let named: BTreeSet<String> = environment
         .iter()

@@ -169,6 +169,21 @@ pub struct MariaDb {
 }
 
 impl MariaDb {
+    /// The server's binlog files, oldest first.
+    pub fn binlog_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("binlog"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| {
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("mariadb-bin.0"))
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
     pub async fn start() -> Self {
         Self::start_with(false).await
     }
@@ -674,6 +689,23 @@ impl Ministack {
     /// Every record in the stream, shard by shard, in stream order: its partition key and its
     /// events.
     pub async fn records(&self, stream: &str) -> Vec<(String, Vec<ChangeEvent>)> {
+        self.raw_records(stream)
+            .await
+            .into_iter()
+            .map(|(key, data)| {
+                let events = data
+                    .lines()
+                    .map(|line| {
+                        serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"))
+                    })
+                    .collect();
+                (key, events)
+            })
+            .collect()
+    }
+
+    /// Every record of `stream` as it was put: partition key and data, shard by shard.
+    pub async fn raw_records(&self, stream: &str) -> Vec<(String, String)> {
         let client = self.client().await;
         let sdk = client.sdk();
         let shards = sdk.list_shards().stream_name(stream).send().await.unwrap();
@@ -701,13 +733,7 @@ impl Ministack {
                     let data = std::str::from_utf8(record.data().as_ref()).unwrap();
                     assert!(data.ends_with('\n'), "every record ends with a newline");
                     let key = record.partition_key().unwrap_or_default().to_owned();
-                    let events = data
-                        .lines()
-                        .map(|line| {
-                            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"))
-                        })
-                        .collect();
-                    records.push((key, events));
+                    records.push((key, data.to_owned()));
                 }
                 if output.records().is_empty() {
                     break;

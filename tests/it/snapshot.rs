@@ -133,13 +133,9 @@ async fn the_driver_reads_each_asked_chunk_once_in_key_order() {
             "GRANT SELECT ON shop.* TO 'cdc'@'%'",
         ])
         .await;
-    let config = snapshot::DriverConfig {
-        mysql: world.config(&[]).mysql,
-        chunk_rows: 64,
-        chunk_bytes: usize::MAX,
-        watermark: None,
-        parallel_tables: 1,
-    };
+    let mut config = snapshot::DriverConfig::new(&world.config(&[]), true);
+    config.chunk_rows = 64;
+    config.chunk_bytes = usize::MAX;
     let (asks_tx, asks_rx) = tokio::sync::mpsc::channel(1);
     let (arrivals_tx, mut arrivals_rx) = tokio::sync::mpsc::channel(1);
     let driver = tokio::spawn(snapshot::serve(config, 0, asks_rx, arrivals_tx));

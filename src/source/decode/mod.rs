@@ -21,7 +21,7 @@ use mysql_common::{
 };
 
 use super::schema::{ColumnSchema, TableSchema, BINARY_COLLATION};
-use crate::event::Op;
+use crate::{config::ColumnAction, event::Op};
 
 /// A rows event that cannot be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,6 +133,8 @@ pub(crate) struct ColumnCodec {
     /// `"name":`.
     key: Vec<u8>,
     kind: Kind,
+    /// What `[columns]` makes of the values.
+    action: ColumnAction,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +161,16 @@ impl ColumnCodec {
     /// The column's `"name":`, escaped.
     pub(crate) fn key(&self) -> &[u8] {
         &self.key
+    }
+
+    /// What `[columns]` makes of the values.
+    pub(crate) fn action(&self) -> &ColumnAction {
+        &self.action
+    }
+
+    /// Sets what `[columns]` makes of the values.
+    pub(crate) fn set_action(&mut self, action: ColumnAction) {
+        self.action = action;
     }
 
     /// The codec of `column`.
@@ -200,7 +212,11 @@ impl ColumnCodec {
             },
             _ => Kind::General,
         };
-        Self { key, kind }
+        Self {
+            key,
+            kind,
+            action: ColumnAction::Keep,
+        }
     }
 }
 
@@ -424,32 +440,48 @@ fn write_image<'a>(
     let start = out.buf.len();
     out.buf.push(b'{');
     let mut image_index = 0;
+    let mut written = 0;
     for (index, (column, codec)) in schema.columns.iter().zip(&schema.codecs).enumerate() {
         if !present(index) {
             continue;
         }
-        if image_index > 0 {
-            out.buf.push(b',');
-        }
-        out.buf.extend_from_slice(&codec.key);
-        let value_start = out.buf.len();
         let is_null = null_bitmap[image_index / 8] & (1 << (image_index % 8)) != 0;
         image_index += 1;
+        let failed = |source| DecodeError::Column {
+            name: column.name.clone(),
+            column_type: format!("{:?}", column.column_type),
+            source,
+        };
+        if matches!(codec.action, ColumnAction::Exclude) {
+            // Read past, never written: no name, no value.
+            if !is_null {
+                skip_value(column, codec, buf).map_err(failed)?;
+            }
+            continue;
+        }
+        if written > 0 {
+            out.buf.push(b',');
+        }
+        written += 1;
+        out.buf.extend_from_slice(&codec.key);
+        let value_start = out.buf.len();
         if is_null {
             out.buf.extend_from_slice(b"null");
+        } else if let ColumnAction::Mask(mask) = &codec.action {
+            skip_value(column, codec, buf).map_err(failed)?;
+            out.buf.extend_from_slice(mask);
         } else {
             let room = max_row_bytes.saturating_sub(out.buf.len() - out.row_start + out.skipped);
-            let written =
-                write_value(column, codec, buf, &mut out.buf, room).map_err(|source| {
-                    DecodeError::Column {
-                        name: column.name.clone(),
-                        column_type: format!("{:?}", column.column_type),
-                        source,
+            match write_value(column, codec, buf, &mut out.buf, room).map_err(failed)? {
+                Written::Skipped(bytes) => {
+                    out.skipped += bytes;
+                    out.buf.extend_from_slice(b"null");
+                }
+                Written::Value => {
+                    if let ColumnAction::Hash(key) = &codec.action {
+                        key.hash_in_place(&mut out.buf, value_start);
                     }
-                })?;
-            if let Written::Skipped(bytes) = written {
-                out.skipped += bytes;
-                out.buf.extend_from_slice(b"null");
+                }
             }
         }
         out.spans[index] = Some((value_start, out.buf.len()));
@@ -536,6 +568,31 @@ fn write_value<'a>(
         }
     }
     Ok(Written::Value)
+}
+
+/// Reads past one non-null value without converting it (an excluded or masked column): the
+/// length prefixes and fixed widths are read, the value is not.
+fn skip_value<'a>(
+    column: &'a ColumnSchema,
+    codec: &ColumnCodec,
+    buf: &mut ParseBuf<'a>,
+) -> Result<(), ValueError> {
+    let short = |_: std::io::Error| ValueError::Truncated;
+    match codec.kind {
+        Kind::Integer { width, .. } => {
+            let _: &[u8] = buf.parse(usize::from(width)).map_err(short)?;
+        }
+        Kind::Bytes { len_bytes, .. } => {
+            let prefix: &[u8] = buf.parse(usize::from(len_bytes)).map_err(short)?;
+            let mut raw = [0u8; 4];
+            raw[..prefix.len()].copy_from_slice(prefix);
+            let _: &[u8] = buf.parse(u32::from_le_bytes(raw) as usize).map_err(short)?;
+        }
+        Kind::DateTime2 { .. } | Kind::General => {
+            parse_value(column, buf).map_err(short)?;
+        }
+    }
+    Ok(())
 }
 
 /// One value, by `mysql_common`'s parser.

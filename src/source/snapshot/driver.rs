@@ -93,6 +93,8 @@ pub struct DriverConfig {
     pub watermark: Option<(TableName, String)>,
     /// Tables read at once: one driver, and one connection, each.
     pub parallel_tables: usize,
+    /// `[columns]`: what each column shows of itself.
+    pub(crate) columns: crate::config::ColumnRules,
 }
 
 impl DriverConfig {
@@ -110,6 +112,7 @@ impl DriverConfig {
             chunk_rows: snapshot.chunk_rows,
             chunk_bytes: snapshot.chunk_bytes,
             parallel_tables: snapshot.parallel_tables,
+            columns: config.columns.clone(),
             watermark: watermark
                 .map(|table| (table, format!("watermark:{}", config.kinesis.stream))),
         }
@@ -234,7 +237,10 @@ impl Driver {
                     return Ok(Some(self.arrival(ask, at, Chunk::default(), true, started)));
                 }
                 other => {
-                    let table = Arc::new(other?);
+                    let table = other?
+                        .with_rules(&self.config.columns)
+                        .map_err(|error| SourceError::Snapshot(Box::new(error)))?;
+                    let table = Arc::new(table);
                     self.described = Some((ask.table.clone(), ask.ddl_epoch, Arc::clone(&table)));
                     self.estimated_rows = super::estimate(conn, &ask.table).await?.0;
                     table

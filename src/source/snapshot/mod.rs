@@ -48,6 +48,7 @@ use super::{
     SourceError,
 };
 use crate::{
+    config::ColumnAction,
     event::{gtid_json, line_prefix, write_json, EventLine, Op, TableName},
     position::BinlogPosition,
 };
@@ -78,6 +79,14 @@ pub enum SnapshotError {
     NoTable {
         /// The table.
         table: TableName,
+    },
+    /// `[columns]` rules the table's keys cannot take.
+    #[error("{message}")]
+    Rules {
+        /// The table.
+        table: TableName,
+        /// Which rule, which column, what to do instead.
+        message: String,
     },
     /// A table whose engine has no consistent read (MyISAM, Aria, MEMORY, ...): its rows
     /// cannot be read as of one binlog position without locking it.
@@ -202,12 +211,7 @@ impl SnapshotTable {
                     column: column.name.clone(),
                     data_type: column.data_type.clone(),
                 })?;
-            let quoted = quote(&column.name);
-            select.push(match how {
-                Fetch::UnixTimestamp => format!("UNIX_TIMESTAMP({quoted})"),
-                Fetch::EnumIndex | Fetch::SetBits => format!("{quoted}+0"),
-                Fetch::Plain | Fetch::Year => quoted,
-            });
+            select.push(select_expression(&column.name, how));
             fetch.push(how);
             columns.push(ColumnSchema {
                 name: column.name.clone(),
@@ -236,6 +240,46 @@ impl SnapshotTable {
             fetch,
             select: select.join(", "),
         })
+    }
+
+    /// The table with `[columns]` rules applied: an excluded column is selected as `NULL`
+    /// (its values never leave the server) and not written; a masked one is written as the
+    /// mask; a hashed one as its hash. Excluding or masking a column of the key the chunks
+    /// page by is refused, as the binlog path refuses it for a primary key.
+    pub(crate) fn with_rules(
+        mut self,
+        rules: &crate::config::ColumnRules,
+    ) -> Result<Self, SnapshotError> {
+        if !rules.covers(&self.schema.database, &self.schema.table) {
+            return Ok(self);
+        }
+        let schema =
+            (*self.schema)
+                .clone()
+                .with_rules(rules)
+                .map_err(|error| SnapshotError::Rules {
+                    table: self.schema.name.clone(),
+                    message: error.to_string(),
+                })?;
+        let mut select: Vec<String> = Vec::with_capacity(schema.columns.len());
+        for (index, (column, codec)) in schema.columns.iter().zip(&schema.codecs).enumerate() {
+            let action = codec.action();
+            if self.chunk_key.contains(&index)
+                && matches!(action, ColumnAction::Exclude | ColumnAction::Mask(_))
+            {
+                return Err(SnapshotError::Rules {
+                    table: schema.name.clone(),
+                    message: format!("[columns] rules {} column {} of {}, which is part of the unique key its rows are matched and paged by (it has no primary key): hash it instead, or leave the table out of the rule", action.name(), column.name, schema.name),
+                });
+            }
+            select.push(match action {
+                ColumnAction::Exclude => "NULL".to_owned(),
+                _ => select_expression(&column.name, self.fetch[index]),
+            });
+        }
+        self.select = select.join(", ");
+        self.schema = Arc::new(schema);
+        Ok(self)
     }
 
     /// For a table chunked by a unique key (it has no primary key): that key's column names.
@@ -415,13 +459,26 @@ impl SnapshotTable {
         spans.clear();
         after.push(b'{');
         let columns = schema.columns.iter().zip(&self.fetch).zip(&self.direct);
+        let mut written = 0;
         for (index, (((column, how), direct), value)) in columns.zip(values).enumerate() {
-            if index > 0 {
+            let action = schema.codecs[index].action();
+            if matches!(action, ColumnAction::Exclude) {
+                // Selected as NULL: nothing of it left the server.
+                spans.push((after.len(), after.len()));
+                continue;
+            }
+            if written > 0 {
                 after.push(b',');
             }
+            written += 1;
             after.extend_from_slice(schema.codecs[index].key());
             let start = after.len();
-            if let Some(value) = direct.write(&mut after, value) {
+            if let ColumnAction::Mask(mask) = action {
+                match value {
+                    Value::NULL => after.extend_from_slice(b"null"),
+                    _ => after.extend_from_slice(mask),
+                }
+            } else if let Some(value) = direct.write(&mut after, value) {
                 let converted =
                     snapshot_json(column, *how, value).map_err(|source| SnapshotError::Value {
                         table: schema.name.clone(),
@@ -429,6 +486,11 @@ impl SnapshotTable {
                         source,
                     })?;
                 write_json(&mut after, &converted);
+            }
+            if let ColumnAction::Hash(key) = action {
+                if &after[start..] != b"null" {
+                    key.hash_in_place(&mut after, start);
+                }
             }
             spans.push((start, after.len()));
         }
@@ -485,6 +547,16 @@ impl SnapshotTable {
             None,
             Some(&row.after),
         )
+    }
+}
+
+/// What the select list reads for a column read as `how`.
+fn select_expression(name: &str, how: Fetch) -> String {
+    let quoted = quote(name);
+    match how {
+        Fetch::UnixTimestamp => format!("UNIX_TIMESTAMP({quoted})"),
+        Fetch::EnumIndex | Fetch::SetBits => format!("{quoted}+0"),
+        Fetch::Plain | Fetch::Year => quoted,
     }
 }
 
