@@ -149,7 +149,7 @@ impl Error {
                 | SourceError::UnusableStartGtid { .. }
                 | SourceError::ColumnRule { .. }
                 | SourceError::Schema {
-                    source: SchemaError::RuleOnKey { .. },
+                    source: SchemaError::RuleOnKey { .. } | SchemaError::WatchedColumn { .. },
                     ..
                 },
             ) => 2,

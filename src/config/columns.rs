@@ -19,7 +19,10 @@ use std::sync::Arc;
 
 use hmac::{KeyInit, Mac};
 
-use super::{filter::TableFilter, ConfigError, Secret};
+use super::{
+    filter::{rule_tables, TableFilter},
+    ConfigError, Secret,
+};
 
 /// One `[[columns.rules]]` entry, validated.
 #[derive(Debug, Clone)]
@@ -115,17 +118,7 @@ impl ColumnRules {
         };
         let mut rules = Vec::new();
         for (n, rule) in raw.rules.iter().enumerate() {
-            if rule.tables.is_empty() {
-                return Err(invalid(
-                    "rules",
-                    format!(
-                        "rule {} names no tables: set tables = [\"db.table\", \"db.*\"]",
-                        n + 1
-                    ),
-                ));
-            }
-            let tables = TableFilter::new(&rule.tables, &[])
-                .map_err(|error| invalid("rules", format!("rule {}: {error}", n + 1)))?;
+            let tables = rule_tables("columns", n + 1, &rule.tables)?;
             let names = |list: &[String]| -> Result<Vec<String>, ConfigError> {
                 list.iter()
                     .map(|name| {

@@ -47,6 +47,26 @@ impl TableFilter {
     }
 }
 
+/// The `tables` of rule `n` (from 1) of `[section]`'s rules: at least one pattern, each as in
+/// `[filter]`.
+pub(super) fn rule_tables(
+    section: &'static str,
+    n: usize,
+    tables: &[String],
+) -> Result<TableFilter, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        section,
+        key: "rules",
+        message,
+    };
+    if tables.is_empty() {
+        return Err(invalid(format!(
+            "rule {n} names no tables: set tables = [\"db.table\", \"db.*\"]"
+        )));
+    }
+    TableFilter::new(tables, &[]).map_err(|error| invalid(format!("rule {n}: {error}")))
+}
+
 /// Matches `text` against `pattern`, where `*` matches any run of characters (including none).
 pub(super) fn glob(pattern: &str, text: &str) -> bool {
     let (pattern, text): (Vec<char>, Vec<char>) =

@@ -18,6 +18,7 @@
 //! [`FileConfig::validate`]. Every stage gets its own section by value.
 
 mod aws;
+mod changes;
 mod columns;
 mod environment;
 mod filter;
@@ -32,6 +33,7 @@ use self::validate::invalid;
 
 pub(crate) use self::{
     aws::aws_sdk_config,
+    changes::{ChangeRules, Ops},
     columns::{ColumnAction, ColumnRules},
     environment::SECRET_KEYS,
     filter::TableFilter,
@@ -97,6 +99,8 @@ pub struct Config {
     pub(crate) filter: TableFilter,
     /// What columns show of themselves.
     pub(crate) columns: ColumnRules,
+    /// Which row changes are sent.
+    pub(crate) changes: ChangeRules,
     /// The destination.
     pub kinesis: KinesisConfig,
     /// Where progress is saved.

@@ -36,6 +36,28 @@ pub struct FileConfig {
     pub(crate) snapshot: RawSnapshot,
     /// `[columns]`
     pub(crate) columns: RawColumns,
+    /// `[changes]`
+    pub(crate) changes: RawChanges,
+}
+
+/// `[changes]`: which row changes are sent (see `config::changes`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawChanges {
+    /// `[[changes.rules]]`.
+    pub(crate) rules: Vec<RawChangeRule>,
+}
+
+/// One `[[changes.rules]]` entry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawChangeRule {
+    /// `db.table` patterns, as in `[filter]`.
+    pub(crate) tables: Vec<String>,
+    /// Columns whose change makes an update worth sending; empty: every update.
+    pub(crate) emit_update_when_changed: Vec<String>,
+    /// Operations sent (`insert`, `update`, `delete`, `truncate`); empty: all.
+    pub(crate) ops: Vec<String>,
 }
 
 /// `[columns]`: rules for what columns show of themselves (see `config::columns`).

@@ -14,6 +14,7 @@ impl FileConfig {
             snapshot: snapshot(self.snapshot, &self.filter)?,
             filter: TableFilter::new(&self.filter.include, &self.filter.exclude)?,
             columns: ColumnRules::new(&self.columns)?,
+            changes: ChangeRules::new(&self.changes)?,
             checkpoint: checkpoint(self.checkpoint, kinesis.region.clone())?,
             shutdown: ShutdownConfig {
                 drain_timeout: positive_ms(

@@ -174,6 +174,26 @@ pub(crate) const OVERSIZE_SKIPPED: Metric = Metric {
     help: "Events larger than the maximum record size, skipped (kinesis.oversize = \"skip\").",
 };
 
+/// Counter: row changes read but not sent because their table's `[changes]` rule leaves out
+/// their operation (`ops`).
+pub(crate) const EVENTS_FILTERED_BY_OP: Metric = Metric {
+    name: "EventsFilteredByOp",
+    prometheus: "binlog_kinesis_events_filtered_by_op_total",
+    kind: Kind::Counter,
+    unit: Unit::Count,
+    help: "Row changes not sent: their operation is not in their table's [changes] ops.",
+};
+
+/// Counter: updates read but not sent because they changed none of the columns their
+/// table's `[changes]` rule watches (`emit_update_when_changed`).
+pub(crate) const EVENTS_FILTERED_UNCHANGED: Metric = Metric {
+    name: "EventsFilteredUnchanged",
+    prometheus: "binlog_kinesis_events_filtered_unchanged_total",
+    kind: Kind::Counter,
+    unit: Unit::Count,
+    help: "Updates not sent: they changed none of their table's [changes] emit_update_when_changed columns.",
+};
+
 /// Counter: replication connections lost and reopened (one per incident, however many
 /// attempts it took).
 pub(crate) const RECONNECTS: Metric = Metric {
@@ -267,6 +287,8 @@ pub const CATALOG: &[Metric] = &[
     FAILED_RECORDS,
     RETRIES,
     OVERSIZE_SKIPPED,
+    EVENTS_FILTERED_BY_OP,
+    EVENTS_FILTERED_UNCHANGED,
     RECONNECTS,
     CHECKPOINTS_WRITTEN,
     PUBLISH_FAILURES,

@@ -159,6 +159,10 @@ pub(crate) struct Metrics {
     pub(crate) retries: Counter,
     /// See [`OVERSIZE_SKIPPED`].
     pub(crate) oversize_skipped: Counter,
+    /// See [`EVENTS_FILTERED_BY_OP`].
+    pub(crate) events_filtered_op: Counter,
+    /// See [`EVENTS_FILTERED_UNCHANGED`].
+    pub(crate) events_filtered_unchanged: Counter,
     /// See [`RECONNECTS`].
     pub(crate) reconnects: Counter,
     /// See [`CHECKPOINTS_WRITTEN`].
@@ -225,6 +229,8 @@ impl Metrics {
             failed_records: Counter::default(),
             retries: Counter::default(),
             oversize_skipped: Counter::default(),
+            events_filtered_op: Counter::default(),
+            events_filtered_unchanged: Counter::default(),
             reconnects: Counter::default(),
             checkpoints_written: Counter::default(),
             publish_failures: Counter::default(),
@@ -396,6 +402,11 @@ impl Metrics {
             (FAILED_RECORDS, self.failed_records.get()),
             (RETRIES, self.retries.get()),
             (OVERSIZE_SKIPPED, self.oversize_skipped.get()),
+            (EVENTS_FILTERED_BY_OP, self.events_filtered_op.get()),
+            (
+                EVENTS_FILTERED_UNCHANGED,
+                self.events_filtered_unchanged.get(),
+            ),
             (RECONNECTS, self.reconnects.get()),
             (CHECKPOINTS_WRITTEN, self.checkpoints_written.get()),
             (PUBLISH_FAILURES, self.publish_failures.get()),

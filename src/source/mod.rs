@@ -142,6 +142,8 @@ pub(crate) struct SourceConfig {
     pub(crate) captured: TableFilter,
     /// `[columns]`: what each column shows of itself.
     pub(crate) columns: crate::config::ColumnRules,
+    /// `[changes]`: which row changes are sent.
+    pub(crate) changes: crate::config::ChangeRules,
 }
 
 impl SourceConfig {
@@ -168,6 +170,7 @@ impl SourceConfig {
             signal_table: config.snapshot.signal_table.clone(),
             captured: config.filter.clone(),
             columns: config.columns.clone(),
+            changes: config.changes.clone(),
         }
     }
 }
@@ -333,6 +336,7 @@ pub async fn decode_files(
             signal_table: None,
             captured: TableFilter::default(),
             columns: rules_from.map(|c| c.columns.clone()).unwrap_or_default(),
+            changes: Default::default(),
         };
         let mut reader = Reader::new(
             config,

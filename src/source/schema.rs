@@ -17,7 +17,7 @@ use mysql_common::{
 
 use super::{catalog::CatalogTable, decode::ColumnCodec};
 use crate::{
-    config::{ColumnAction, ColumnRules},
+    config::{ChangeRules, ColumnAction, ColumnRules, Ops},
     event::TableName,
 };
 
@@ -56,6 +56,18 @@ pub(crate) struct TableSchema {
     pub(crate) primary_key: Vec<usize>,
     /// How each column's values are written as JSON, in column order.
     pub(crate) codecs: Vec<ColumnCodec>,
+    /// `[changes]`: which of its changes are sent; `None`: all.
+    pub(crate) changes: Option<SchemaChanges>,
+}
+
+/// A table's `[changes]` rule, resolved to its columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SchemaChanges {
+    /// The operations sent.
+    pub(crate) ops: Ops,
+    /// Indexes into `columns` of `emit_update_when_changed`: an update changing none of them
+    /// is not sent; empty: every update is.
+    pub(crate) watch: Vec<usize>,
 }
 
 /// A TABLE_MAP the daemon cannot use.
@@ -99,6 +111,17 @@ pub enum SchemaError {
         /// `exclude` or `mask`.
         action: &'static str,
     },
+    /// A `[changes]` rule watches a column the table does not have, or one a `[columns]` rule
+    /// hides: updates would be judged without it, and sent or dropped wrongly.
+    #[error("[changes] rule of {table}: emit_update_when_changed names column {column}, which {why}: an update's change to it could not be seen, so updates would be dropped wrongly; fix the rule (or the [columns] rule)")]
+    WatchedColumn {
+        /// The table.
+        table: TableName,
+        /// The column.
+        column: String,
+        /// `the table does not have`, or what `[columns]` does to it.
+        why: String,
+    },
     /// The metadata is malformed or of an unknown type.
     #[error("table map of {table} is malformed: {message}")]
     Malformed {
@@ -135,6 +158,7 @@ impl TableSchema {
             codecs: columns.iter().map(ColumnCodec::new).collect(),
             columns,
             primary_key,
+            changes: None,
         }
     }
 
@@ -242,11 +266,48 @@ impl TableSchema {
             codecs: columns.iter().map(ColumnCodec::new).collect(),
             columns,
             primary_key,
+            changes: None,
         })
     }
 }
 
 impl TableSchema {
+    /// The table with its `[changes]` rule, if one matches; apply the `[columns]` rules first
+    /// (a watched column they exclude or mask is refused).
+    pub(crate) fn with_changes(mut self, rules: &ChangeRules) -> Result<Self, SchemaError> {
+        let Some(rule) = rules.of(&self.database, &self.table) else {
+            return Ok(self);
+        };
+        let mut watch = Vec::with_capacity(rule.when_changed.len());
+        for name in &rule.when_changed {
+            let refused = |why: String| SchemaError::WatchedColumn {
+                table: self.name.clone(),
+                column: name.clone(),
+                why,
+            };
+            let Some(index) = self
+                .columns
+                .iter()
+                .position(|c| c.name.to_lowercase() == *name)
+            else {
+                return Err(refused("the table does not have".into()));
+            };
+            if matches!(
+                self.codecs[index].action(),
+                ColumnAction::Exclude | ColumnAction::Mask(_)
+            ) {
+                let action = self.codecs[index].action().name();
+                return Err(refused(format!("a [columns] rule tells to {action}")));
+            }
+            watch.push(index);
+        }
+        self.changes = Some(SchemaChanges {
+            ops: rule.ops,
+            watch,
+        });
+        Ok(self)
+    }
+
     /// The table with `rules` applied to its columns' codecs (see `config::columns`); a rule
     /// that would exclude or mask a primary-key column is refused.
     pub(crate) fn with_rules(mut self, rules: &ColumnRules) -> Result<Self, SchemaError> {

@@ -72,6 +72,7 @@ async fn replay_with(path: &Path, positional_names: bool) -> Replay {
         signal_table: None,
         captured: TableFilter::default(),
         columns: Default::default(),
+        changes: Default::default(),
     };
     let mut reader = Reader::new(
         config,
@@ -268,6 +269,7 @@ async fn run_with_interruption(
         signal_table: None,
         captured: TableFilter::default(),
         columns: Default::default(),
+        changes: Default::default(),
     };
     let mut reader = Reader::new(
         config,

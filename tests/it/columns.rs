@@ -9,7 +9,7 @@ use std::{process::Stdio, time::Duration};
 
 use serde_json::{json, Value};
 
-use crate::harness::{eventually, free_port, World};
+use crate::harness::{eventually, free_port, http_get, World};
 
 /// The hash key the daemon is given.
 const KEY: &str = "column-rules-test-key-0123456789";
@@ -68,7 +68,8 @@ async fn tables(world: &World) {
 async fn column_rules_hold_in_snapshots_binlog_rows_keys_logs_and_decode() {
     let world = World::new().await;
     tables(&world).await;
-    let listen = format!("127.0.0.1:{}", free_port());
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
     let log_path = world.checkpoint_path().with_extension("log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut daemon = world
@@ -96,7 +97,10 @@ async fn column_rules_hold_in_snapshots_binlog_rows_keys_logs_and_decode() {
         ])
         .await;
     world.wait_replicating().await;
-    let metrics = http_get(&listen, "/metrics").await;
+    let metrics = eventually(Duration::from_secs(10), async || {
+        http_get(port, "/metrics").await.map(|(_, body)| body)
+    })
+    .await;
     assert!(metrics.contains("binlog_kinesis"), "{metrics}");
     let status = std::process::Command::new("kill")
         .args(["-TERM", &daemon.id().to_string()])
@@ -267,18 +271,4 @@ async fn a_rule_on_a_key_column_is_refused_and_a_missing_column_warned() {
 /// An image as the test compares it: `None` for null.
 fn image(map: &Option<serde_json::Map<String, Value>>) -> Option<Value> {
     map.clone().map(Value::Object)
-}
-
-/// The body of `GET path` from `addr`.
-async fn http_get(addr: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    eventually(Duration::from_secs(10), async || {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut body = String::new();
-        stream.read_to_string(&mut body).await.ok()?;
-        Some(body)
-    })
-    .await
 }

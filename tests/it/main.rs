@@ -2,6 +2,7 @@
 //! real binary under signals. See `harness` for how the services are started.
 
 mod binary;
+mod changes;
 mod columns;
 mod deploy;
 mod harness;

@@ -273,6 +273,8 @@ pub(crate) struct EncodedRows {
     /// because the row is already too large to send.
     row_start: usize,
     skipped: usize,
+    /// The before image's spans of the columns `[changes]` watches, while writing an update.
+    watched: Vec<Option<(usize, usize)>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -282,6 +284,7 @@ struct EncodedRow {
     before: Option<(usize, usize)>,
     after: Option<(usize, usize)>,
     oversize: Option<usize>,
+    unchanged: bool,
 }
 
 /// One row change as JSON objects; `None` where the event has no such image (or the table
@@ -301,6 +304,9 @@ pub(crate) struct RowJson<'a> {
     /// at least this many bytes. Its large values were then never encoded (they are `null`
     /// in the images), so it must not be sent, only reported.
     pub(crate) oversize: Option<usize>,
+    /// An update that changed none of the columns its table's `[changes]` rule watches
+    /// (`emit_update_when_changed`): both images hold each of them, with the same value.
+    pub(crate) unchanged: bool,
 }
 
 impl EncodedRows {
@@ -323,6 +329,7 @@ impl EncodedRows {
             before: fragment(row.before),
             after: fragment(row.after),
             oversize: row.oversize,
+            unchanged: row.unchanged,
         })
     }
 }
@@ -376,10 +383,27 @@ pub(crate) fn encode_rows(
         let before_key = (op == Op::Update && before.is_some())
             .then(|| write_key(schema, out))
             .flatten();
+        let watch = match &schema.changes {
+            Some(changes) if op == Op::Update && before.is_some() => changes.watch.as_slice(),
+            _ => &[],
+        };
+        out.watched.clear();
+        out.watched.extend(watch.iter().map(|&i| out.spans[i]));
         let after = after_present
             .as_ref()
             .map(|present| write_image(schema, present, &mut buf, out, max_row_bytes))
             .transpose()?;
+        // Unchanged only when both images hold every watched column, byte for byte the same
+        // (a column an image lacks might have changed).
+        let unchanged = !watch.is_empty()
+            && after.is_some()
+            && watch
+                .iter()
+                .zip(&out.watched)
+                .all(|(&i, before)| match (before, out.spans[i]) {
+                    (Some((a, b)), Some((c, d))) => out.buf[*a..*b] == out.buf[c..d],
+                    _ => false,
+                });
         let key_bytes = before_key.map_or(0, |(a, b)| b - a);
         let row_bytes = out.buf.len() - out.row_start - key_bytes + out.skipped;
         let oversize = (out.skipped > 0 || row_bytes > max_row_bytes).then_some(row_bytes);
@@ -392,6 +416,7 @@ pub(crate) fn encode_rows(
             before,
             after,
             oversize,
+            unchanged,
         });
     }
     Ok(())

@@ -576,7 +576,9 @@ impl Reader {
                 let found = catalog.table(&database, &table).await?;
                 built = TableSchema::from_table_map_and_catalog(map, &found);
             }
-            let built = built.and_then(|schema| schema.with_rules(&self.config.columns));
+            let built = built
+                .and_then(|schema| schema.with_rules(&self.config.columns))
+                .and_then(|schema| schema.with_changes(&self.config.changes));
             Some(Arc::new(built.map_err(|source| SourceError::Schema {
                 position: start.clone(),
                 source,

@@ -86,7 +86,18 @@ impl Reader {
             None => gtid_json(None),
         };
         let by_primary_key = self.config.partition_by_primary_key;
+        if let Some(changes) = &schema.changes {
+            if !changes.ops.sends(encoded.op()) {
+                // Read, not sent: the transaction's boundary still moves the checkpoint.
+                self.metrics.events_filtered_op.add(encoded.len() as u64);
+                return Ok(());
+            }
+        }
         for (row, json) in encoded.iter().enumerate() {
+            if json.unchanged {
+                self.metrics.events_filtered_unchanged.add(1);
+                continue;
+            }
             let line = match json.oversize {
                 Some(size) => EventLine::too_large(prefix.len() + size, json.primary_key),
                 None => EventLine::build(

@@ -251,7 +251,15 @@ impl Reader {
                     reason: format!("cannot tell which table this TRUNCATE empties ({}); it would be lost from the stream", truncate(statement, 120)),
                 });
             };
-            if self.config.filter.matches(&database, &table) {
+            let sent = self
+                .config
+                .changes
+                .of(&database, &table)
+                .is_none_or(|rule| rule.ops.sends(Op::Truncate));
+            if self.config.filter.matches(&database, &table) && !sent {
+                self.metrics.events_filtered_op.add(1);
+            }
+            if self.config.filter.matches(&database, &table) && sent {
                 let prefix = line_prefix(
                     Op::Truncate,
                     &database,
