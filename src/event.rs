@@ -48,6 +48,9 @@ pub enum Op {
     SnapshotStart,
     /// A table's snapshot is complete: `after` is `{"rows": N}`, the number of `read` rows.
     SnapshotEnd,
+    /// A DDL statement on the table (`output.ddl`): `after` is `{"statement": "..."}`; key and
+    /// `before` are null. A database-level statement has `table` `""`.
+    Ddl,
 }
 
 impl Op {
@@ -60,6 +63,7 @@ impl Op {
             Op::Read => "read",
             Op::SnapshotStart => "snapshot_start",
             Op::SnapshotEnd => "snapshot_end",
+            Op::Ddl => "ddl",
         }
     }
 }

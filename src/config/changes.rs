@@ -9,8 +9,8 @@
 //! - A filtered change is not lost: its transaction's boundary still moves the checkpoint, and
 //!   it is counted (`EventsFilteredByOp`, `EventsFilteredUnchanged`), so an operator can tell
 //!   "filtered" from "lost".
-//! - Only binlog changes are filtered; snapshot rows (`read`) and markers are the table's
-//!   state and always sent.
+//! - Only binlog row changes are filtered; snapshot rows (`read`), markers and `ddl` events
+//!   are always sent.
 
 use super::{
     filter::{rule_tables, TableFilter},
@@ -42,7 +42,7 @@ impl Ops {
             Op::Update => self.update,
             Op::Delete => self.delete,
             Op::Truncate => self.truncate,
-            Op::Read | Op::SnapshotStart | Op::SnapshotEnd => true,
+            Op::Read | Op::SnapshotStart | Op::SnapshotEnd | Op::Ddl => true,
         }
     }
 }

@@ -47,6 +47,20 @@ impl TableFilter {
     }
 }
 
+impl TableFilter {
+    /// Whether a table of `database` can be captured: an include pattern's database part
+    /// matches it (or there are none), and no exclude pattern takes every table of it.
+    pub(crate) fn covers_database(&self, database: &str) -> bool {
+        let included =
+            self.include.is_empty() || self.include.iter().any(|(db, _)| glob(db, database));
+        included
+            && !self
+                .exclude
+                .iter()
+                .any(|(db, t)| t == "*" && glob(db, database))
+    }
+}
+
 /// The `tables` of rule `n` (from 1) of `[section]`'s rules: at least one pattern, each as in
 /// `[filter]`.
 pub(super) fn rule_tables(

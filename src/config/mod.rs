@@ -101,6 +101,8 @@ pub struct Config {
     pub(crate) columns: ColumnRules,
     /// Which row changes are sent.
     pub(crate) changes: ChangeRules,
+    /// `output.ddl`: DDL statements on tables in scope become `ddl` events.
+    pub(crate) ddl_events: bool,
     /// The destination.
     pub kinesis: KinesisConfig,
     /// Where progress is saved.

@@ -38,6 +38,16 @@ pub struct FileConfig {
     pub(crate) columns: RawColumns,
     /// `[changes]`
     pub(crate) changes: RawChanges,
+    /// `[output]`
+    pub(crate) output: RawOutput,
+}
+
+/// `[output]`: optional kinds of events.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawOutput {
+    /// `ddl` events for DDL statements on tables in scope.
+    pub(crate) ddl: bool,
 }
 
 /// `[changes]`: which row changes are sent (see `config::changes`).

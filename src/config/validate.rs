@@ -15,6 +15,7 @@ impl FileConfig {
             filter: TableFilter::new(&self.filter.include, &self.filter.exclude)?,
             columns: ColumnRules::new(&self.columns)?,
             changes: ChangeRules::new(&self.changes)?,
+            ddl_events: self.output.ddl,
             checkpoint: checkpoint(self.checkpoint, kinesis.region.clone())?,
             shutdown: ShutdownConfig {
                 drain_timeout: positive_ms(

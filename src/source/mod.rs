@@ -60,6 +60,7 @@
 
 pub(crate) mod catalog;
 pub mod connect;
+mod ddl;
 pub mod decode;
 mod dump;
 mod error;
@@ -144,6 +145,8 @@ pub(crate) struct SourceConfig {
     pub(crate) columns: crate::config::ColumnRules,
     /// `[changes]`: which row changes are sent.
     pub(crate) changes: crate::config::ChangeRules,
+    /// `output.ddl`: DDL statements on tables in scope become `ddl` events.
+    pub(crate) ddl_events: bool,
 }
 
 impl SourceConfig {
@@ -171,6 +174,7 @@ impl SourceConfig {
             captured: config.filter.clone(),
             columns: config.columns.clone(),
             changes: config.changes.clone(),
+            ddl_events: config.ddl_events,
         }
     }
 }
@@ -337,6 +341,7 @@ pub async fn decode_files(
             captured: TableFilter::default(),
             columns: rules_from.map(|c| c.columns.clone()).unwrap_or_default(),
             changes: Default::default(),
+            ddl_events: rules_from.is_some_and(|c| c.ddl_events),
         };
         let mut reader = Reader::new(
             config,

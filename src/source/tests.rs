@@ -73,6 +73,7 @@ async fn replay_with(path: &Path, positional_names: bool) -> Replay {
         captured: TableFilter::default(),
         columns: Default::default(),
         changes: Default::default(),
+        ddl_events: false,
     };
     let mut reader = Reader::new(
         config,
@@ -270,6 +271,7 @@ async fn run_with_interruption(
         captured: TableFilter::default(),
         columns: Default::default(),
         changes: Default::default(),
+        ddl_events: false,
     };
     let mut reader = Reader::new(
         config,

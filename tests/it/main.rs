@@ -4,6 +4,7 @@
 mod binary;
 mod changes;
 mod columns;
+mod ddl;
 mod deploy;
 mod harness;
 mod operations;

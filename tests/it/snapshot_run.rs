@@ -167,7 +167,7 @@ fn fold(events: &[&ChangeEvent]) -> BTreeMap<i64, Value> {
                 state.remove(&id(&event.before).unwrap());
             }
             Op::Truncate => state.clear(),
-            Op::SnapshotStart | Op::SnapshotEnd => {}
+            Op::SnapshotStart | Op::SnapshotEnd | Op::Ddl => {}
         }
     }
     state

@@ -554,7 +554,7 @@ impl Reader {
                 }
                 Ok(())
             }
-            kind => self.standalone_statement(kind, statement, timestamp, start, end).await,
+            kind => self.standalone_statement(kind, query, timestamp, start, end).await,
         }
     }
 

@@ -2,11 +2,18 @@
 //! released at its end with `xid` and `commit`, XA transactions held from PREPARE to their
 //! decision, and the boundaries the checkpoint may take.
 
+use mysql_common::binlog::events::QueryEvent;
+
 use super::{truncate, Applied, Reader, Transaction};
 use crate::{
     event::{gtid_json, line_prefix, EventLine, Op, TableName},
     position::{BinlogPosition, ResumePoint},
-    source::{statement::Statement, xa::Prepared, SourceError},
+    source::{
+        ddl::{self, DdlTarget},
+        statement::Statement,
+        xa::Prepared,
+        SourceError,
+    },
     stream::{Boundary, Message, OutboundEvent},
 };
 
@@ -227,16 +234,19 @@ impl Reader {
     pub(super) async fn standalone_statement(
         &mut self,
         kind: Statement,
-        statement: &str,
+        query: &QueryEvent<'_>,
         timestamp: u32,
         start: &BinlogPosition,
         end: BinlogPosition,
     ) -> Result<(), SourceError> {
+        let text = query.query();
+        let statement = text.trim();
         tracing::debug!(position = %start, statement = %truncate(statement, 200), "statement");
         if let Some(catalog) = &mut self.catalog {
             catalog.invalidate();
         }
-        if kind == Statement::Ddl {
+        let is_ddl = kind == Statement::Ddl;
+        if is_ddl {
             self.snapshot_ddl();
         }
         if self.open.current.is_none() {
@@ -282,6 +292,61 @@ impl Reader {
                 self.hold(event).await?;
             }
         }
+        if is_ddl && self.config.ddl_events {
+            self.ddl_events(statement, &query.schema(), timestamp, start)
+                .await?;
+        }
         self.commit(None, end).await
+    }
+
+    /// `output.ddl`: a `ddl` event for each table (or database) in scope that `statement`
+    /// changes, on its partition key, held in the statement's transaction.
+    async fn ddl_events(
+        &mut self,
+        statement: &str,
+        default_schema: &str,
+        timestamp: u32,
+        start: &BinlogPosition,
+    ) -> Result<(), SourceError> {
+        let gtid = match &self.open.current {
+            Some(transaction) => transaction.gtid_json.clone(),
+            None => gtid_json(None),
+        };
+        let mut after = br#"{"statement":"#.to_vec();
+        crate::event::write_json_str(&mut after, statement);
+        after.push(b'}');
+        let mut row = 0;
+        for target in ddl::targets(statement, default_schema) {
+            let (database, table, key) = match target {
+                DdlTarget::Table(database, table) => {
+                    if !self.config.filter.matches(&database, &table) {
+                        continue;
+                    }
+                    let name = TableName::new(&database, &table);
+                    (database, table, name.shared())
+                }
+                DdlTarget::Database(database) => {
+                    if !self.config.filter.covers_database(&database) {
+                        continue;
+                    }
+                    // The database's key: `db.`, the table part empty.
+                    let key = TableName::new(&database, "").shared();
+                    (database, String::new(), key)
+                }
+            };
+            let ts_ms = u64::from(timestamp) * 1000;
+            let prefix = line_prefix(Op::Ddl, &database, &table, ts_ms, start);
+            let line = EventLine::build(&prefix, row, &gtid, None, None, Some(&after));
+            row += 1;
+            let event = OutboundEvent {
+                table: TableName::new(&database, &table),
+                key,
+                position: start.clone(),
+                line,
+                moved_from: None,
+            };
+            self.hold(event).await?;
+        }
+        Ok(())
     }
 }
