@@ -15,7 +15,7 @@ use crate::harness::{eventually, free_port, http_get, World};
 const KEY: &str = "column-rules-test-key-0123456789";
 
 /// The rules under test, as the environment carries them.
-const RULES: &str = r#"[{tables = ["shop.users", "shop.people"], exclude = ["password_hash", "ssn"], hash = ["email", "phone"], mask = ["card_number"]}]"#;
+const RULES: &str = r#"[{tables = ["shop.users", "shop.people"], exclude = ["password_hash", "ssn"], hash = ["email", "phone"], mask = ["card_number", "fax"]}]"#;
 
 /// Values that must never be seen outside the database.
 const SECRETS: &[&str] = &[
@@ -30,6 +30,7 @@ const SECRETS: &[&str] = &[
     "bob2@example.com",
     "carol@example.com",
     "555-0100",
+    "555-FAX",
 ];
 
 /// HMAC-SHA256 under [`KEY`] of `json` (a value's JSON text), by Python's standard library.
@@ -94,6 +95,9 @@ async fn column_rules_hold_in_snapshots_binlog_rows_keys_logs_and_decode() {
             "UPDATE shop.people SET v = 3 WHERE email = 'bob@example.com'",
             "UPDATE shop.people SET email = 'bob2@example.com' WHERE email = 'bob@example.com'",
             "DELETE FROM shop.people WHERE email = 'carol@example.com'",
+            // A column a rule named before it existed: covered from its first row.
+            "ALTER TABLE shop.users ADD COLUMN fax VARCHAR(20)",
+            "INSERT INTO shop.users (id, name, fax) VALUES (3, 'Cy', '555-FAX')",
         ])
         .await;
     world.wait_replicating().await;
@@ -122,6 +126,10 @@ async fn column_rules_hold_in_snapshots_binlog_rows_keys_logs_and_decode() {
     let logged = std::fs::read_to_string(&log_path).unwrap();
     assert!(logged.lines().count() > 50, "trace logging is on");
     assert!(!logged.contains(KEY), "the hash key is in the log");
+    assert!(
+        logged.contains("[columns] rules mask column fax of shop.users, which has no such column"),
+        "the startup warning for a column the table lacks"
+    );
     assert!(!metrics.contains(KEY), "the hash key is on /metrics");
 
     // Each row's events in order (records of one key are in order; rows of different keys
@@ -162,6 +170,18 @@ async fn column_rules_hold_in_snapshots_binlog_rows_keys_logs_and_decode() {
             ("Insert".into(), None, Some(bo.clone())),
             ("Delete".into(), Some(bo), None)
         ]
+    );
+    let cy: Vec<Option<Value>> = events
+        .iter()
+        .filter(|e| e.table == "users" && e.op == binlog_kinesis::event::Op::Insert)
+        .filter_map(|e| e.after.as_ref())
+        .filter(|after| after.get("id") == Some(&json!(3)))
+        .map(|after| after.get("fax").cloned())
+        .collect();
+    assert_eq!(
+        cy,
+        [Some(json!("***"))],
+        "the rule applies once the column exists"
     );
     let ends: Vec<Option<Value>> = events
         .iter()
