@@ -48,8 +48,9 @@ pub enum Op {
     SnapshotStart,
     /// A table's snapshot is complete: `after` is `{"rows": N}`, the number of `read` rows.
     SnapshotEnd,
-    /// A DDL statement on the table (`output.ddl`): `after` is `{"statement": "..."}`; key and
-    /// `before` are null. A database-level statement has `table` `""`.
+    /// A DDL statement on the table (`output.ddl`): `after` is `{"statement": "...",
+    /// "columns": [{"name", "type"}] or null}`; key and `before` are null. A database-level
+    /// statement has `table` `""`.
     Ddl,
 }
 

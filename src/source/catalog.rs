@@ -1,7 +1,8 @@
 //! Table schemas from `information_schema`, for servers that do not log full row metadata
 //! (`binlog_row_metadata` MINIMAL or NO_LOG: the default on RDS MySQL, and MariaDB before
 //! 10.5). Their TABLE_MAP events carry the column types but not the names, and MINIMAL
-//! leaves out ENUM/SET labels and the primary key too; this module supplies them.
+//! leaves out ENUM/SET labels and the primary key too; this module supplies them. It also
+//! gives `ddl` events (`output.ddl`) their column lists.
 //!
 //! # Invariants
 //!
@@ -35,6 +36,8 @@ pub(crate) struct CatalogColumn {
     pub(crate) data_type: String,
     /// `DATETIME_PRECISION`: fractional second digits of times (0 for other types).
     pub(crate) fsp: u8,
+    /// `COLUMN_TYPE`, as the server writes it (`int(11) unsigned`, `varchar(20)`, ...).
+    pub(crate) column_type: String,
 }
 
 /// A table as `information_schema` describes it.
@@ -136,6 +139,7 @@ pub(crate) async fn load(
                 labels: labels(&column_type),
                 data_type: data_type.to_ascii_lowercase(),
                 fsp: fsp.map_or(0, |p| p.min(6) as u8),
+                column_type,
             },
         )
         .collect();

@@ -42,6 +42,21 @@ async fn ddl_statements_are_events_in_order_with_the_rows() {
         ])
         .await;
     world.wait_replicating().await;
+    // The column list, read from information_schema as the daemon reads the statement: here
+    // it is caught up (and may see the table: SELECT on it).
+    world
+        .db
+        .admin(&[
+            "GRANT SELECT ON shop.* TO 'cdc'@'%'",
+            "CREATE TABLE shop.y (id INT PRIMARY KEY)",
+        ])
+        .await;
+    world.wait_replicating().await;
+    world
+        .db
+        .admin(&["ALTER TABLE shop.y ADD COLUMN note VARCHAR(20)"])
+        .await;
+    world.wait_replicating().await;
     daemon.stop().await.unwrap();
 
     let events = world.kinesis.events(&world.stream).await;
@@ -95,6 +110,33 @@ async fn ddl_statements_are_events_in_order_with_the_rows() {
     assert_eq!(x[2], "Truncate ");
     assert!(x[3].starts_with("ddl DROP TABLE"), "{x:?}");
     assert_eq!(of(""), ["ddl ALTER DATABASE shop CHARACTER"]);
+    let columns: Vec<serde_json::Value> = events
+        .iter()
+        .filter(|e| e.table == "y")
+        .map(|e| e.after.as_ref().unwrap()["columns"].clone())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            serde_json::json!([{"name": "id", "type": "int(11)"}]),
+            serde_json::json!([{"name": "id", "type": "int(11)"}, {"name": "note", "type": "varchar(20)"}]),
+        ]
+    );
+    let dropped = events
+        .iter()
+        .find(|e| {
+            e.table == "x"
+                && e.op == Op::Ddl
+                && e.after.as_ref().unwrap()["statement"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("DROP")
+        })
+        .unwrap();
+    assert_eq!(
+        dropped.after.as_ref().unwrap()["columns"],
+        serde_json::Value::Null
+    );
     assert!(
         events.iter().all(|e| e.database == "shop"),
         "nothing of the database out of scope"

@@ -138,7 +138,8 @@ impl Reader {
         metrics: Arc<Metrics>,
         snapshots: Option<Snapshots>,
     ) -> Self {
-        let catalog = config.catalog.then(|| Catalog::new(config.mysql.clone()));
+        let catalog =
+            (config.catalog || config.ddl_events).then(|| Catalog::new(config.mysql.clone()));
         let catch_up = config.catch_up.clone();
         Self {
             config,

@@ -299,6 +299,37 @@ impl Reader {
         self.commit(None, end).await
     }
 
+    /// A `ddl` event's `after`: the statement, and the table's columns as `information_schema`
+    /// shows them now (`null` for a database, a dropped table, or one the account cannot
+    /// see). The catalog was emptied for this statement (see `standalone_statement`).
+    async fn ddl_after(
+        &mut self,
+        statement: &str,
+        database: &str,
+        table: &str,
+    ) -> Result<Vec<u8>, SourceError> {
+        let mut after = br#"{"statement":"#.to_vec();
+        crate::event::write_json_str(&mut after, statement);
+        after.extend_from_slice(br#","columns":"#);
+        let found = match (&mut self.catalog, table.is_empty()) {
+            (Some(catalog), false) => Some(catalog.table(database, table).await?),
+            _ => None,
+        };
+        match found.filter(|t| !t.columns.is_empty()) {
+            Some(found) => {
+                let columns: Vec<serde_json::Value> = found
+                    .columns
+                    .iter()
+                    .map(|c| serde_json::json!({"name": c.name, "type": c.column_type}))
+                    .collect();
+                crate::event::write_json(&mut after, &columns);
+            }
+            None => after.extend_from_slice(b"null"),
+        }
+        after.push(b'}');
+        Ok(after)
+    }
+
     /// `output.ddl`: a `ddl` event for each table (or database) in scope that `statement`
     /// changes, on its partition key, held in the statement's transaction.
     async fn ddl_events(
@@ -312,9 +343,6 @@ impl Reader {
             Some(transaction) => transaction.gtid_json.clone(),
             None => gtid_json(None),
         };
-        let mut after = br#"{"statement":"#.to_vec();
-        crate::event::write_json_str(&mut after, statement);
-        after.push(b'}');
         let mut row = 0;
         for target in ddl::targets(statement, default_schema) {
             let (database, table, key) = match target {
@@ -334,6 +362,7 @@ impl Reader {
                     (database, String::new(), key)
                 }
             };
+            let after = self.ddl_after(statement, &database, &table).await?;
             let ts_ms = u64::from(timestamp) * 1000;
             let prefix = line_prefix(Op::Ddl, &database, &table, ts_ms, start);
             let line = EventLine::build(&prefix, row, &gtid, None, None, Some(&after));

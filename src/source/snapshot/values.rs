@@ -236,6 +236,7 @@ mod tests {
             labels: None,
             data_type: data_type.into(),
             fsp: 0,
+            column_type: data_type.into(),
         }
     }
 
