@@ -142,7 +142,7 @@ impl ColumnRules {
             });
         }
         let hashes = rules.iter().any(|r| !r.hash.is_empty());
-        let hash_key = match (hashes, raw.hash_key.as_str()) {
+        let hash_key = match (hashes, raw.hash_key.0.as_str()) {
             (false, _) => None,
             (true, "") => return Err(invalid("hash_key", "a rule hashes columns: set the key, from the environment (BINLOG_KINESIS__COLUMNS__HASH_KEY) or a secret, never in a file in the image".into())),
             (true, key) if key.len() < MIN_HASH_KEY_BYTES => {

@@ -42,6 +42,18 @@ pub struct FileConfig {
     pub(crate) output: RawOutput,
 }
 
+/// A secret as read (a TOML string): `Debug` prints `<redacted>`, so a raw configuration
+/// printed whole shows no secret.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct RawSecret(pub(crate) String);
+
+impl std::fmt::Debug for RawSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// `[output]`: optional kinds of events.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -71,11 +83,11 @@ pub(crate) struct RawChangeRule {
 }
 
 /// `[columns]`: rules for what columns show of themselves (see `config::columns`).
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawColumns {
     /// The HMAC-SHA256 key of `hash` columns: a secret, set from the environment.
-    pub(crate) hash_key: String,
+    pub(crate) hash_key: RawSecret,
     /// What `mask` columns become.
     pub(crate) mask_with: String,
     /// `[[columns.rules]]`.
@@ -85,20 +97,10 @@ pub(crate) struct RawColumns {
 impl Default for RawColumns {
     fn default() -> Self {
         Self {
-            hash_key: String::new(),
+            hash_key: RawSecret::default(),
             mask_with: "***".into(),
             rules: Vec::new(),
         }
-    }
-}
-
-impl std::fmt::Debug for RawColumns {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawColumns")
-            .field("hash_key", &"<redacted>")
-            .field("mask_with", &self.mask_with)
-            .field("rules", &self.rules)
-            .finish()
     }
 }
 
@@ -127,7 +129,7 @@ pub(crate) struct RawMysql {
     /// Replication user.
     pub(crate) user: String,
     /// Password; normally from `BINLOG_KINESIS__MYSQL__PASSWORD`.
-    pub(crate) password: String,
+    pub(crate) password: RawSecret,
     /// This replica's server id, unique among the server's replicas.
     pub(crate) server_id: i64,
     /// Heartbeat period asked of the server; a connection silent for 3 periods is dead.
@@ -148,7 +150,7 @@ impl Default for RawMysql {
             host: "127.0.0.1".into(),
             port: 3306,
             user: "cdc".into(),
-            password: String::new(),
+            password: RawSecret::default(),
             server_id: 4242,
             heartbeat_ms: 5_000,
             transaction_lookahead_bytes: 8 << 20,

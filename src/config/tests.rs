@@ -52,6 +52,17 @@ fn environment_overrides_the_file_with_typed_values() {
         !format!("{config:?}").contains("12345"),
         "the password leaked into Debug"
     );
+    // The raw configuration too, hash key included.
+    let raw = FileConfig::load(
+        Some(&path),
+        env(&[("BINLOG_KINESIS__COLUMNS__HASH_KEY", "a-hash-key-0123456789")]),
+    )
+    .unwrap();
+    let printed = format!("{raw:?}");
+    assert!(
+        !printed.contains("\"file\"") && !printed.contains("a-hash-key"),
+        "{printed}"
+    );
 }
 
 #[test]

@@ -75,7 +75,7 @@ fn mysql(mysql: RawMysql) -> Result<MysqlConfig, ConfigError> {
         tls: tls(&mysql.tls_mode, &mysql.tls_ca_file)?,
         host: non_empty("mysql", "host", mysql.host)?,
         user: non_empty("mysql", "user", mysql.user)?,
-        password: Secret(mysql.password),
+        password: Secret(mysql.password.0),
     })
 }
 
