@@ -96,8 +96,19 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
         /// Read from the oldest record in the stream rather than from now.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "from_timestamp")]
         from_start: bool,
+        /// Read from the first record that arrived at or after this time (RFC 3339, e.g.
+        /// 2026-11-30T12:00:00Z, or milliseconds since the Unix epoch).
+        #[arg(long, value_name = "TIME", value_parser = binlog_kinesis::tail::StartAt::timestamp)]
+        from_timestamp: Option<binlog_kinesis::tail::StartAt>,
+        /// Print only the lines of these tables (db.table, * as a wildcard; repeat or
+        /// comma-separate for several).
+        #[arg(long, value_name = "PATTERN", value_delimiter = ',')]
+        table: Vec<String>,
+        /// Exit after printing this many lines.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
         /// Exit after this many milliseconds without new records (default: run until a signal).
         #[arg(long, value_name = "MS")]
         idle_exit_ms: Option<u64>,
@@ -248,23 +259,28 @@ async fn run(cli: Cli, config: Option<Config>) -> Result<ExitCode, Error> {
         Command::Tail {
             config: _,
             from_start,
+            from_timestamp,
+            table,
+            count,
             idle_exit_ms,
         } => {
+            use binlog_kinesis::tail;
             let config = loaded();
+            let from = match (from_timestamp, from_start) {
+                (Some(at), _) => at,
+                (None, true) => tail::StartAt::Start,
+                (None, false) => tail::StartAt::Now,
+            };
+            let idle_exit = idle_exit_ms.map(Duration::from_millis);
+            let options = tail::Options::new(from, &table, count, idle_exit)?;
             let client = AwsKinesisClient::new(&config.kinesis).await;
             let shutdown = Shutdown::install().map_err(Error::Signals)?;
-            binlog_kinesis::tail::tail(
-                &client,
-                &config.kinesis.stream,
-                from_start,
-                idle_exit_ms.map(Duration::from_millis),
-                shutdown.graceful,
-            )
-            .await
-            .map_err(|source| Error::Stream {
-                stream: config.kinesis.stream.clone(),
-                source,
-            })?;
+            tail::tail(&client, &config.kinesis.stream, &options, shutdown.graceful)
+                .await
+                .map_err(|source| Error::Stream {
+                    stream: config.kinesis.stream.clone(),
+                    source,
+                })?;
             Ok(ExitCode::SUCCESS)
         }
     }

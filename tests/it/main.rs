@@ -16,4 +16,5 @@ mod shutdown;
 mod snapshot;
 mod snapshot_run;
 mod structure;
+mod tail;
 mod types;
