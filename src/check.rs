@@ -123,19 +123,21 @@ async fn check_mysql(config: &Config, checkpoint: Option<&Checkpoint>, report: &
     check_columns(config, &mut conn, report).await;
 }
 
-/// The `[columns]` rules against the captured tables the account can see: a rule on a
-/// primary-key column fails, a rule naming a column a table lacks warns.
+/// The `[columns]` and `[changes]` rules against the captured tables the account can see: a
+/// column rule on a primary-key column fails, as does a change rule watching a missing
+/// column; a column rule naming a column a table lacks warns.
 async fn check_columns(config: &Config, conn: &mut Conn, report: &mut Report) {
-    if !config.columns.any() {
+    if !config.columns.any() && !config.changes.any() {
         return;
     }
-    let findings = match rules::findings(conn, &config.filter, &config.columns).await {
+    let (columns, changes) = (&config.columns, &config.changes);
+    let findings = match rules::findings(conn, &config.filter, columns, changes).await {
         Ok(findings) => findings,
         Err(error) => return report.say("column rules", Err(error_chain(&error))),
     };
     let mut refused = 0;
     for finding in &findings {
-        if finding.on_key {
+        if finding.refused {
             refused += 1;
             report.say("column rules", Err(finding.to_string()));
         } else {

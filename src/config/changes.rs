@@ -122,6 +122,11 @@ impl ChangeRules {
         Ok(Self { rules })
     }
 
+    /// Whether any rule is configured.
+    pub(crate) fn any(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
     /// The rule of `database.table`: the first that matches.
     pub(crate) fn of(&self, database: &str, table: &str) -> Option<&TableChanges> {
         self.rules

@@ -117,8 +117,8 @@ pub enum SourceError {
     /// A table a snapshot cannot read.
     #[error(transparent)]
     Snapshot(Box<snapshot::SnapshotError>),
-    /// `[columns]` rules a table cannot take (a primary-key column excluded or masked),
-    /// found at startup.
+    /// `[columns]` or `[changes]` rules a table cannot take (a primary-key column excluded or
+    /// masked, a watched column missing), found at startup.
     #[error("{finding}")]
     ColumnRule {
         /// The rule, the table, the column, and what to do instead.

@@ -1,7 +1,8 @@
-//! `[columns]` rules against the server's tables, at startup and in `check`: a rule naming a
-//! column a matched table does not have is probably a typo (and a typo here shows what it
-//! meant to hide), and a rule that would exclude or mask a primary-key column cannot be
-//! applied at all.
+//! `[columns]` and `[changes]` rules against the server's tables, at startup and in `check`: a
+//! column rule naming a column a matched table does not have is probably a typo (and a typo
+//! here shows what it meant to hide); a column rule that would exclude or mask a primary-key
+//! column cannot be applied at all, nor a change rule watching a column the table lacks (it
+//! would drop every update).
 //!
 //! # Invariants
 //!
@@ -13,7 +14,7 @@ use mysql_async::{prelude::Queryable, Conn};
 
 use super::SourceError;
 use crate::{
-    config::{ColumnAction, ColumnRules, TableFilter},
+    config::{ChangeRules, ColumnAction, ColumnRules, TableFilter},
     event::TableName,
 };
 
@@ -26,14 +27,17 @@ pub(crate) struct Finding {
     pub(crate) column: String,
     /// The rule's word: `exclude`, `hash` or `mask`.
     pub(crate) word: &'static str,
-    /// The column is part of the primary key (and the rule excludes or masks it: refused);
-    /// otherwise the table has no such column (a warning).
-    pub(crate) on_key: bool,
+    /// The column is part of the primary key and the rule excludes or masks it, or a change
+    /// rule watches it and the table lacks it: refused. Otherwise a column rule names a
+    /// column the table lacks: a warning.
+    pub(crate) refused: bool,
 }
 
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.on_key {
+        if self.word == "emit_update_when_changed" {
+            write!(f, "[changes] rule of {}: emit_update_when_changed names column {}, which the table does not have: every update would be dropped; fix the rule", self.table, self.column)
+        } else if self.refused {
             write!(f, "[columns] rules {} column {} of {}, part of its primary key: rows are identified, ordered and partitioned by it; hash it instead", self.word, self.column, self.table)
         } else {
             write!(f, "[columns] rules {} column {} of {}, which has no such column (a typo? the rule applies once a DDL adds it)", self.word, self.column, self.table)
@@ -46,8 +50,9 @@ pub(crate) async fn findings(
     conn: &mut Conn,
     filter: &TableFilter,
     rules: &ColumnRules,
+    changes: &ChangeRules,
 ) -> Result<Vec<Finding>, SourceError> {
-    if !rules.any() {
+    if !rules.any() && !changes.any() {
         return Ok(Vec::new());
     }
     let rows: Vec<(String, String, String, String)> = conn
@@ -71,17 +76,32 @@ pub(crate) async fn findings(
             .map_or(rows.len(), |n| start + n);
         let columns = &rows[start..end];
         start = end;
-        if !filter.matches(database, table) || !rules.covers(database, table) {
+        if !filter.matches(database, table) {
             continue;
         }
         let name = TableName::new(database, table);
         let names = columns.iter().map(|c| c.2.as_str());
+        if let Some(rule) = changes.of(database, table) {
+            for watched in &rule.when_changed {
+                if !names.clone().any(|n| n.to_lowercase() == *watched) {
+                    found.push(Finding {
+                        table: name.clone(),
+                        column: watched.clone(),
+                        word: "emit_update_when_changed",
+                        refused: true,
+                    });
+                }
+            }
+        }
+        if !rules.covers(database, table) {
+            continue;
+        }
         for (word, column) in rules.missing(database, table, names.clone()) {
             found.push(Finding {
                 table: name.clone(),
                 column,
                 word,
-                on_key: false,
+                refused: false,
             });
         }
         let actions = rules.actions(database, table, names);
@@ -92,7 +112,7 @@ pub(crate) async fn findings(
                     table: name.clone(),
                     column: column.2.clone(),
                     word: action.name(),
-                    on_key: true,
+                    refused: true,
                 });
             }
         }

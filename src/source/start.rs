@@ -181,8 +181,9 @@ pub(crate) async fn begin(
     let (snapshot_config, filter) = (&config.snapshot, &config.filter);
     let snapshot = snapshots::plan(&mut conn, snapshot_config, filter, saved, server.is_mariadb);
     let snapshot = snapshot.await?;
-    for finding in super::rules::findings(&mut conn, filter, &config.columns).await? {
-        if finding.on_key {
+    let rules = (&config.columns, &config.changes);
+    for finding in super::rules::findings(&mut conn, filter, rules.0, rules.1).await? {
+        if finding.refused {
             return Err(SourceError::ColumnRule {
                 finding: finding.to_string(),
             });

@@ -156,7 +156,8 @@ async fn change_filters_leave_out_what_they_name_count_it_and_move_the_checkpoin
 }
 
 /// A watched column the table does not have stops the run with exit code 2 at the table's
-/// first change, naming it: a typo there would drop every update.
+/// first change, naming it: a typo there would drop every update. When the account can see
+/// the table, `check` fails on it and `run` stops at startup, before streaming.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_filter_watching_a_missing_column_stops_the_run() {
     let world = World::new().await;
@@ -189,4 +190,29 @@ async fn a_change_filter_watching_a_missing_column_stops_the_run() {
     );
     let events = world.kinesis.events(&world.stream).await;
     assert!(events.iter().all(|e| e.table != "products"), "{events:?}");
+
+    world
+        .db
+        .admin(&["GRANT SELECT ON shop.* TO 'cdc'@'%'"])
+        .await;
+    let check = world
+        .command("check")
+        .env("BINLOG_KINESIS__CHANGES__RULES", rules)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(!check.status.success(), "{out}");
+    assert!(
+        out.contains("FAIL  column rules: [changes] rule of shop.products: emit_update_when_changed names column prize"),
+        "{out}"
+    );
+    let run = world
+        .run_command()
+        .env("BINLOG_KINESIS__CHANGES__RULES", rules)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "at startup: {err}");
+    assert!(err.contains("names column prize"), "{err}");
 }

@@ -958,16 +958,24 @@ impl World {
         .collect()
     }
 
-    /// `binlog-kinesis run` (the real binary) configured for this world: test AWS credentials,
-    /// warnings only on standard error, standard output dropped.
-    pub fn run_command(&self) -> std::process::Command {
+    /// `binlog-kinesis SUBCOMMAND` (the real binary) configured for this world: its settings,
+    /// test AWS credentials.
+    pub fn command(&self, subcommand: &str) -> std::process::Command {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_binlog-kinesis"));
         command
-            .arg("run")
+            .arg(subcommand)
             .envs(self.env())
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        command
+    }
+
+    /// `binlog-kinesis run` (the real binary) configured for this world, as [`Self::command`]
+    /// makes it: warnings only on standard error, standard output dropped.
+    pub fn run_command(&self) -> std::process::Command {
+        let mut command = self.command("run");
+        command
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit());

@@ -1,10 +1,7 @@
 //! `binlog-kinesis tail` for scripts (issue 16, item 5): only some tables' lines, from a
 //! moment, and an exit after so many lines or so long without new records.
 
-use std::{
-    process::Command,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use binlog_kinesis::app::StartFrom;
 use serde_json::Value;
@@ -14,15 +11,7 @@ use crate::harness::World;
 /// `tail` with `args`, against the world's stream: its exit code and `(table, id)` of each
 /// line it printed.
 fn tail(world: &World, args: &[&str]) -> (Option<i32>, Vec<(String, i64)>, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_binlog-kinesis"))
-        .arg("tail")
-        .args(args)
-        .envs(world.env())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap();
+    let output = world.command("tail").args(args).output().unwrap();
     let lines = String::from_utf8(output.stdout)
         .unwrap()
         .lines()
