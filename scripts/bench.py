@@ -304,6 +304,13 @@ def proxy_stats(port):
         return json.load(answer)
 
 
+QUOTA_RUNS = {
+    "table, no limit": ("table", 0),
+    "table": ("table", 500),
+    "primary_key": ("primary_key", 500),
+}
+
+
 def quota(world, work):
     """The 20-table workload through the shard-quota proxy (Kinesis's real quotas, 4 shards)."""
     world.sql(";".join(f"CREATE TABLE bench.q{t} (id INT PRIMARY KEY, a INT, b VARCHAR(32))"
@@ -320,15 +327,18 @@ def quota(world, work):
     stream = world.stream("quota", shards)
     try:
         results = {}
-        for partition_by in ["table", "primary_key"]:
+        # max_events_per_record: 0 (no limit, the default before issue 16) against 500 (the
+        # default since: what Firehose deaggregates), to show what the cap costs.
+        for run, (partition_by, per_record) in QUOTA_RUNS.items():
             before = proxy_stats(port)
             seconds, rss, _ = replay(world, work, start, end, "bench.q*", stream, {
                 "BINLOG_KINESIS__KINESIS__ENDPOINT_URL": f"http://127.0.0.1:{port}",
-                "BINLOG_KINESIS__KINESIS__PARTITION_BY": partition_by})
+                "BINLOG_KINESIS__KINESIS__PARTITION_BY": partition_by,
+                "BINLOG_KINESIS__KINESIS__MAX_EVENTS_PER_RECORD": str(per_record)})
             after = proxy_stats(port)
             delta = {k: after[k] - before.get(k, 0) for k in after if k != "streams"}
             events = 200_000
-            results[partition_by] = {
+            results[run] = {
                 "seconds": seconds, "rss": rss,
                 "records_per_s": delta["accepted_records"] / seconds,
                 "mb_per_s": delta["accepted_bytes"] / 1e6 / seconds,
@@ -337,7 +347,7 @@ def quota(world, work):
                 "units_per_1000": delta["put_payload_units"] * 1000 / events,
                 "throttled": delta["throttled_records"],
             }
-            print(f"quota proxy, partition_by={partition_by}: {results[partition_by]}", flush=True)
+            print(f"quota proxy, {run}: {results[run]}", flush=True)
         results["hot"] = hot_table(world, work, port)
         return results
     finally:
@@ -616,14 +626,77 @@ What bounds the rate. The `mariadb --quick` row is the floor of this machine: th
 
 
 def write_section(path, lines):
-    """Replaces (or appends) the report's section that `lines` starts with."""
+    """Replaces the report's section that `lines` starts with, in place, or appends it."""
     title = lines[0]
     text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
     parts = text.split("\n## ")
-    kept = [p for p in parts if not ("## " + p).startswith(title)]
-    body = "\n## ".join(kept).rstrip("\n") + "\n\n" + "\n".join(lines)
+    new = "\n".join(lines)[3:].rstrip("\n") + "\n"
+    found = [i for i, p in enumerate(parts) if i > 0 and ("## " + p).startswith(title)]
+    if found:
+        parts[found[0]] = new
+    else:
+        parts[-1] = parts[-1].rstrip("\n") + "\n"
+        parts.append(new)
     with open(path, "w") as f:
-        f.write(body)
+        f.write("\n## ".join(parts).rstrip("\n") + "\n")
+
+
+def head_commit():
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def quota_section(quota_results):
+    """The "Against Kinesis's shard quotas" section."""
+    lines = [
+        "## Against Kinesis's shard quotas",
+        "",
+        "200,000 rows in 20 tables through `tests/quota_proxy.py` enforcing 1 MiB/s and 1,000 "
+        "records/s per shard on a 4-shard stream, routed by the MD5 of the partition key. "
+        "A PUT payload unit is what Kinesis bills per started 25 KB of each record (key "
+        f"included). Measured on {datetime.date.today()} at commit `{head_commit()}`.",
+        "",
+        "| partition_by | max_events_per_record | seconds | records/s | of the record quota | MB/s | of the byte quota | records per 1,000 events | 25 KB PUT payload units per 1,000 events | throttled record attempts |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for run, (by, per_record) in QUOTA_RUNS.items():
+        q = quota_results[run]
+        shown = "0 (no limit)" if per_record == 0 else f"{per_record} (default)"
+        lines.append(f"| {by} | {shown} | {q['seconds']:.1f} | {q['records_per_s']:,.0f} | {q['records_per_s'] / 4000:.0%} "
+                     f"| {q['mb_per_s']:.2f} | {q['quota_fraction']:.0%} "
+                     f"| {q['records_per_1000']:.1f} | {q['units_per_1000']:.1f} | {q['throttled']:,} |")
+    before, after = quota_results["table, no limit"], quota_results["table"]
+    lines += [
+        "",
+        "With `partition_by = \"table\"` records are full and the binding quota is bytes, on the "
+        "shards the 20 tables hash to; with `\"primary_key\"` every row is its own key, so each "
+        "event is its own record and the binding quota is records. Throttled attempts are "
+        "retried in order per key.",
+        "",
+        "The cost of the Firehose-safe default (`max_events_per_record = 500`, issue 16) with "
+        f"`partition_by = \"table\"`: {after['units_per_1000']:.1f} PUT payload units per 1,000 "
+        f"events instead of {before['units_per_1000']:.1f} without a limit "
+        f"({after['units_per_1000'] / before['units_per_1000'] - 1:+.0%}), and "
+        f"{after['records_per_1000']:.1f} records per 1,000 events instead of "
+        f"{before['records_per_1000']:.1f}. Units follow bytes, not records, once records are "
+        "this full: a record of 500 such events is several units already, so the cap only adds "
+        "each record's last, partly used unit. The record quota (1,000 records/s per shard) "
+        "stays far away: at the byte quota's 1 MiB/s, records of 500 events of this size are "
+        "fewer than 10 per second per shard.",
+    ]
+    hot = quota_results.get("hot")
+    if hot:
+        lines += [
+            "",
+            f"One hot table (60,000 rows, {hot['mb']:.1f} MB of records) on a 1-shard stream, "
+            "`partition_by = \"table\"`: one partition key, one record in flight at a time. "
+            f"It was written in {hot['active_s']:.1f} s at **{hot['quota_fraction']:.0%} of the "
+            "shard's 1 MiB/s byte quota** (the bucket's initial 1 MiB burst left out). After "
+            "the first throttle the producer paces the key to its shard's refill rate (the "
+            "next record waits for the quota the last one used) instead of backing off "
+            "blindly.",
+        ]
+    return lines
 
 
 def report(rows, quota_results, latency_result, comparison, path):
@@ -673,38 +746,8 @@ def report(rows, quota_results, latency_result, comparison, path):
         "without encoding those values, then skipped (`kinesis.oversize = \"skip\"`, the "
         "64 MiB row line) or stops the daemon (`\"fail\"`).",
         "",
-        "## Against Kinesis's shard quotas",
-        "",
-        "200,000 rows in 20 tables through `tests/quota_proxy.py` enforcing 1 MiB/s and 1,000 "
-        "records/s per shard on a 4-shard stream, routed by the MD5 of the partition key.",
-        "",
-        "| partition_by | seconds | records/s | of the record quota | MB/s | of the byte quota | records per 1,000 events | 25 KB PUT payload units per 1,000 events | throttled record attempts |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for by in ["table", "primary_key"]:
-        q = quota_results[by]
-        lines.append(f"| {by} | {q['seconds']:.1f} | {q['records_per_s']:,.0f} | {q['records_per_s'] / 4000:.0%} "
-                     f"| {q['mb_per_s']:.2f} | {q['quota_fraction']:.0%} "
-                     f"| {q['records_per_1000']:.1f} | {q['units_per_1000']:.1f} | {q['throttled']:,} |")
-    lines += [
-        "",
-        "With `partition_by = \"table\"` records are full (about 1 MB each, so few PUT payload "
-        "units per event) and the binding quota is bytes, on the shards the 20 tables hash to; "
-        "with `\"primary_key\"` every row is its own key, so each event is its own record and "
-        "the binding quota is records. Throttled attempts are retried in order per key.",
-    ]
-    hot = quota_results.get("hot")
-    if hot:
-        lines += [
-            "",
-            f"One hot table (60,000 rows, {hot['mb']:.1f} MB of records) on a 1-shard stream, "
-            "`partition_by = \"table\"`: one partition key, one record in flight at a time. "
-            f"It was written in {hot['active_s']:.1f} s at **{hot['quota_fraction']:.0%} of the "
-            "shard's 1 MiB/s byte quota** (the bucket's initial 1 MiB burst left out). After "
-            "the first throttle the producer paces the key to its shard's refill rate (the "
-            "next record waits for the quota the last one used) instead of backing off "
-            "blindly.",
-        ]
+    lines += quota_section(quota_results)
     lines += [
         "",
         "## Latency",
@@ -775,7 +818,7 @@ def main():
     global world_version
     parser = argparse.ArgumentParser()
     parser.add_argument("--report", default=os.path.join(ROOT, "docs", "benchmarks.md"))
-    parser.add_argument("--only", choices=["snapshot", "columns"],
+    parser.add_argument("--only", choices=["snapshot", "columns", "quota"],
                         help="run one part and rewrite only its section of the report")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="binlog-kinesis-bench-")
@@ -788,6 +831,8 @@ def main():
             quota_results = quota(world, work)
             latency_result = latency(world, work)
             report(rows, quota_results, latency_result, comparison, args.report)
+        if args.only == "quota":
+            write_section(args.report, quota_section(quota(world, work)))
         if args.only in (None, "columns"):
             write_section(args.report, columns_section(columns_bench(world, work)))
         if args.only in (None, "snapshot"):

@@ -269,6 +269,9 @@ async fn replicate(
     shutdown: Shutdown,
     metrics: &Arc<Metrics>,
 ) -> Result<RunOutcome, Error> {
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let max_record_bytes = record_size(&config, client.as_ref()).await?;
     let call_timeout = config.kinesis.call_timeout;
     let Some((ownership, store, checkpoint)) = take_over(&config, &shutdown, metrics).await? else {

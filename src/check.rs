@@ -18,6 +18,9 @@ use crate::{
 /// Runs the checks, printing each; returns whether all passed.
 pub async fn check(config: &Config, client: &AwsKinesisClient) -> bool {
     let mut report = Report { ok: true };
+    for warning in config.warnings() {
+        println!("WARN  configuration: {warning}");
+    }
     let checkpoint = check_checkpoint(config, &mut report).await;
     check_mysql(config, checkpoint.as_ref(), &mut report).await;
     check_sink(config, client, &mut report).await;

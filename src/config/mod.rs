@@ -50,6 +50,10 @@ pub(crate) const MAX_PARALLEL_TABLES: usize = 16;
 /// The largest Kinesis record that Firehose accepts (1,000 KiB); the default record cap.
 pub(crate) const FIREHOSE_MAX_RECORD_BYTES: usize = 1_024_000;
 
+/// The most events Firehose deaggregates from one record (multi-record deaggregation, which
+/// dynamic partitioning of aggregated records needs); the default `max_events_per_record`.
+pub(crate) const FIREHOSE_MAX_EVENTS_PER_RECORD: usize = 500;
+
 /// A configuration problem: always exit code 2.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -119,6 +123,29 @@ pub struct Config {
     pub sink: SinkKind,
     /// Snapshots.
     pub snapshot: SnapshotConfig,
+}
+
+impl Config {
+    /// Settings that work but may not be what the user meant, to log once at startup and print
+    /// in `check`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let per_record = self.kinesis.max_events_per_record;
+        if self.sink == SinkKind::Kinesis && per_record > FIREHOSE_MAX_EVENTS_PER_RECORD {
+            let setting = match per_record {
+                usize::MAX => "0 (no limit)".to_owned(),
+                n => n.to_string(),
+            };
+            warnings.push(format!(
+                "kinesis.max_events_per_record is {setting}: a record may hold more events than \
+                 Firehose's multi-record deaggregation takes from one record \
+                 ({FIREHOSE_MAX_EVENTS_PER_RECORD}), which its dynamic partitioning needs; if a \
+                 Firehose stream reads this stream, set it to {FIREHOSE_MAX_EVENTS_PER_RECORD} or \
+                 less (see the README's \"which setting for which consumer\")"
+            ));
+        }
+        warnings
+    }
 }
 
 /// `[snapshot]`, validated, and the tables `run --snapshot` names.

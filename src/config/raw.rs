@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     environment::{apply_env, env_overrides, redacted_toml_error},
-    ConfigError, Oversize, PartitionBy, ENV_PREFIX, FIREHOSE_MAX_RECORD_BYTES, SECRET_KEYS,
+    ConfigError, Oversize, PartitionBy, ENV_PREFIX, FIREHOSE_MAX_EVENTS_PER_RECORD,
+    FIREHOSE_MAX_RECORD_BYTES, SECRET_KEYS,
 };
 
 /// The raw configuration, as read from TOML and the environment.
@@ -191,7 +192,8 @@ pub(crate) struct RawKinesis {
     pub(crate) max_buffered_bytes: i64,
     /// What to do with an event larger than a record may be: `fail` or `skip`.
     pub(crate) oversize: Oversize,
-    /// Most events in one record; 0 for no limit but the size.
+    /// Most events in one record; 0 for no limit but the size. The default is the most
+    /// Firehose deaggregates from one record ([`FIREHOSE_MAX_EVENTS_PER_RECORD`]).
     pub(crate) max_events_per_record: i64,
     /// `table` (per-table order) or `primary_key` (per-row order, spread over shards).
     pub(crate) partition_by: PartitionBy,
@@ -208,7 +210,7 @@ impl Default for RawKinesis {
             call_timeout_ms: crate::fence::CALL_TIMEOUT.as_millis() as i64,
             max_buffered_bytes: 32 << 20,
             oversize: Oversize::Fail,
-            max_events_per_record: 0,
+            max_events_per_record: FIREHOSE_MAX_EVENTS_PER_RECORD as i64,
             partition_by: PartitionBy::Table,
         }
     }

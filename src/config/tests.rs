@@ -216,3 +216,35 @@ fn globs_match_like_shell_patterns() {
     assert!(glob("*", ""));
     assert!(glob("a*b*c", "aXbYbc"));
 }
+
+#[test]
+fn records_default_to_what_firehose_deaggregates_and_more_warns_once() {
+    let load = |pairs: &[(&str, &str)]| {
+        FileConfig::load(None, env(pairs))
+            .unwrap()
+            .validate()
+            .unwrap()
+    };
+    let default = load(&[]);
+    assert_eq!(default.kinesis.max_events_per_record, 500);
+    assert!(default.warnings().is_empty(), "{:?}", default.warnings());
+    assert!(
+        load(&[("BINLOG_KINESIS__KINESIS__MAX_EVENTS_PER_RECORD", "1")])
+            .warnings()
+            .is_empty()
+    );
+    for (value, shown) in [("501", "is 501"), ("0", "is 0 (no limit)")] {
+        let warnings =
+            load(&[("BINLOG_KINESIS__KINESIS__MAX_EVENTS_PER_RECORD", value)]).warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains(shown), "{}", warnings[0]);
+        assert!(warnings[0].contains("Firehose"), "{}", warnings[0]);
+        assert!(warnings[0].contains("(500)"), "{}", warnings[0]);
+    }
+    // Without Kinesis no Firehose reads the lines.
+    let stdout = load(&[
+        ("BINLOG_KINESIS__KINESIS__MAX_EVENTS_PER_RECORD", "0"),
+        ("BINLOG_KINESIS__SINK__KIND", "stdout"),
+    ]);
+    assert!(stdout.warnings().is_empty());
+}

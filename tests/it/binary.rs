@@ -893,6 +893,24 @@ fn readme_config_keys(readme: &str) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// The README configuration table's default for every `section.key`: the first code span of
+/// its second column, `""` read as the empty string.
+fn readme_config_defaults(readme: &str) -> std::collections::BTreeMap<String, String> {
+    let keys = readme_config_keys(readme);
+    readme
+        .lines()
+        .filter_map(|line| {
+            let mut cells = line.strip_prefix('|')?.split('|').map(str::trim);
+            let key = cells.next()?.trim_matches('`');
+            let default = cells.next()?.split('`').nth(1)?;
+            keys.contains(key).then(|| {
+                let default = if default == r#""""# { "" } else { default };
+                (key.to_owned(), default.to_owned())
+            })
+        })
+        .collect()
+}
+
 /// Every `section.key` of a TOML table of tables.
 fn toml_keys(table: &toml::Table) -> std::collections::BTreeSet<String> {
     table
@@ -957,6 +975,18 @@ fn the_readme_lists_the_commands_and_settings_the_program_has() {
         in_example, accepted,
         "config/binlog-kinesis.toml vs the code"
     );
+    // And the defaults it states are the code's (a default changed in one place only, as
+    // `kinesis.max_events_per_record` could have when it became 500).
+    for (key, stated) in readme_config_defaults(&readme) {
+        let (section, name) = key.split_once('.').unwrap();
+        let value = &defaults[section][name];
+        let actual = match value {
+            toml::Value::String(text) => text.clone(),
+            toml::Value::Array(items) if items.is_empty() => "[]".to_owned(),
+            other => other.to_string(),
+        };
+        assert_eq!(stated, actual, "README default of {key}");
+    }
 }
 
 /// Regression (issue 12, item 3): with nothing running, `check` printed the MySQL cause three

@@ -15,7 +15,7 @@ use binlog_kinesis::{
 };
 use serde_json::Value;
 
-fn repo() -> &'static Path {
+pub(crate) fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -23,7 +23,7 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-fn lint_tool(name: &str) -> PathBuf {
+pub(crate) fn lint_tool(name: &str) -> PathBuf {
     let dir = std::env::var_os("BINLOG_KINESIS_TEST_LINT")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join(".emu/lint"));
@@ -265,6 +265,11 @@ fn ecs_task_json_is_a_valid_fargate_task_definition_for_this_daemon() {
         "the health check needs the listener"
     );
     assert!(config.log.json, "JSON lines for CloudWatch Logs Insights");
+    assert_eq!(
+        config.warnings(),
+        Vec::<String>::new(),
+        "the task's settings draw no warning (records Firehose can deaggregate)"
+    );
 }
 
 #[test]
@@ -341,4 +346,65 @@ fn deployment_templates_pass_cfn_lint_and_grant_only_what_the_daemon_calls() {
         );
     }
     assert!(alarms.contains("Default: BinlogKinesis"));
+}
+
+/// `deploy/firehose.yaml` (issue 16, item 2): lint-clean, least privilege, and built on what
+/// the daemon writes: records Firehose can deaggregate by default, the fields its partition
+/// query reads, the layout `docs/consumers.md`'s Athena table projects. (It is deployed into
+/// the emulator and fed by the daemon in `tests/it/firehose.rs`.)
+#[test]
+fn the_firehose_template_lints_and_fits_the_daemons_records() {
+    let (ok, output) = run("cfn-lint", &["deploy/firehose.yaml"]);
+    assert!(ok, "cfn-lint:\n{output}");
+
+    let (ok, output) = check_py(&["iam-actions", "deploy/firehose.yaml"]);
+    assert!(ok, "{output}");
+    let roles: Value = serde_json::from_str(output.trim()).unwrap();
+    let reads_and_writes = [
+        "kinesis:DescribeStream",
+        "kinesis:GetRecords",
+        "kinesis:GetShardIterator",
+        "kinesis:ListShards",
+        "logs:PutLogEvents",
+        "s3:AbortMultipartUpload",
+        "s3:GetBucketLocation",
+        "s3:GetObject",
+        "s3:ListBucket",
+        "s3:ListBucketMultipartUploads",
+        "s3:PutObject",
+    ];
+    assert_eq!(roles["DeliveryRole"], serde_json::json!(reads_and_writes));
+    let mut redshift = reads_and_writes.to_vec();
+    redshift.push("secretsmanager:GetSecretValue");
+    assert_eq!(roles["RedshiftDeliveryRole"], serde_json::json!(redshift));
+
+    let template = read("deploy/firehose.yaml");
+    for needed in [
+        "DeliveryStreamType: KinesisStreamAsSource",
+        "- Type: RecordDeAggregation",
+        "ParameterName: SubRecordType\n                  ParameterValue: JSON",
+        "ParameterValue: \"{database: .database, table: .table}\"",
+        "- Type: AppendDelimiterToRecord",
+        "CompressionFormat: GZIP",
+        "!{firehose:error-output-type}",
+        "db=!{partitionKeyFromQuery:database}/tbl=!{partitionKeyFromQuery:table}/dt=!{timestamp:yyyy-MM-dd}/",
+        "MetricName: DeliveryToS3.DataFreshness",
+        "MetricName: DeliveryToS3.Success",
+    ] {
+        assert!(template.contains(needed), "deploy/firehose.yaml lacks {needed:?}");
+    }
+    // Firehose deaggregates at most 500 events from a record: the daemon's default.
+    let defaults = toml::Table::try_from(FileConfig::default()).unwrap();
+    assert_eq!(
+        defaults["kinesis"]["max_events_per_record"].as_integer(),
+        Some(500)
+    );
+    let consumers = read("docs/consumers.md");
+    assert!(consumers.contains(
+        "'storage.location.template' = 's3://my-bucket/cdc/db=${db}/tbl=${tbl}/dt=${dt}/'"
+    ));
+    assert!(
+        template.contains("Default: cdc/"),
+        "the data prefix the docs use"
+    );
 }

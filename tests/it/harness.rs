@@ -552,7 +552,8 @@ fn ministack_path() -> PathBuf {
     path
 }
 
-/// A ministack emulator serving Kinesis, CloudWatch and S3.
+/// A ministack emulator serving Kinesis, CloudWatch and S3 (and Firehose, CloudFormation, IAM
+/// and CloudWatch Logs, to deploy the templates).
 pub struct Ministack {
     pub url: String,
     port: u16,
@@ -599,7 +600,11 @@ impl Ministack {
         let mut child = Command::new(ministack_path())
             .env("GATEWAY_PORT", port.to_string())
             .env("BIND_HOST", "127.0.0.1")
-            .env("SERVICES", "kinesis,cloudwatch,s3")
+            // Firehose, CloudFormation, IAM and Logs for deploy/firehose.yaml (tests/it/firehose.rs).
+            .env(
+                "SERVICES",
+                "kinesis,cloudwatch,s3,firehose,cloudformation,iam,sts,logs",
+            )
             .env("TMPDIR", dir)
             .env("PERSIST_STATE", "1")
             .env("STATE_DIR", dir.join("state"))

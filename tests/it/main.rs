@@ -6,6 +6,7 @@ mod changes;
 mod columns;
 mod ddl;
 mod deploy;
+mod firehose;
 mod harness;
 mod operations;
 mod producer;
