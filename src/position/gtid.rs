@@ -206,6 +206,23 @@ impl GtidState {
         missing
     }
 
+    /// MariaDB: the GTIDs of `start` (the GTID position a binlog file starts at) that this
+    /// position has not reached, so that transactions between the two are not in that file or
+    /// after it. Empty when this position is at or past `start` in every domain.
+    pub(crate) fn mariadb_behind(&self, start: &GtidState) -> Vec<MariaGtid> {
+        start
+            .last
+            .iter()
+            .filter(
+                |theirs| match self.last.binary_search_by_key(&theirs.domain, |g| g.domain) {
+                    Ok(index) => self.last[index].sequence < theirs.sequence,
+                    Err(_) => theirs.sequence > 0,
+                },
+            )
+            .cloned()
+            .collect()
+    }
+
     /// The MySQL set as (uuid, tag, half-open intervals `[start, end)`), for a
     /// COM_BINLOG_DUMP_GTID request.
     pub(crate) fn mysql_sids(&self) -> Vec<([u8; 16], Option<&str>, Vec<Interval>)> {

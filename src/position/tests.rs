@@ -130,3 +130,23 @@ proptest! {
         prop_assert_eq!(back, position);
     }
 }
+
+#[test]
+fn a_mariadb_position_behind_a_files_start_names_the_domains_it_misses() {
+    let state = |text: &str| text.parse::<GtidState>().unwrap();
+    let behind = |ours: &str, start: &str| -> Vec<String> {
+        state(ours)
+            .mariadb_behind(&state(start))
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    // At or past the file's start in every domain: nothing is missing.
+    assert!(behind("0-1-11", "0-1-11").is_empty());
+    assert!(behind("0-1-12,1-1-3", "0-1-11").is_empty());
+    assert!(behind("0-1-11", "").is_empty());
+    // Behind in one domain, or never saw a domain the file starts after.
+    assert_eq!(behind("0-1-10", "0-1-11"), ["0-1-11"]);
+    assert_eq!(behind("0-1-11", "0-1-11,1-2-5"), ["1-2-5"]);
+    assert_eq!(behind("0-1-9,1-2-7", "0-1-11,1-2-5"), ["0-1-11"]);
+}

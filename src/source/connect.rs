@@ -372,6 +372,47 @@ pub(crate) async fn ensure_gtids_available(
     })
 }
 
+/// Fails when a MariaDB server purged transactions that follow the GTID position `state`.
+/// MariaDB accepts such a request and refuses it only on the stream's first read (error 1236),
+/// after the start has been taken as good: `snapshot.mode = "when_needed"` could not heal it,
+/// and the message named no file. So the position is compared with where the oldest file
+/// starts (its GTID list, `BINLOG_GTID_POS` at offset 4) before each request.
+pub(crate) async fn ensure_mariadb_gtids_available(
+    conn: &mut Conn,
+    state: &GtidState,
+    position: &BinlogPosition,
+) -> Result<(), SourceError> {
+    let logs = binary_logs(conn).await?;
+    let Some((oldest, _)) = logs.first() else {
+        return Ok(());
+    };
+    let start = BinlogPosition::new(oldest.clone(), 4).map_err(|e| SourceError::Protocol {
+        message: format!("the server listed an invalid binlog file name {oldest:?}: {e}"),
+    })?;
+    let Some(first) = gtid_state_at(conn, &start).await else {
+        return Err(SourceError::PositionNotOnServer {
+            position: position.clone(),
+            reason: format!(
+                "the server cannot say which GTIDs its oldest binlog {oldest} starts after (BINLOG_GTID_POS returned nothing), so the checkpoint's GTID position {state} cannot be checked"
+            ),
+            available: format!("oldest binlog {oldest}"),
+        });
+    };
+    let behind = state.mariadb_behind(&first);
+    if behind.is_empty() {
+        return Ok(());
+    }
+    let behind: Vec<String> = behind.iter().map(ToString::to_string).collect();
+    Err(SourceError::PositionNotOnServer {
+        position: position.clone(),
+        reason: format!(
+            "the server's oldest binlog {oldest} starts after GTID {}, and the checkpoint's GTID position {state} is before that: the transactions in between were purged",
+            behind.join(",")
+        ),
+        available: format!("oldest binlog {oldest}, which starts after GTID position {first}"),
+    })
+}
+
 /// The binlog files the server still has, oldest first, with their sizes.
 pub(crate) async fn binary_logs(conn: &mut Conn) -> Result<Vec<(String, u64)>, SourceError> {
     let rows: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await.map_err(|error| {

@@ -84,6 +84,10 @@ async fn open_stream_mariadb_gtid(
     position: &BinlogPosition,
     heartbeat: Duration,
 ) -> Result<BinlogStream, SourceError> {
+    // Before asking: the server refuses a purged position only on the first read, too late
+    // for the start to recover from it (at startup and at every reconnect, since a long outage
+    // can outlast the retention).
+    super::connect::ensure_mariadb_gtids_available(&mut conn, state, position).await?;
     // MariaDB has no COM_BINLOG_DUMP_GTID: the GTID start goes through session variables and an
     // empty file name (see docs: mysql_async gap 4).
     conn.exec_drop("SET @slave_connect_state = ?", (state.to_string(),))

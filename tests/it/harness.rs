@@ -1008,6 +1008,32 @@ impl World {
         .await
     }
 
+    /// Runs `lost` in a binlog file of its own, then purges every file before the newest
+    /// (retrying while MariaDB keeps a file for its binlog checkpoint): a change no replica can
+    /// read any more. Returns the newest file's name.
+    pub async fn purge_with(&self, lost: &str) -> String {
+        self.db
+            .admin(&["FLUSH BINARY LOGS", lost, "FLUSH BINARY LOGS"])
+            .await;
+        let newest = self.db.position().await;
+        let newest = newest.split(':').next().unwrap().to_owned();
+        eventually(Duration::from_secs(30), async || {
+            self.db
+                .admin(&[&format!("PURGE BINARY LOGS TO '{newest}'")])
+                .await;
+            let logs: Vec<(String, u64)> = self
+                .db
+                .root()
+                .await
+                .query("SHOW BINARY LOGS")
+                .await
+                .unwrap();
+            logs.iter().all(|(name, _)| *name >= newest).then_some(())
+        })
+        .await;
+        newest
+    }
+
     /// Starts the daemon in-process.
     pub async fn daemon(&self, config: Config, start: StartFrom) -> Daemon {
         let client = Arc::new(AwsKinesisClient::new(&config.kinesis).await);

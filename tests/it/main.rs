@@ -1,6 +1,7 @@
 //! The integration tests: the daemon against a private MariaDB and a Kinesis emulator, and the
 //! real binary under signals. See `harness` for how the services are started.
 
+mod alarms;
 mod binary;
 mod changes;
 mod columns;

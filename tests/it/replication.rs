@@ -9,7 +9,7 @@ use binlog_kinesis::{
 };
 use serde_json::{json, Value};
 
-use crate::harness::{eventually, ids, World};
+use crate::harness::{ids, World};
 
 fn shop(events: &[ChangeEvent]) -> Vec<ChangeEvent> {
     events
@@ -364,6 +364,35 @@ async fn a_purged_checkpoint_gtid_is_a_permanent_error_too() {
     purged_checkpoint_is_refused(true).await;
 }
 
+/// Starts with `snapshot.mode = "when_needed"`, inserts `id` into `shop.t` once it replicates,
+/// and returns what the stream then holds of `shop` (at least `events` events) as (op, id).
+async fn start_when_needed_then_insert(world: &World, id: i64, events: usize) -> Vec<(Op, i64)> {
+    let config = world.config(&[("BINLOG_KINESIS__SNAPSHOT__MODE", "when_needed")]);
+    let daemon = world.daemon(config, StartFrom::Checkpoint).await;
+    world.wait_replicating().await;
+    world.insert_t(id..id + 1, 1).await;
+    let events = world.shop_events(events).await;
+    daemon.stop().await.unwrap();
+    events
+        .iter()
+        .filter(|e| e.after.as_ref().is_some_and(|a| a.contains_key("id")))
+        .map(|e| (e.op, e.after.as_ref().unwrap()["id"].as_i64().unwrap()))
+        .collect()
+}
+
+/// The message of a start refused because its position is gone (exit code 4).
+fn not_on_server(error: &Error) -> String {
+    assert!(
+        matches!(
+            error,
+            Error::Source(SourceError::PositionNotOnServer { .. })
+        ),
+        "{error:?}"
+    );
+    assert_eq!(error.exit_code(), 4);
+    error.to_string()
+}
+
 /// A checkpoint (by file position, or by GTID) whose binlog the server has purged.
 async fn purged_checkpoint_is_refused(with_gtid: bool) {
     let world = World::new().await;
@@ -393,45 +422,12 @@ async fn purged_checkpoint_is_refused(with_gtid: bool) {
         format!(r#"{{"version":1,"position":"{position}",{gtid}"updated_at_ms":0}}"#),
     )
     .unwrap();
-    world
-        .db
-        .admin(&[
-            "FLUSH BINARY LOGS",
-            "INSERT INTO shop.t VALUES (2)",
-            "FLUSH BINARY LOGS",
-        ])
-        .await;
-    let current = world.db.position().await;
-    let current_file = current.split(':').next().unwrap();
-    // MariaDB keeps a file until its binlog checkpoint has moved on; purge until it is gone.
+    // Every older file goes: the one after the checkpoint holds the next GTID.
     let file = position.split(':').next().unwrap().to_owned();
-    eventually(Duration::from_secs(30), async || {
-        world
-            .db
-            .admin(&[&format!("PURGE BINARY LOGS TO '{current_file}'")])
-            .await;
-        let mut conn = world.db.root().await;
-        let logs: Vec<(String, u64)> =
-            mysql_async::prelude::Queryable::query(&mut conn, "SHOW BINARY LOGS")
-                .await
-                .unwrap();
-        // Every older file: the one after the checkpoint holds the next GTID.
-        logs.iter()
-            .all(|(name, _)| name.as_str() >= current_file)
-            .then_some(())
-    })
-    .await;
+    world.purge_with("INSERT INTO shop.t VALUES (2)").await;
     let daemon = world.daemon(world.config(&[]), StartFrom::Checkpoint).await;
     let error = daemon.task.await.unwrap().unwrap_err();
-    assert!(
-        matches!(
-            error,
-            Error::Source(SourceError::PositionNotOnServer { .. })
-        ),
-        "{error:?}"
-    );
-    assert_eq!(error.exit_code(), 4);
-    let message = error.to_string();
+    let message = not_on_server(&error);
     assert!(
         message.contains(&file)
             && message.contains("--start-position")
@@ -450,20 +446,58 @@ async fn purged_checkpoint_is_refused(with_gtid: bool) {
             "INSERT INTO shop.t VALUES (3)",
         ])
         .await;
-    let config = world.config(&[("BINLOG_KINESIS__SNAPSHOT__MODE", "when_needed")]);
-    let daemon = world.daemon(config, StartFrom::Checkpoint).await;
-    world.wait_replicating().await;
-    world.db.admin(&["INSERT INTO shop.t VALUES (4)"]).await;
-    let events = world.shop_events(6).await;
-    daemon.stop().await.unwrap();
-    let summary: Vec<(Op, i64)> = events
-        .iter()
-        .filter(|e| e.after.as_ref().is_some_and(|a| a.contains_key("id")))
-        .map(|e| (e.op, e.after.as_ref().unwrap()["id"].as_i64().unwrap()))
-        .collect();
+    let summary = start_when_needed_then_insert(&world, 4, 6).await;
     assert_eq!(
         summary,
         [(Op::Read, 1), (Op::Read, 2), (Op::Read, 3), (Op::Insert, 4)]
+    );
+}
+
+/// Regression (issue 19, found while driving the snapshot-after-purge alarm): a checkpoint that
+/// resumes by GTID, on MariaDB, after the server purged a transaction that follows it. MariaDB
+/// accepts the request and refuses it on the stream's first read, after the start had been
+/// taken as good: with `snapshot.mode = "when_needed"` the daemon stopped (exit 4) instead of
+/// snapshotting, and the message said "see SHOW BINARY LOGS". The position is now checked
+/// against the oldest file's start before the request: exit 4 naming that file, or the
+/// snapshot `when_needed` promises.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gtid_checkpoint_past_a_purge_is_refused_before_reading_and_when_needed_heals_it() {
+    let world = World::new().await;
+    world.create_shop_t().await;
+    let daemon = world.running_daemon(&[]).await;
+    world.insert_t(1..2, 1).await;
+    world.wait_replicating().await;
+    daemon.stop().await.unwrap();
+    let checkpoint = std::fs::read_to_string(world.checkpoint_path()).unwrap();
+    assert!(checkpoint.contains(r#""gtid":"0-1-"#), "{checkpoint}");
+    // A change the daemon has not read goes with its file.
+    let newest = world.purge_with("INSERT INTO shop.t VALUES (2)").await;
+    let daemon = world.daemon(world.config(&[]), StartFrom::Checkpoint).await;
+    let error = tokio::time::timeout(Duration::from_secs(30), daemon.task)
+        .await
+        .expect("the start ends")
+        .unwrap()
+        .unwrap_err();
+    let message = not_on_server(&error);
+    assert!(
+        message.contains(&newest) && message.contains("purged"),
+        "{message}"
+    );
+
+    // with snapshot.mode = "when_needed" the start goes on from the end and reads the table.
+    world
+        .db
+        .admin(&["GRANT SELECT ON shop.* TO 'cdc'@'%'"])
+        .await;
+    let summary = start_when_needed_then_insert(&world, 3, 4).await;
+    assert_eq!(
+        summary,
+        [
+            (Op::Insert, 1),
+            (Op::Read, 1),
+            (Op::Read, 2),
+            (Op::Insert, 3)
+        ]
     );
 }
 
