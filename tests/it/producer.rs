@@ -337,3 +337,98 @@ async fn an_event_over_max_event_bytes_stops_the_daemon_saying_what_to_change() 
     assert_eq!(error.exit_code(), 7, "{message}");
     assert!(message.contains("mysql.max_event_bytes"), "{message}");
 }
+
+/// The benchmark's instant endpoint (issue 18) answers as Kinesis does: the SDK reads its
+/// answers (per-record sequence numbers and shards), the daemon's checkpoint moves on its
+/// acknowledgements, and a malformed request is refused, not counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instant_endpoint_answers_as_kinesis_does() {
+    let world = World::new().await;
+    let instant = crate::proxy::InstantKinesis::start(4).await;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(binlog_kinesis::config::https_client())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&instant.url)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await;
+    let kinesis = aws_sdk_kinesis::Client::new(&config);
+    let summary = kinesis
+        .describe_stream_summary()
+        .stream_name("s")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        summary
+            .stream_description_summary()
+            .unwrap()
+            .open_shard_count(),
+        4
+    );
+    let entries: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|key| {
+            aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+                .partition_key(*key)
+                .data(aws_sdk_kinesis::primitives::Blob::new(format!("{key}\n")))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let put = kinesis
+        .put_records()
+        .stream_name("s")
+        .set_records(Some(entries))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.failed_record_count(), Some(0));
+    assert_eq!(put.records().len(), 3);
+    assert!(put
+        .records()
+        .iter()
+        .all(|r| r.sequence_number().is_some() && r.shard_id().is_some()));
+    let stats = instant.stats().await;
+    assert_eq!(
+        (stats["records"].as_u64(), stats["bytes"].as_u64()),
+        (Some(3), Some(9))
+    );
+
+    // A record without data is refused as a whole call, as Kinesis refuses it.
+    let port: u16 = instant.url.rsplit(':').next().unwrap().parse().unwrap();
+    let body = r#"{"StreamName":"s","Records":[{"PartitionKey":"a"}]}"#;
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: Kinesis_20131202.PutRecords\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).await.unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 400") && answer.contains("ValidationException"),
+        "{answer}"
+    );
+    assert_eq!(instant.stats().await["records"].as_u64(), Some(3));
+
+    // The daemon through it: the checkpoint moves only on acknowledgements.
+    world.create_shop_t().await;
+    let daemon = world
+        .daemon(
+            world.config(&[("BINLOG_KINESIS__KINESIS__ENDPOINT_URL", &instant.url)]),
+            StartFrom::Checkpoint,
+        )
+        .await;
+    world.wait_replicating().await;
+    world.insert_t(0..100, 10).await;
+    world.wait_replicating().await;
+    daemon.stop().await.unwrap();
+    let stats = instant.stats().await;
+    // 100 event lines of over 100 bytes each, and the earlier 9 bytes.
+    assert!(stats["bytes"].as_u64().unwrap() > 100 * 100, "{stats}");
+    assert_eq!(stats["rejected_calls"].as_u64(), Some(1), "{stats}");
+}

@@ -92,23 +92,22 @@ impl QuotaProxy {
         records_per_second: u32,
         bytes_per_second: u32,
     ) -> Self {
-        use std::io::BufRead;
         let port = crate::harness::free_port();
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/quota_proxy.py");
-        let mut child = std::process::Command::new("python3")
-            .arg(script)
-            .args(["--port", &port.to_string(), "--target", target])
-            .args(["--shards", &shards.to_string()])
-            .args(["--records-per-second", &records_per_second.to_string()])
-            .args(["--bytes-per-second", &bytes_per_second.to_string()])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut ready = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut ready)
-            .unwrap();
-        assert_eq!(ready.trim(), "ready", "the quota proxy did not start");
+        let child = spawn_ready(
+            "tests/quota_proxy.py",
+            &[
+                "--port",
+                &port.to_string(),
+                "--target",
+                target,
+                "--shards",
+                &shards.to_string(),
+                "--records-per-second",
+                &records_per_second.to_string(),
+                "--bytes-per-second",
+                &bytes_per_second.to_string(),
+            ],
+        );
         Self {
             url: format!("http://127.0.0.1:{port}"),
             child,
@@ -129,4 +128,61 @@ impl Drop for QuotaProxy {
         let _killed: Result<(), _> = self.child.kill();
         let _reaped: Result<_, _> = self.child.wait();
     }
+}
+
+/// `tests/instant_kinesis.py`: a Kinesis endpoint that accepts every record at once (the
+/// benchmark's measure of the daemon's own cost), stopped by PID when dropped.
+pub struct InstantKinesis {
+    pub url: String,
+    port: u16,
+    child: std::process::Child,
+}
+
+impl InstantKinesis {
+    pub async fn start(shards: u32) -> Self {
+        let port = crate::harness::free_port();
+        let child = spawn_ready(
+            "tests/instant_kinesis.py",
+            &["--port", &port.to_string(), "--shards", &shards.to_string()],
+        );
+        Self {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            child,
+        }
+    }
+
+    /// Calls, records and bytes accepted, and calls rejected, so far.
+    pub async fn stats(&self) -> serde_json::Value {
+        let (status, body) = crate::harness::http_get(self.port, "/_stats")
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+impl Drop for InstantKinesis {
+    fn drop(&mut self) {
+        let _killed: Result<(), _> = self.child.kill();
+        let _reaped: Result<_, _> = self.child.wait();
+    }
+}
+
+/// Starts `python3 SCRIPT ARGS` (a path in the repository) and waits for its "ready" line.
+fn spawn_ready(script: &str, args: &[&str]) -> std::process::Child {
+    use std::io::BufRead;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
+    let mut child = std::process::Command::new("python3")
+        .arg(path)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "ready", "{script} did not start");
+    child
 }
