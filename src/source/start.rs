@@ -71,10 +71,10 @@ pub(crate) enum StartPlan {
     Position(BinlogPosition),
     /// `--start-gtid`: after that state, by GTID.
     Gtid(GtidState),
-    /// The server's current end of binlog (`--from-end`, or no checkpoint yet).
+    /// The server's current end of binlog.
     End {
-        /// There is no checkpoint (rather than `--from-end`).
-        no_checkpoint: bool,
+        /// Why: `--from-end`, no checkpoint yet, or a purged checkpoint healed by a snapshot.
+        because: EndBecause,
     },
     /// The checkpoint lists undecided XA transactions: read again from where the first of
     /// them starts, up to the checkpoint (see [`super::xa`]).
@@ -120,10 +120,10 @@ pub(crate) fn plan(
         }
         (StartFrom::Gtid(gtid), _) => StartPlan::Gtid(gtid),
         (StartFrom::End, _) => StartPlan::End {
-            no_checkpoint: false,
+            because: EndBecause::Asked,
         },
         (StartFrom::Checkpoint, None) => StartPlan::End {
-            no_checkpoint: true,
+            because: EndBecause::NoCheckpoint,
         },
         (StartFrom::Checkpoint, Some(saved)) if !saved.prepared.is_empty() => {
             let from = saved
@@ -220,13 +220,24 @@ pub(crate) async fn begin(
     );
     let snapshot = snapshot.await?;
     let end = StartPlan::End {
-        no_checkpoint: false,
+        because: EndBecause::Purged,
     };
     Ok(Begun {
         opened: open(conn, end, server, &config.mysql).await?,
         snapshot,
         save_start: true,
     })
+}
+
+/// Why a start begins at the server's end of binlog (for the log line that says so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EndBecause {
+    /// `--from-end`.
+    Asked,
+    /// No checkpoint yet.
+    NoCheckpoint,
+    /// The checkpoint's binlog is gone and `snapshot.mode = "when_needed"` snapshots instead.
+    Purged,
 }
 
 /// Where the stream was opened.
@@ -294,7 +305,7 @@ async fn resolve(
             let gtid = Some(gtid);
             (ResumePoint { position, gtid }, true, None)
         }
-        StartPlan::End { no_checkpoint } => {
+        StartPlan::End { because } => {
             let (position, executed) = connect::current_status(conn).await?;
             let gtid = if server.is_mariadb {
                 connect::gtid_state_at(conn, &position).await
@@ -302,10 +313,16 @@ async fn resolve(
                 executed.filter(|_| server.mysql_gtids)
             };
             let point = ResumePoint { position, gtid };
-            if no_checkpoint {
-                tracing::info!(%point, "no checkpoint yet: starting from the server's current end of binlog");
-            } else {
-                tracing::info!(%point, "starting from the server's current end of binlog (--from-end)");
+            match because {
+                EndBecause::NoCheckpoint => {
+                    tracing::info!(%point, "no checkpoint yet: starting from the server's current end of binlog")
+                }
+                EndBecause::Asked => {
+                    tracing::info!(%point, "starting from the server's current end of binlog (--from-end)")
+                }
+                EndBecause::Purged => {
+                    tracing::info!(%point, "starting from the server's current end of binlog; every included table is snapshotted again (snapshot.mode = \"when_needed\")")
+                }
             }
             (point, false, None)
         }
@@ -439,7 +456,7 @@ mod tests {
         assert_eq!(
             plan,
             StartPlan::End {
-                no_checkpoint: false
+                because: EndBecause::Asked
             }
         );
         assert!(plan.saved_before_reading());
@@ -451,7 +468,7 @@ mod tests {
         assert_eq!(
             plan,
             StartPlan::End {
-                no_checkpoint: true
+                because: EndBecause::NoCheckpoint
             }
         );
         assert!(plan.saved_before_reading());
