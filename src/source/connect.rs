@@ -168,28 +168,6 @@ pub(crate) async fn check_server(conn: &mut Conn) -> Result<ServerInfo, SourceEr
             row_metadata.as_deref().unwrap_or("not supported by this server")
         ));
     }
-    // MySQL 8 partial JSON updates carry diffs, not values; the daemon refuses them rather
-    // than emit incomplete rows.
-    let value_options = variable(conn, "binlog_row_value_options")
-        .await?
-        .unwrap_or_default();
-    if value_options.to_ascii_uppercase().contains("PARTIAL_JSON") {
-        return Err(SourceError::ServerMisconfigured {
-            setting: "binlog_row_value_options",
-            expected: "'' (empty)",
-            actual: value_options,
-        });
-    }
-    // Compressed transactions are decoded from files (`decode`) but not yet from the stream.
-    require(
-        "binlog_transaction_compression",
-        "OFF",
-        Some(
-            variable(conn, "binlog_transaction_compression")
-                .await?
-                .unwrap_or_else(|| "OFF".into()),
-        ),
-    )?;
     if is_mariadb {
         // Compressed row events cannot be decoded yet, and skipping them would lose changes.
         require(
@@ -201,6 +179,13 @@ pub(crate) async fn check_server(conn: &mut Conn) -> Result<ServerInfo, SourceEr
     let row_image = variable(conn, "binlog_row_image")
         .await?
         .unwrap_or_default();
+    // MySQL 8 partial JSON updates carry diffs, which the reader applies to the before
+    // image's document: without FULL before images the first one would stop the daemon.
+    // (Compressed transactions, `binlog_transaction_compression`, are read as they come.)
+    let value_options = variable(conn, "binlog_row_value_options")
+        .await?
+        .unwrap_or_default();
+    partial_json_needs_full_images(&value_options, &row_image)?;
     if !row_image.eq_ignore_ascii_case("FULL") {
         warnings.push(format!(
             "binlog_row_image is {row_image}, not FULL: update and delete events will carry only the columns the server logs"
@@ -216,6 +201,21 @@ pub(crate) async fn check_server(conn: &mut Conn) -> Result<ServerInfo, SourceEr
         binlog_retention,
         warnings,
     })
+}
+
+/// `binlog_row_value_options=PARTIAL_JSON` logs JSON updates as diffs of the before image's
+/// document, which only FULL before images hold.
+fn partial_json_needs_full_images(value_options: &str, row_image: &str) -> Result<(), SourceError> {
+    if value_options.to_ascii_uppercase().contains("PARTIAL_JSON")
+        && !row_image.eq_ignore_ascii_case("FULL")
+    {
+        return Err(SourceError::ServerMisconfigured {
+            setting: "binlog_row_image",
+            expected: "FULL (binlog_row_value_options=PARTIAL_JSON logs JSON updates as diffs of the before image's document; or set binlog_row_value_options='')",
+            actual: row_image.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// How long the server keeps binlog files. On RDS and Aurora MySQL the procedure-set
@@ -592,4 +592,32 @@ pub(crate) async fn gtid_state_at(conn: &mut Conn, position: &BinlogPosition) ->
         .flatten()
         .flatten()
         .and_then(|text| text.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_json_is_accepted_with_full_row_images_and_refused_without() {
+        for (options, image) in [
+            ("", "MINIMAL"),
+            ("", "FULL"),
+            ("PARTIAL_JSON", "FULL"),
+            ("partial_json", "full"),
+        ] {
+            assert!(
+                partial_json_needs_full_images(options, image).is_ok(),
+                "{options} {image}"
+            );
+        }
+        for image in ["MINIMAL", "NOBLOB"] {
+            let error = partial_json_needs_full_images("PARTIAL_JSON", image).unwrap_err();
+            let text = error.to_string();
+            assert!(
+                text.contains("binlog_row_image") && text.contains(image) && text.contains("FULL"),
+                "{text}"
+            );
+        }
+    }
 }

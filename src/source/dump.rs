@@ -57,7 +57,11 @@ async fn open(
     let request = BinlogStreamRequest::new(server_id)
         .with_filename(file)
         .with_pos(offset);
-    conn.get_binlog_stream(request).await
+    // The reader decompresses transactions itself, streaming (see vendor/README.md).
+    Ok(conn
+        .get_binlog_stream(request)
+        .await?
+        .keep_payloads_compressed())
 }
 
 /// Turns `conn` into a binlog stream that starts after the GTID state `state` (a MariaDB
@@ -146,6 +150,7 @@ async fn open_stream_mysql_gtid(
         .with_gtid_set(sids);
     conn.get_binlog_stream(request)
         .await
+        .map(BinlogStream::keep_payloads_compressed)
         .map_err(|error| stream_error(error, position))
 }
 

@@ -12,7 +12,7 @@ use std::io::{BufReader, Read};
 
 use mysql_common::binlog::{
     consts::{BinlogChecksumAlg, BinlogVersion, EventType},
-    events::Event,
+    events::{Event, FormatDescriptionEvent},
     EventStreamReader,
 };
 
@@ -70,20 +70,18 @@ pub(crate) fn read_frame(read: &mut impl Read, limit: u64) -> Result<Option<Vec<
 }
 
 /// Decodes one frame with `stream` (which tracks the format description and checksums),
-/// after checking that the frame is long enough for what the decoder cuts off it. `compressed`
-/// for events inside a compressed transaction, which carry no checksum. The reader checks the
-/// checksum and the body's counts ([`super::integrity`]) before it decodes the body.
+/// after checking that the frame is long enough for what the decoder cuts off it. The reader
+/// checks the checksum and the body's counts ([`super::integrity`]) before it decodes the body.
 pub(crate) fn decode_frame(
     stream: &mut EventStreamReader,
     frame: &[u8],
-    compressed: bool,
     crc32: bool,
 ) -> Result<Event, String> {
     // A checksummed event has room for its checksum; a format description for its own.
     let is_fde = frame.get(4) == Some(&(EventType::FORMAT_DESCRIPTION_EVENT as u8));
     let minimum = if is_fde {
         HEADER_LEN + 57
-    } else if crc32 && !compressed {
+    } else if crc32 {
         HEADER_LEN + 4
     } else {
         HEADER_LEN
@@ -94,14 +92,35 @@ pub(crate) fn decode_frame(
             frame.len()
         ));
     }
-    let event = if compressed {
-        stream.read_decompressed(frame)
-    } else {
-        stream.read(frame)
-    }
-    .map_err(|error| format!("cannot read the event: {error}"))?
-    .ok_or_else(|| "the event is empty".to_owned())?;
+    let event = stream
+        .read(frame)
+        .map_err(|error| format!("cannot read the event: {error}"))?
+        .ok_or_else(|| "the event is empty".to_owned())?;
     Ok(event)
+}
+
+/// Decodes one event read from inside a compressed transaction, with `fde`, the payload
+/// event's format description with checksums off (the events inside carry none). The frame is
+/// whole ([`read_frame`]); a format description or another payload inside is corrupt input.
+pub(crate) fn decode_inner(
+    fde: &FormatDescriptionEvent<'_>,
+    frame: &[u8],
+) -> Result<Event, String> {
+    let event_type = frame.get(4).copied().unwrap_or_default();
+    if event_type == EventType::FORMAT_DESCRIPTION_EVENT as u8
+        || event_type == EventType::TRANSACTION_PAYLOAD_EVENT as u8
+    {
+        return Err(format!(
+            "an event of type {event_type} cannot be inside a compressed transaction"
+        ));
+    }
+    if frame.len() < HEADER_LEN {
+        return Err(format!(
+            "the event is {} bytes, shorter than its header",
+            frame.len()
+        ));
+    }
+    Event::read(fde, frame).map_err(|error| format!("cannot read the event: {error}"))
 }
 
 /// A binlog file's events, in order, each with its offset.
@@ -144,16 +163,11 @@ impl<R: Read> EventFile<R> {
             return Ok(None);
         };
         self.offset += frame.len() as u64;
-        let event = decode_frame(&mut self.stream, &frame, false, self.crc32).map_err(at)?;
+        let event = decode_frame(&mut self.stream, &frame, self.crc32).map_err(at)?;
         if event.header().event_type_raw() == EventType::FORMAT_DESCRIPTION_EVENT as u8 {
             self.crc32 = event.footer().get_checksum_alg()
                 == Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32));
         }
         Ok(Some((offset, event)))
-    }
-
-    /// The decoder state, for the events inside a compressed transaction.
-    pub(crate) fn stream_mut(&mut self) -> &mut EventStreamReader {
-        &mut self.stream
     }
 }

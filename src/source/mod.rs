@@ -377,19 +377,16 @@ pub async fn decode_files(
                 }
                 other => other,
             };
-            if header.event_type_raw() == EventType::TRANSACTION_PAYLOAD_EVENT as u8 {
-                reader
-                    .handle_payload(&event, binlog.stream_mut())
-                    .await
-                    .map_err(at_offset)?;
-            } else {
-                reader.handle(&event).await.map_err(at_offset)?;
-            }
+            reader.handle(&event).await.map_err(at_offset)?;
         }
         total += reader.counts.events;
     }
     Ok(total)
 }
 
+#[cfg(test)]
+mod compressed_tests;
+#[cfg(test)]
+mod partial_tests;
 #[cfg(test)]
 mod tests;

@@ -20,21 +20,21 @@ fn fixtures() -> PathBuf {
     dir
 }
 
-struct Replay {
-    result: Result<(), SourceError>,
-    events: Vec<ChangeEvent>,
-    boundaries: Vec<BinlogPosition>,
+pub(super) struct Replay {
+    pub(super) result: Result<(), SourceError>,
+    pub(super) events: Vec<ChangeEvent>,
+    pub(super) boundaries: Vec<BinlogPosition>,
     /// The GTID state at each boundary, as the checkpoint would record it.
     gtids: Vec<Option<String>>,
 }
 
 /// Feeds every event of `path` to a reader, as the live stream would.
-async fn replay(path: &Path) -> Replay {
+pub(super) async fn replay(path: &Path) -> Replay {
     replay_with(path, false).await
 }
 
 /// As [`replay`]; `positional_names` names columns `@1`, `@2`, ... where the file has none.
-async fn replay_with(path: &Path, positional_names: bool) -> Replay {
+pub(super) async fn replay_with(path: &Path, positional_names: bool) -> Replay {
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
     let (tx, mut rx) = mpsc::channel(64);
     let collector = tokio::spawn(async move {
@@ -134,27 +134,6 @@ async fn every_fixture_decodes_or_ends_in_a_typed_error_without_panicking() {
                 .map_or("ok".into(), |e| e.to_string())
         );
     }
-}
-
-#[tokio::test]
-async fn compressed_transactions_stop_with_the_event_and_its_position() {
-    let dir = fixtures();
-    let replay = replay(&dir.join("transaction_compression.000001")).await;
-    let error = replay.result.unwrap_err();
-    match &error {
-        SourceError::UnsupportedEvent {
-            event, position, ..
-        } => {
-            assert_eq!(event, "TRANSACTION_PAYLOAD");
-            assert_eq!(position.file(), "transaction_compression.000001");
-            assert!(position.offset() > 4);
-        }
-        other => panic!("unexpected {other:?}"),
-    }
-    assert!(
-        error.to_string().contains("binlog_transaction_compression"),
-        "{error}"
-    );
 }
 
 /// Golden lines: a MariaDB 10.5 binlog with FULL row metadata, decoded as the live stream
@@ -368,7 +347,7 @@ async fn mysql_json_documents_keep_opaque_scalars_as_strings() {
 }
 
 /// The lines `binlog-kinesis decode FILE` prints, or the error it ends with.
-async fn decoded(path: &Path) -> (Vec<String>, Result<u64, SourceError>) {
+pub(super) async fn decoded(path: &Path) -> (Vec<String>, Result<u64, SourceError>) {
     let (tx, mut rx) = mpsc::channel(64);
     let collector = tokio::spawn(async move {
         let mut lines = Vec::new();
@@ -381,24 +360,6 @@ async fn decoded(path: &Path) -> (Vec<String>, Result<u64, SourceError>) {
     });
     let result = decode_files(&[path.to_owned()], tx, false, None).await;
     (collector.await.unwrap(), result)
-}
-
-/// Offline, a zstd-compressed transaction (MySQL 8.0.32, TRANSACTION_PAYLOAD) decodes into its
-/// row events; they take the payload's position and its XID.
-#[tokio::test]
-async fn decode_reads_compressed_transactions() {
-    let dir = fixtures();
-    let (lines, result) = decoded(&dir.join("transaction_compression.000001")).await;
-    assert_eq!(result.unwrap(), 1);
-    assert_eq!(
-        lines,
-        [concat!(
-            r#"{"op":"insert","database":"test","table":"tb1","ts_ms":1695159109000,"#,
-            r#""position":"transaction_compression.000001:274","row":0,"gtid":null,"xid":462,"#,
-            r#""commit":true,"primary_key":null,"before":null,"after":{"@1":1}}"#,
-            "\n"
-        )]
-    );
 }
 
 /// Golden lines for the remaining MySQL 8/9 fixtures, each checked against what the fixture's

@@ -12,7 +12,6 @@
 //! Nothing here panics on malformed input: short buffers and unexpected values are
 //! [`DecodeError`]s naming the column.
 
-use base64::{engine::general_purpose::STANDARD as BASE64, Engine};
 use mysql_common::{
     binlog::{events::RowsEventData, value::BinlogValue},
     constants::ColumnType,
@@ -26,9 +25,6 @@ use crate::{config::ColumnAction, event::Op};
 /// A rows event that cannot be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
-    /// MySQL's partial JSON updates.
-    #[error("partial JSON updates (binlog_row_value_options=PARTIAL_JSON) are not supported yet; set binlog_row_value_options='' on the server")]
-    PartialJsonRows,
     /// The event and its TABLE_MAP disagree on the number of columns.
     #[error("rows event has {event} columns, its table map {table}")]
     ColumnCount {
@@ -65,9 +61,13 @@ pub enum ValueError {
         /// The parser's words.
         detail: String,
     },
-    /// A partial JSON update inside a full rows event.
-    #[error("partial JSON update is not supported yet")]
-    PartialJson,
+    /// A partial JSON update (`binlog_row_value_options=PARTIAL_JSON`) that cannot be
+    /// applied to the before image's document.
+    #[error("partial JSON update cannot be applied: {detail}")]
+    PartialJson {
+        /// Why.
+        detail: String,
+    },
     /// A number or time in text form that does not parse.
     #[error("invalid {kind}")]
     Invalid {
@@ -220,26 +220,6 @@ impl ColumnCodec {
     }
 }
 
-/// A DATETIME value as JSON: `"YYYY-MM-DD HH:MM:SS"` and `fsp` fractional digits.
-pub(crate) fn write_datetime(
-    out: &mut Vec<u8>,
-    (y, mo, d, h, mi, s, us): (u16, u8, u8, u8, u8, u8, u32),
-    fsp: u8,
-) {
-    out.push(b'"');
-    write_digits(out, u32::from(y), 4);
-    for (separator, value) in [(b'-', mo), (b'-', d), (b' ', h), (b':', mi), (b':', s)] {
-        out.push(separator);
-        write_digits(out, u32::from(value), 2);
-    }
-    if fsp > 0 {
-        out.push(b'.');
-        let micros = us.min(999_999) / 10u32.pow(6 - u32::from(fsp.min(6)));
-        write_digits(out, micros, usize::from(fsp.min(6)));
-    }
-    out.push(b'"');
-}
-
 /// Whether `collation` is one of MySQL's latin1 (Windows-1252: ASCII bytes are the same
 /// text in UTF-8).
 pub(crate) fn is_latin1(collation: u16) -> bool {
@@ -344,12 +324,8 @@ pub(crate) fn encode_rows(
     out: &mut EncodedRows,
     max_row_bytes: usize,
 ) -> Result<(), DecodeError> {
-    let op = match rows {
-        RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_) => Op::Insert,
-        RowsEventData::UpdateRowsEvent(_) | RowsEventData::UpdateRowsEventV1(_) => Op::Update,
-        RowsEventData::DeleteRowsEvent(_) | RowsEventData::DeleteRowsEventV1(_) => Op::Delete,
-        RowsEventData::PartialUpdateRowsEvent(_) => return Err(DecodeError::PartialJsonRows),
-    };
+    let op = op_of(rows);
+    let partial_event = matches!(rows, RowsEventData::PartialUpdateRowsEvent(_));
     if rows.num_columns() as usize != schema.columns.len() {
         return Err(DecodeError::ColumnCount {
             event: rows.num_columns() as usize,
@@ -375,9 +351,10 @@ pub(crate) fn encode_rows(
         out.row_start = out.buf.len();
         out.skipped = 0;
         // The before image, when the event has one, precedes the after image.
+        let before_image = ParseBuf(buf.0);
         let before = before_present
             .as_ref()
-            .map(|present| write_image(schema, present, &mut buf, out, max_row_bytes))
+            .map(|present| write_image(schema, present, &mut buf, out, max_row_bytes, None))
             .transpose()?;
         // `spans` describes the image written last.
         let before_key = (op == Op::Update && before.is_some())
@@ -389,9 +366,24 @@ pub(crate) fn encode_rows(
         };
         out.watched.clear();
         out.watched.extend(watch.iter().map(|&i| out.spans[i]));
+        // A partial update's after image starts with which JSON columns hold diffs, which
+        // apply to the before image's documents.
+        let diffs = match partial_event {
+            true => partial::row_diffs(schema, &mut buf, before_present.as_ref(), before_image)?,
+            false => None,
+        };
         let after = after_present
             .as_ref()
-            .map(|present| write_image(schema, present, &mut buf, out, max_row_bytes))
+            .map(|present| {
+                write_image(
+                    schema,
+                    present,
+                    &mut buf,
+                    out,
+                    max_row_bytes,
+                    diffs.as_ref(),
+                )
+            })
             .transpose()?;
         // Unchanged only when both images hold every watched column, byte for byte the same
         // (a column an image lacks might have changed).
@@ -420,6 +412,18 @@ pub(crate) fn encode_rows(
         });
     }
     Ok(())
+}
+
+/// Insert, update or delete, from the rows event's type.
+fn op_of(rows: &RowsEventData<'_>) -> Op {
+    match rows {
+        RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_) => Op::Insert,
+        // A partial update's after images may hold JSON diffs (see `partial`).
+        RowsEventData::UpdateRowsEvent(_)
+        | RowsEventData::UpdateRowsEventV1(_)
+        | RowsEventData::PartialUpdateRowsEvent(_) => Op::Update,
+        RowsEventData::DeleteRowsEvent(_) | RowsEventData::DeleteRowsEventV1(_) => Op::Delete,
+    }
 }
 
 /// Writes the primary key of the image written last (its values' spans are in `out.spans`)
@@ -455,6 +459,7 @@ fn write_image<'a>(
     buf: &mut ParseBuf<'a>,
     out: &mut EncodedRows,
     max_row_bytes: usize,
+    diffs: Option<&partial::PartialRow>,
 ) -> Result<(usize, usize), DecodeError> {
     let n_present = (0..schema.columns.len()).filter(|i| present(*i)).count();
     let null_bitmap: &[u8] = buf
@@ -477,9 +482,20 @@ fn write_image<'a>(
             column_type: format!("{:?}", column.column_type),
             source,
         };
+        // A partial JSON column: its diffs are read here, and applied when the value is sent.
+        let diffed = match diffs {
+            Some(diffs) if diffs.columns[index] && !is_null => {
+                let wanted = matches!(codec.action, ColumnAction::Keep | ColumnAction::Hash(_));
+                Some(
+                    partial::after_document(buf, diffs.before[index].as_ref(), wanted)
+                        .map_err(failed)?,
+                )
+            }
+            _ => None,
+        };
         if matches!(codec.action, ColumnAction::Exclude) {
             // Read past, never written: no name, no value.
-            if !is_null {
+            if !is_null && diffed.is_none() {
                 skip_value(column, codec, buf).map_err(failed)?;
             }
             continue;
@@ -493,11 +509,20 @@ fn write_image<'a>(
         if is_null {
             out.buf.extend_from_slice(b"null");
         } else if let ColumnAction::Mask(mask) = &codec.action {
-            skip_value(column, codec, buf).map_err(failed)?;
+            if diffed.is_none() {
+                skip_value(column, codec, buf).map_err(failed)?;
+            }
             out.buf.extend_from_slice(mask);
         } else {
             let room = max_row_bytes.saturating_sub(out.buf.len() - out.row_start + out.skipped);
-            match write_value(column, codec, buf, &mut out.buf, room).map_err(failed)? {
+            let written = match diffed.flatten() {
+                Some(document) => {
+                    crate::event::write_json(&mut out.buf, &document);
+                    Written::Value
+                }
+                None => write_value(column, codec, buf, &mut out.buf, room).map_err(failed)?,
+            };
+            match written {
                 Written::Skipped(bytes) => {
                     out.skipped += bytes;
                     out.buf.extend_from_slice(b"null");
@@ -633,35 +658,14 @@ fn parse_value<'a>(
     ))
 }
 
-/// `value` in exactly `width` decimal digits (zero-padded; wider values are written whole).
-pub(crate) fn write_digits(out: &mut Vec<u8>, value: u32, width: usize) {
-    let mut digits = itoa::Buffer::new();
-    let text = digits.format(value);
-    for _ in text.len()..width {
-        out.push(b'0');
-    }
-    out.extend_from_slice(text.as_bytes());
-}
-
-/// `bytes` as a JSON string of base64 (which needs no escaping).
-fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.push(b'"');
-    let start = out.len();
-    out.resize(
-        start + base64::encoded_len(bytes.len(), true).unwrap_or(0),
-        0,
-    );
-    let written = BASE64
-        .encode_slice(bytes, &mut out[start..])
-        .expect("the buffer has the encoded length");
-    out.truncate(start + written);
-    out.push(b'"');
-}
-
+mod partial;
 mod value;
 
+use self::value::write_base64;
 use self::value::LATIN1_COLLATIONS;
-pub(crate) use self::value::{normalize_decimal, to_json, unix_timestamp_json};
+pub(crate) use self::value::{
+    normalize_decimal, to_json, unix_timestamp_json, write_datetime, write_digits,
+};
 
 #[cfg(test)]
 mod tests;

@@ -22,7 +22,11 @@ pub(crate) fn to_json(column: &ColumnSchema, value: BinlogValue<'_>) -> Result<J
                     detail: e.to_string(),
                 })
         }
-        BinlogValue::JsonDiff(_) => return Err(ValueError::PartialJson),
+        BinlogValue::JsonDiff(_) => {
+            return Err(ValueError::PartialJson {
+                detail: "diffs outside a partial update's after image".into(),
+            })
+        }
     };
     if let Value::NULL = value {
         return Ok(Json::Null);
@@ -415,4 +419,49 @@ fn utf32(bytes: &[u8], collation: u16) -> Result<String, ValueError> {
         .chunks_exact(4)
         .map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])).ok_or_else(not_utf32))
         .collect()
+}
+
+/// A DATETIME value as JSON: `"YYYY-MM-DD HH:MM:SS"` and `fsp` fractional digits.
+pub(crate) fn write_datetime(
+    out: &mut Vec<u8>,
+    (y, mo, d, h, mi, s, us): (u16, u8, u8, u8, u8, u8, u32),
+    fsp: u8,
+) {
+    out.push(b'"');
+    write_digits(out, u32::from(y), 4);
+    for (separator, value) in [(b'-', mo), (b'-', d), (b' ', h), (b':', mi), (b':', s)] {
+        out.push(separator);
+        write_digits(out, u32::from(value), 2);
+    }
+    if fsp > 0 {
+        out.push(b'.');
+        let micros = us.min(999_999) / 10u32.pow(6 - u32::from(fsp.min(6)));
+        write_digits(out, micros, usize::from(fsp.min(6)));
+    }
+    out.push(b'"');
+}
+
+/// `value` in exactly `width` decimal digits (zero-padded; wider values are written whole).
+pub(crate) fn write_digits(out: &mut Vec<u8>, value: u32, width: usize) {
+    let mut digits = itoa::Buffer::new();
+    let text = digits.format(value);
+    for _ in text.len()..width {
+        out.push(b'0');
+    }
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// `bytes` as a JSON string of base64 (which needs no escaping).
+pub(super) fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    let start = out.len();
+    out.resize(
+        start + base64::encoded_len(bytes.len(), true).unwrap_or(0),
+        0,
+    );
+    let written = BASE64
+        .encode_slice(bytes, &mut out[start..])
+        .expect("the buffer has the encoded length");
+    out.truncate(start + written);
+    out.push(b'"');
 }

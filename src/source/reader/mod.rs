@@ -3,6 +3,7 @@
 //! transaction's events and emits boundaries. What the reader guarantees is in the docs of
 //! [`super`].
 
+mod payload;
 mod rows;
 mod signals;
 mod snapshots;
@@ -23,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     catalog::Catalog,
-    connect, decode, file, integrity,
+    connect, decode, integrity,
     lock::InstanceLock,
     mariadb,
     schema::{SchemaError, TableSchema},
@@ -76,16 +77,6 @@ struct OpenTransaction {
     skip: usize,
 }
 
-/// While reading inside a TRANSACTION_PAYLOAD event.
-struct Payload {
-    /// Where the payload event starts: every event inside has this position.
-    start: BinlogPosition,
-    /// Where it ends.
-    end: BinlogPosition,
-    /// Rows already numbered inside it.
-    rows: u32,
-}
-
 /// What the reader did so far.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Counts {
@@ -112,7 +103,7 @@ pub(super) struct Reader {
     open: OpenTransaction,
     /// A FORMAT_DESCRIPTION event was read on this connection.
     format_known: bool,
-    payload: Option<Payload>,
+    payload: Option<payload::Payload>,
     pub(super) counts: Counts,
     metrics: Arc<Metrics>,
     /// Table definitions from information_schema, when the binlog lacks them.
@@ -317,8 +308,19 @@ impl Reader {
         (at(start), at(end))
     }
 
-    /// One event: checked, then handed to the method for its family.
+    /// One event: checked, then handed to the method for its family; a compressed
+    /// transaction's events one by one ([`payload`]).
     pub(super) async fn handle(&mut self, event: &Event) -> Result<(), SourceError> {
+        if event.header().event_type_raw() == EventType::TRANSACTION_PAYLOAD_EVENT as u8
+            && self.payload.is_none()
+        {
+            return self.handle_payload(event).await;
+        }
+        self.handle_one(event).await
+    }
+
+    /// One event, not a compressed transaction's.
+    async fn handle_one(&mut self, event: &Event) -> Result<(), SourceError> {
         let header = event.header();
         let raw_type = header.event_type_raw();
         let (start, end) = self.span(event);
@@ -345,25 +347,8 @@ impl Reader {
         if (mariadb::ANNOTATE_ROWS..=mariadb::LAST_COMPRESSED).contains(&raw_type) {
             return self.on_mariadb_event(event, &start);
         }
-        let data = match event.read_data() {
-            Ok(Some(data)) => data,
-            Ok(None) | Err(_) if header.flags().contains(EventFlags::LOG_EVENT_IGNORABLE_F) => {
-                return Ok(())
-            }
-            Ok(None) => {
-                return Err(unsupported(
-                    format!("type {raw_type}"),
-                    &start,
-                    "unknown event type",
-                ))
-            }
-            Err(error) => {
-                return Err(unsupported(
-                    format!("type {raw_type}"),
-                    &start,
-                    format!("the event is malformed: {error}"),
-                ));
-            }
+        let Some(data) = read_data(event, &start)? else {
+            return Ok(());
         };
         match data {
             EventData::RotateEvent(rotate) => self.on_rotate(&rotate, header.log_pos()).await,
@@ -404,15 +389,19 @@ impl Reader {
             | EventData::RandEvent(_)
             | EventData::UserVarEvent(_)
             | EventData::IgnorableEvent(_) => Ok(()),
+            // Only inside another one: `handle` reads the others.
             EventData::TransactionPayloadEvent(_) => Err(unsupported(
                 "TRANSACTION_PAYLOAD",
                 &start,
-                "compressed transactions (binlog_transaction_compression=ON) are not supported yet; turn it off on the server",
+                "a compressed transaction inside a compressed transaction: the binlog is corrupt",
             )),
             EventData::IncidentEvent(incident) => Err(unsupported(
                 "INCIDENT",
                 &start,
-                format!("the server reports lost binlog events: {}", incident.message()),
+                format!(
+                    "the server reports lost binlog events: {}",
+                    incident.message()
+                ),
             )),
             other => Err(refused(&other, raw_type, &start)),
         }
@@ -590,54 +579,6 @@ impl Reader {
         self.tables.insert(map.table_id(), schema);
         Ok(())
     }
-
-    /// Reads the events of a compressed transaction (MySQL 8 TRANSACTION_PAYLOAD) from a
-    /// file, streaming the zstd payload (never the whole transaction in memory at once). The
-    /// live path refuses these events: the driver drops a payload it cannot decompress without
-    /// a word.
-    pub(super) async fn handle_payload(
-        &mut self,
-        event: &Event,
-        stream: &mut mysql_common::binlog::EventStreamReader,
-    ) -> Result<(), SourceError> {
-        let (start, end) = self.span(event);
-        // The payload event's checksum covers the compressed transaction.
-        integrity::verify_checksum(event).map_err(|source| SourceError::Integrity {
-            position: start.clone(),
-            source,
-        })?;
-        let malformed = |error: std::io::Error| SourceError::UnsupportedEvent {
-            event: "TRANSACTION_PAYLOAD".into(),
-            position: start.clone(),
-            reason: format!("the compressed transaction cannot be read: {error}"),
-        };
-        let payload: mysql_common::binlog::events::TransactionPayloadEvent<'_> =
-            event.read_event().map_err(malformed)?;
-        let mut input = payload.decompressed().map_err(malformed)?;
-        self.payload = Some(Payload {
-            start: start.clone(),
-            end,
-            rows: 0,
-        });
-        // Frame by frame, so a corrupt payload is an error rather than a panic in the decoder.
-        let corrupt = |message: String| SourceError::UnsupportedEvent {
-            event: "TRANSACTION_PAYLOAD".into(),
-            position: start.clone(),
-            reason: format!("the compressed transaction is corrupt: {message}"),
-        };
-        let result = async {
-            while let Some(frame) =
-                file::read_frame(&mut input, file::MAX_EVENT_BYTES).map_err(corrupt)?
-            {
-                let inner = file::decode_frame(stream, &frame, true, false).map_err(corrupt)?;
-                self.handle(&inner).await?;
-            }
-            Ok(())
-        }
-        .await;
-        self.payload = None;
-        result
-    }
 }
 
 /// A snapshot driver's next answer, with its slot (never ready with snapshots off).
@@ -650,6 +591,35 @@ async fn next_arrival(
     match snapshots {
         Some(snapshots) => snapshots.next_arrival().await,
         None => std::future::pending().await,
+    }
+}
+
+/// The event's body; `None` for an ignorable event the library cannot read.
+fn read_data<'a>(
+    event: &'a Event,
+    start: &BinlogPosition,
+) -> Result<Option<EventData<'a>>, SourceError> {
+    let raw_type = event.header().event_type_raw();
+    match event.read_data() {
+        Ok(Some(data)) => Ok(Some(data)),
+        Ok(None) | Err(_)
+            if event
+                .header()
+                .flags()
+                .contains(EventFlags::LOG_EVENT_IGNORABLE_F) =>
+        {
+            Ok(None)
+        }
+        Ok(None) => Err(unsupported(
+            format!("type {raw_type}"),
+            start,
+            "unknown event type",
+        )),
+        Err(error) => Err(unsupported(
+            format!("type {raw_type}"),
+            start,
+            format!("the event is malformed: {error}"),
+        )),
     }
 }
 
