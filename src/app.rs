@@ -62,10 +62,12 @@ use crate::{
     stream::Boundary,
 };
 
-/// Events between the source and the sink. Small: the sink holds the real buffer, bounded in
-/// bytes by `kinesis.max_buffered_bytes`, and each event here is at most a record's size (larger
-/// ones stop the sink), so this adds at most 128 × `kinesis.max_record_bytes`.
-const EVENT_CHANNEL_CAPACITY: usize = 128;
+/// Messages between the source and the sink. Small: the sink holds the real buffer, bounded in
+/// bytes by `kinesis.max_buffered_bytes`, and each message here is one event of at most a
+/// record's size (larger ones stop the sink) or a batch of at most `stream::BATCH_BYTES` of
+/// lines, so this adds at most 32 × the larger of the two. (32 is room enough: a batch holds a
+/// few hundred events.)
+const EVENT_CHANNEL_CAPACITY: usize = 32;
 
 /// Acknowledged positions between the sink and the checkpoint task, which only keeps the latest.
 const ACK_CHANNEL_CAPACITY: usize = 256;

@@ -320,6 +320,11 @@ async fn decode(
             line.clear();
             match item {
                 Message::Event(event) => event.line.write_to(&mut line),
+                Message::Events(events) => {
+                    for event in events {
+                        event.line.write_to(&mut line);
+                    }
+                }
                 Message::Comment(comment) => {
                     line.extend_from_slice(comment.as_bytes());
                     line.push(b'\n');

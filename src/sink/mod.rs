@@ -67,7 +67,7 @@ use crate::{
     fence::Fence,
     metrics::Metrics,
     position::BinlogPosition,
-    stream::{Boundary, Message},
+    stream::{Boundary, Message, OutboundEvent},
 };
 
 /// PutRecords calls in flight at once (always for disjoint partition keys).
@@ -346,55 +346,63 @@ impl Producer {
         match item {
             Message::Boundary(position) => self.tracker.push_boundary(position),
             Message::Comment(_) => {}
-            Message::Event(event) => {
-                let len = event.line.len();
-                let size = len + event.key.len();
-                if size > self.config.max_record_bytes {
-                    if self.config.oversize == Oversize::Fail {
-                        return Err(SinkError::EventTooLarge {
-                            table: event.table,
-                            position: event.position,
-                            size,
-                            limit: self.config.max_record_bytes,
-                        });
-                    }
-                    // Skipped: it takes no sequence number, so the boundaries around it
-                    // commit as if it had been delivered.
-                    self.metrics.oversize_skipped.add(1);
-                    let primary_key = event.line.primary_key().unwrap_or("null");
-                    tracing::warn!(table = %event.table, position = %event.position, primary_key, size, limit = self.config.max_record_bytes, "skipping an event larger than a record may be (kinesis.oversize = \"skip\")");
-                    return Ok(());
-                }
-                let seq = self.tracker.push_event();
-                let cost = event.line.heap_bytes()
-                    + std::mem::size_of::<Queued>()
-                    + tracker::BYTES_PER_EVENT;
-                self.buffered_bytes += cost;
-                let state = self
-                    .keys
-                    .entry(event.key.clone())
-                    .or_insert_with(|| KeyState {
-                        table: event.table.clone(),
-                        queue: VecDeque::new(),
-                        queued_bytes: 0,
-                        in_flight: 0,
-                        attempts: 0,
-                        not_before: None,
-                        last_sent: None,
-                        throttled_at: None,
-                    });
-                state.queued_bytes += len;
-                state.queue.push_back(Queued {
-                    seq,
-                    line: event.line,
-                    len,
-                    cost,
-                    arrived: Instant::now(),
-                });
-                if state.in_flight == 0 {
-                    self.waiting.insert(event.key);
+            Message::Event(event) => self.accept_event(event)?,
+            Message::Events(events) => {
+                for event in events {
+                    self.accept_event(event)?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// One event onto its key's queue, with its sequence number.
+    fn accept_event(&mut self, event: OutboundEvent) -> Result<(), SinkError> {
+        let len = event.line.len();
+        let size = len + event.key.len();
+        if size > self.config.max_record_bytes {
+            if self.config.oversize == Oversize::Fail {
+                return Err(SinkError::EventTooLarge {
+                    table: event.table,
+                    position: event.position,
+                    size,
+                    limit: self.config.max_record_bytes,
+                });
+            }
+            // Skipped: it takes no sequence number, so the boundaries around it
+            // commit as if it had been delivered.
+            self.metrics.oversize_skipped.add(1);
+            let primary_key = event.line.primary_key().unwrap_or("null");
+            tracing::warn!(table = %event.table, position = %event.position, primary_key, size, limit = self.config.max_record_bytes, "skipping an event larger than a record may be (kinesis.oversize = \"skip\")");
+            return Ok(());
+        }
+        let seq = self.tracker.push_event();
+        let cost =
+            event.line.heap_bytes() + std::mem::size_of::<Queued>() + tracker::BYTES_PER_EVENT;
+        self.buffered_bytes += cost;
+        let state = self
+            .keys
+            .entry(event.key.clone())
+            .or_insert_with(|| KeyState {
+                table: event.table.clone(),
+                queue: VecDeque::new(),
+                queued_bytes: 0,
+                in_flight: 0,
+                attempts: 0,
+                not_before: None,
+                last_sent: None,
+                throttled_at: None,
+            });
+        state.queued_bytes += len;
+        state.queue.push_back(Queued {
+            seq,
+            line: event.line,
+            len,
+            cost,
+            arrived: Instant::now(),
+        });
+        if state.in_flight == 0 {
+            self.waiting.insert(event.key);
         }
         Ok(())
     }

@@ -165,24 +165,37 @@ fn config(max_record_bytes: usize) -> SinkConfig {
     }
 }
 
-/// Event `n` of table `t` as a line "t:n\n"; a boundary after every `tx_size` events.
+/// Event `n` of table `t` as a line "t:n\n"; a boundary after every `tx_size` events. Every
+/// other transaction comes as one batch (`Message::Events`), as the source sends them, the
+/// others event by event.
 fn workload(n_events: usize, tables: usize, tx_size: usize) -> Vec<Message> {
     let mut items = Vec::new();
+    let mut transaction = Vec::new();
+    let flush = |items: &mut Vec<Message>, transaction: &mut Vec<OutboundEvent>, batch: bool| {
+        if transaction.is_empty() {
+        } else if batch {
+            items.push(Message::Events(std::mem::take(transaction)));
+        } else {
+            items.extend(transaction.drain(..).map(Message::Event));
+        }
+    };
     for n in 0..n_events {
         let table = format!("db.t{}", n % tables);
-        items.push(Message::Event(OutboundEvent {
+        transaction.push(OutboundEvent {
             table: TableName::new("db", &format!("t{}", n % tables)),
             key: table.as_str().into(),
             position: BinlogPosition::new("b.000001", 4 + n as u64).unwrap(),
             line: EventLine::raw(format!("{table}:{n}\n").into_bytes()),
             moved_from: None,
-        }));
+        });
         if (n + 1) % tx_size == 0 {
+            flush(&mut items, &mut transaction, (n / tx_size) % 2 == 0);
             items.push(Message::Boundary(
                 ResumePoint::at(BinlogPosition::new("b.000001", 5 + n as u64).unwrap()).into(),
             ));
         }
     }
+    flush(&mut items, &mut transaction, true);
     items
 }
 

@@ -304,11 +304,11 @@ async fn a_million_row_compressed_transaction_streams_in_bounded_memory() {
     let path = write(&dir, &parts.file_with(&compressed, uncompressed));
     drop(compressed);
     let before = peak_rss();
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<crate::stream::Message>(64);
     let counter = tokio::spawn(async move {
         let (mut rows, mut bytes, mut in_order) = (0u64, 0u64, true);
         while let Some(message) = rx.recv().await {
-            if let crate::stream::Message::Event(event) = message {
+            for event in message.into_events() {
                 let line = event.line.to_vec();
                 let expected = format!(r#""row":{rows},"#);
                 in_order &= line
@@ -330,5 +330,56 @@ async fn a_million_row_compressed_transaction_streams_in_bounded_memory() {
         grown < 64 << 20,
         "peak RSS grew by {} MiB while reading",
         grown >> 20
+    );
+}
+
+/// A transaction reaches the sink in batches: each at most `BATCH_BYTES` of lines, in order,
+/// far fewer channel operations than events. (A batch limited only by the lookahead, 8 MiB
+/// here, made the channel hold 64 of them: the million-row test above caught it.)
+#[tokio::test]
+async fn a_transaction_reaches_the_sink_in_batches_bounded_in_bytes() {
+    use crate::stream::{Message, BATCH_BYTES};
+    let parts = parts();
+    let inner = parts.inner_with(10, 500);
+    let compressed = zstd::encode_all(&inner[..], 3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, &parts.file_with(&compressed, inner.len() as u64));
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(4);
+    let collector = tokio::spawn(async move {
+        let (mut batches, mut rows) = (Vec::new(), Vec::new());
+        while let Some(message) = rx.recv().await {
+            if let Message::Events(events) = &message {
+                batches.push((
+                    events.len(),
+                    events.iter().map(|e| e.line.len()).sum::<usize>(),
+                ));
+            }
+            for event in message.into_events() {
+                rows.push(event.line.to_vec());
+            }
+        }
+        (batches, rows)
+    });
+    let sent = super::decode_files(&[path], tx, false, None).await.unwrap();
+    let (batches, rows) = collector.await.unwrap();
+    assert_eq!((sent, rows.len()), (5_000, 5_000));
+    for (n, line) in rows.iter().enumerate() {
+        let expected = format!(r#""row":{n},"#);
+        assert!(line
+            .windows(expected.len())
+            .any(|w| w == expected.as_bytes()));
+    }
+    let total: usize = batches.iter().map(|b| b.1).sum();
+    assert!(total > 4 * BATCH_BYTES, "{total} bytes");
+    assert!(
+        batches
+            .iter()
+            .all(|&(n, bytes)| n == 1 || bytes <= BATCH_BYTES),
+        "{batches:?}"
+    );
+    assert!(
+        batches.len() <= total / BATCH_BYTES + 2,
+        "{} batches",
+        batches.len()
     );
 }

@@ -41,8 +41,10 @@ pub(super) async fn replay_with(path: &Path, positional_names: bool) -> Replay {
         let (mut events, mut boundaries, mut gtids) = (Vec::new(), Vec::new(), Vec::new());
         while let Some(item) = rx.recv().await {
             match item {
-                Message::Event(event) => {
-                    events.push(serde_json::from_slice(&event.line.to_vec()).unwrap())
+                Message::Event(_) | Message::Events(_) => {
+                    for event in item.into_events() {
+                        events.push(serde_json::from_slice(&event.line.to_vec()).unwrap())
+                    }
                 }
                 Message::Boundary(boundary) => {
                     gtids.push(boundary.point.gtid.map(|g| g.to_string()));
@@ -221,11 +223,11 @@ async fn run_with_interruption(
     events: &[mysql_common::binlog::events::Event],
     interrupt_at: Option<u64>,
 ) -> Vec<Vec<u8>> {
-    let (tx, mut rx) = mpsc::channel(64);
+    let (tx, mut rx) = mpsc::channel::<Message>(64);
     let collector = tokio::spawn(async move {
         let mut lines = Vec::new();
         while let Some(item) = rx.recv().await {
-            if let Message::Event(event) = item {
+            for event in item.into_events() {
                 lines.push(event.line.to_vec());
             }
         }
@@ -348,11 +350,11 @@ async fn mysql_json_documents_keep_opaque_scalars_as_strings() {
 
 /// The lines `binlog-kinesis decode FILE` prints, or the error it ends with.
 pub(super) async fn decoded(path: &Path) -> (Vec<String>, Result<u64, SourceError>) {
-    let (tx, mut rx) = mpsc::channel(64);
+    let (tx, mut rx) = mpsc::channel::<Message>(64);
     let collector = tokio::spawn(async move {
         let mut lines = Vec::new();
         while let Some(item) = rx.recv().await {
-            if let Message::Event(event) = item {
+            for event in item.into_events() {
                 lines.push(String::from_utf8(event.line.to_vec()).unwrap());
             }
         }

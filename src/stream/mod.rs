@@ -23,6 +23,11 @@ use crate::{
 pub enum Message {
     /// One encoded change event.
     Event(OutboundEvent),
+    /// Encoded change events in binlog order, handed over in one channel operation: a
+    /// transaction's held events at its end, or what spills from the lookahead buffer, in
+    /// batches of at most `BATCH_BYTES` (64 KiB) of lines (or one event), so that a bounded channel
+    /// of them stays bounded in bytes.
+    Events(Vec<OutboundEvent>),
     /// A transaction boundary: every event before it belongs to committed transactions, and
     /// resuming at this position repeats none of them.
     Boundary(Boundary),
@@ -30,6 +35,20 @@ pub enum Message {
     /// TYPE`), in its place among the events. Only the offline decoder emits it; the
     /// producer never sends one.
     Comment(String),
+}
+
+/// The most bytes of lines in one [`Message::Events`] (a larger event goes alone).
+pub(crate) const BATCH_BYTES: usize = 64 << 10;
+
+impl Message {
+    /// The change events it carries (none for a boundary or a comment).
+    pub fn into_events(self) -> Vec<OutboundEvent> {
+        match self {
+            Message::Event(event) => vec![event],
+            Message::Events(events) => events,
+            Message::Boundary(_) | Message::Comment(_) => Vec::new(),
+        }
+    }
 }
 
 /// A change event ready to send.

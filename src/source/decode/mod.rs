@@ -140,11 +140,27 @@ pub(crate) struct ColumnCodec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     /// TINYINT to BIGINT: `width` bytes, little-endian.
-    Integer { width: u8, unsigned: bool },
+    Integer {
+        width: u8,
+        unsigned: bool,
+    },
     /// VARCHAR and the BLOB/TEXT family: a `len_bytes` length, then the bytes.
-    Bytes { len_bytes: u8, text: Text },
+    Bytes {
+        len_bytes: u8,
+        text: Text,
+    },
     /// DATETIME(fsp).
-    DateTime2 { fsp: u8 },
+    DateTime2 {
+        fsp: u8,
+    },
+    /// FLOAT and DOUBLE.
+    Float,
+    Double,
+    /// DECIMAL(precision, scale).
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
     /// Everything else.
     General,
 }
@@ -210,6 +226,14 @@ impl ColumnCodec {
             (MYSQL_TYPE_DATETIME2, _) => Kind::DateTime2 {
                 fsp: column.meta[0].min(6),
             },
+            (MYSQL_TYPE_FLOAT, _) => Kind::Float,
+            (MYSQL_TYPE_DOUBLE, _) => Kind::Double,
+            (MYSQL_TYPE_NEWDECIMAL, _) if matches!(column.meta[..], [p, s] if (1..=65).contains(&p) && s <= 30 && s <= p) => {
+                Kind::Decimal {
+                    precision: column.meta[0],
+                    scale: column.meta[1],
+                }
+            }
             _ => Kind::General,
         };
         Self {
@@ -218,26 +242,6 @@ impl ColumnCodec {
             action: ColumnAction::Keep,
         }
     }
-}
-
-/// Whether `collation` is one of MySQL's latin1 (Windows-1252: ASCII bytes are the same
-/// text in UTF-8).
-pub(crate) fn is_latin1(collation: u16) -> bool {
-    LATIN1_COLLATIONS.contains(&collation)
-}
-
-/// Whether text in `collation` is UTF-8 as stored (see [`text`]).
-pub(crate) fn is_utf8(collation: u16) -> bool {
-    if is_latin1(collation) {
-        return false;
-    }
-    let info = mysql_common::collations::Collation::from(
-        mysql_common::collations::CollationId::from(collation),
-    );
-    matches!(
-        info.charset(),
-        "" | "utf8mb4" | "utf8mb3" | "utf8" | "ascii"
-    )
 }
 
 /// The rows of one rows event as JSON objects, back to back in one buffer that is reused
@@ -612,6 +616,14 @@ fn write_value<'a>(
                 other => crate::event::write_json(out, &to_json(column, other)?),
             }
         }
+        Kind::Float => fast::write_float(out, buf)?,
+        Kind::Double => fast::write_double(out, buf)?,
+        Kind::Decimal { precision, scale } => {
+            if !fast::write_decimal(out, buf, usize::from(precision), usize::from(scale))? {
+                let raw = parse_value(column, buf).map_err(short)?;
+                crate::event::write_json(out, &to_json(column, raw)?);
+            }
+        }
         Kind::General => {
             let raw = parse_value(column, buf).map_err(short)?;
             crate::event::write_json(out, &to_json(column, raw)?);
@@ -638,6 +650,16 @@ fn skip_value<'a>(
             raw[..prefix.len()].copy_from_slice(prefix);
             let _: &[u8] = buf.parse(u32::from_le_bytes(raw) as usize).map_err(short)?;
         }
+        Kind::Float => {
+            let _: &[u8] = buf.parse(4).map_err(short)?;
+        }
+        Kind::Double => {
+            let _: &[u8] = buf.parse(8).map_err(short)?;
+        }
+        Kind::Decimal { precision, scale } => {
+            let len = fast::decimal_len(usize::from(precision), usize::from(scale));
+            let _: &[u8] = buf.parse(len).map_err(short)?;
+        }
         Kind::DateTime2 { .. } | Kind::General => {
             parse_value(column, buf).map_err(short)?;
         }
@@ -658,13 +680,14 @@ fn parse_value<'a>(
     ))
 }
 
+mod fast;
 mod partial;
 mod value;
 
 use self::value::write_base64;
-use self::value::LATIN1_COLLATIONS;
 pub(crate) use self::value::{
-    normalize_decimal, to_json, unix_timestamp_json, write_datetime, write_digits,
+    is_latin1, is_utf8, normalize_decimal, to_json, unix_timestamp_json, write_datetime,
+    write_digits,
 };
 
 #[cfg(test)]

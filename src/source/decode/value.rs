@@ -465,3 +465,23 @@ pub(super) fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
     out.truncate(start + written);
     out.push(b'"');
 }
+
+/// Whether `collation` is one of MySQL's latin1 (Windows-1252: ASCII bytes are the same
+/// text in UTF-8).
+pub(crate) fn is_latin1(collation: u16) -> bool {
+    LATIN1_COLLATIONS.contains(&collation)
+}
+
+/// Whether text in `collation` is UTF-8 as stored (see [`text`]).
+pub(crate) fn is_utf8(collation: u16) -> bool {
+    if is_latin1(collation) {
+        return false;
+    }
+    let info = mysql_common::collations::Collation::from(
+        mysql_common::collations::CollationId::from(collation),
+    );
+    matches!(
+        info.charset(),
+        "" | "utf8mb4" | "utf8mb3" | "utf8" | "ascii"
+    )
+}

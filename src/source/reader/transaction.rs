@@ -14,7 +14,7 @@ use crate::{
         xa::Prepared,
         SourceError,
     },
-    stream::{Boundary, Message, OutboundEvent},
+    stream::{Boundary, Message, OutboundEvent, BATCH_BYTES},
 };
 
 impl Reader {
@@ -73,11 +73,10 @@ impl Reader {
             let keep = transaction.held.pop().expect("two or more held");
             let spilled = std::mem::replace(&mut transaction.held, vec![keep]);
             transaction.held_bytes = transaction.held[0].line.len();
-            // Sent as they are: `"xid":null,"commit":false`.
-            for event in spilled {
-                self.send(Message::Event(event)).await?;
-                self.open.sent += 1;
-            }
+            // Sent as they are: `"xid":null,"commit":false`, in batches.
+            let n_spilled = spilled.len();
+            self.send_batches(spilled).await?;
+            self.open.sent += n_spilled;
         }
         Ok(())
     }
@@ -90,11 +89,12 @@ impl Reader {
         end: BinlogPosition,
     ) -> Result<(), SourceError> {
         if let Some(transaction) = self.end_transaction() {
-            let n_events = transaction.held.len();
-            for (index, mut event) in transaction.held.into_iter().enumerate() {
+            let mut held = transaction.held;
+            let n_events = held.len();
+            for (index, event) in held.iter_mut().enumerate() {
                 event.line.finish(xid, index + 1 == n_events);
-                self.send(Message::Event(event)).await?;
             }
+            self.send_batches(held).await?;
         }
         self.emit_boundary(end).await
     }
@@ -212,10 +212,47 @@ impl Reader {
         .await
     }
 
+    /// Sends `events` in order, in batches of at most [`BATCH_BYTES`] of lines: one channel
+    /// operation per batch rather than per event.
+    async fn send_batches(&mut self, events: Vec<OutboundEvent>) -> Result<(), SourceError> {
+        let total: usize = events.iter().map(|e| e.line.len()).sum();
+        if total <= BATCH_BYTES {
+            if !events.is_empty() {
+                self.send(Message::Events(events)).await?;
+            }
+            return Ok(());
+        }
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for event in events {
+            let len = event.line.len();
+            if !batch.is_empty() && bytes + len > BATCH_BYTES {
+                self.send(Message::Events(std::mem::take(&mut batch)))
+                    .await?;
+                bytes = 0;
+            }
+            bytes += len;
+            batch.push(event);
+        }
+        if !batch.is_empty() {
+            self.send(Message::Events(batch)).await?;
+        }
+        Ok(())
+    }
+
     pub(in crate::source) async fn send(&mut self, item: Message) -> Result<(), SourceError> {
-        if let Message::Event(event) = &item {
-            self.counts.events += 1;
-            self.snapshot_sent(event);
+        match &item {
+            Message::Event(event) => {
+                self.counts.events += 1;
+                self.snapshot_sent(event);
+            }
+            Message::Events(events) => {
+                self.counts.events += events.len() as u64;
+                for event in events {
+                    self.snapshot_sent(event);
+                }
+            }
+            Message::Boundary(_) | Message::Comment(_) => {}
         }
         self.forward(item).await
     }
