@@ -28,6 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "binlog-kinesis")
 EMU = os.path.join(ROOT, ".emu", "venv", "bin")
 PERF_DIR = None  # set by --perf
+PIN = []  # `taskset -c LIST` with --cpus
 
 import botocore.session  # noqa: E402  (from the emulator's virtualenv)
 
@@ -250,7 +251,7 @@ def replay(world, work, start, end, tables, stream, extra=None, measure=None):
     if os.path.exists(checkpoint):
         os.remove(checkpoint)
     began = time.monotonic()
-    daemon = subprocess.Popen([BIN, "run", "--start-position", start], env=env,
+    daemon = subprocess.Popen(PIN + [BIN, "run", "--start-position", start], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     started = []
 
@@ -280,7 +281,7 @@ def replay(world, work, start, end, tables, stream, extra=None, measure=None):
                     break
         except (OSError, ValueError, KeyError):
             pass
-        time.sleep(0.05)
+        time.sleep(0.01)
     elapsed = time.monotonic() - began
     peak = max(peak, vm_hwm_kib(daemon.pid))
     if measure is not None:
@@ -706,10 +707,13 @@ def cost(world, work):
             world.sql("DROP DATABASE IF EXISTS bench; CREATE DATABASE bench", database=None)
             start, end, n, tables = make(world)
             row = {"workload": name}
+            # Checkpoints every 20 ms, so that a run's end is seen within a few milliseconds.
+            fast_checkpoints = {"BINLOG_KINESIS__CHECKPOINT__INTERVAL_MS": "20"}
             for sink, extra in [
                 ("file", {"BINLOG_KINESIS__SINK__KIND": "file",
-                          "BINLOG_KINESIS__SINK__PATH": "/dev/null"}),
-                ("instant", {"BINLOG_KINESIS__KINESIS__ENDPOINT_URL": f"http://127.0.0.1:{port}"}),
+                          "BINLOG_KINESIS__SINK__PATH": "/dev/null", **fast_checkpoints}),
+                ("instant", {"BINLOG_KINESIS__KINESIS__ENDPOINT_URL": f"http://127.0.0.1:{port}",
+                             **fast_checkpoints}),
             ]:
                 # The median of three replays: one run's CPU time varies by a tenth of a second.
                 runs = []
@@ -739,7 +743,7 @@ def cost_section(results):
         "`tests/instant_kinesis.py`, a local endpoint that decodes every record and answers "
         "PutRecords at once (so request building, JSON, base64 and HTTP are measured, not an "
         "emulator). CPU is the daemon process's user + system time until its checkpoint "
-        "reached the end, startup included, per million rows (the median of three replays; peak RSS the largest). "
+        "reached the end (checkpoints every 20 ms), startup included, per million rows (the median of three replays; peak RSS the largest). "
         f"Measured on {datetime.date.today()} at commit `{head_commit()}`.",
         "",
         "| workload | file sink: rows/s | CPU s per 1M rows | instant Kinesis: rows/s | CPU s per 1M rows | peak RSS MiB |",
@@ -986,10 +990,18 @@ def main():
                         help="run one part and rewrite only its section of the report")
     parser.add_argument("--perf", metavar="DIR",
                         help="record a flat CPU profile (perf) of each measured run into DIR")
+    parser.add_argument("--cpus", metavar="LIST",
+                        help="run the daemon on these CPUs only (taskset -c LIST), e.g. 0 for one core; "
+                             "the report is printed, not written")
     args = parser.parse_args()
-    global PERF_DIR
+    global PERF_DIR, PIN
     PERF_DIR = args.perf
+    PIN = ["taskset", "-c", args.cpus] if args.cpus else []
     work = tempfile.mkdtemp(prefix="binlog-kinesis-bench-")
+    if args.cpus:
+        # Pinned runs are for comparison: printed, never written over the report.
+        args.report = os.path.join(tempfile.gettempdir(), f"benchmarks-cpus-{args.cpus}.md")
+        print(f"pinned to CPUs {args.cpus}: the report goes to {args.report}", flush=True)
     if args.only in (None, "compressed"):
         write_section(args.report, compressed_section(compressed_bench(work)))
         if args.only == "compressed":

@@ -252,6 +252,8 @@ pub struct MysqlConfig {
     /// Largest binlog event (packet) accepted from the server: what caps the memory the
     /// driver needs for one huge row.
     pub(crate) max_event_bytes: usize,
+    /// Threads that encode rows beside the reader; `None`: one fewer than the CPUs, at most 3.
+    pub(crate) encode_threads: Option<usize>,
     /// TLS for every connection to the server.
     pub(crate) tls: TlsMode,
 }

@@ -139,6 +139,8 @@ pub(crate) struct RawMysql {
     pub(crate) transaction_lookahead_bytes: i64,
     /// Largest binlog event accepted; the driver holds a whole event while reading it.
     pub(crate) max_event_bytes: i64,
+    /// Threads that encode rows beside the reader; -1: one fewer than the CPUs, at most 3.
+    pub(crate) encode_threads: i64,
     /// `disabled`, `preferred`, `required`, `verify-ca` or `verify-identity`.
     pub(crate) tls_mode: String,
     /// PEM file of the CA certificates to trust (for example the RDS CA bundle).
@@ -156,6 +158,7 @@ impl Default for RawMysql {
             heartbeat_ms: 5_000,
             transaction_lookahead_bytes: 8 << 20,
             max_event_bytes: 1 << 30,
+            encode_threads: -1,
             tls_mode: "preferred".into(),
             tls_ca_file: String::new(),
         }

@@ -35,6 +35,7 @@ fn environment_overrides_the_file_with_typed_values() {
         env(&[
             ("BINLOG_KINESIS__MYSQL__PASSWORD", "12345"),
             ("BINLOG_KINESIS__MYSQL__PORT", "3310"),
+            ("BINLOG_KINESIS__MYSQL__ENCODE_THREADS", "2"),
             ("BINLOG_KINESIS__FILTER__INCLUDE", "shop.*, crm.users"),
             ("BINLOG_KINESIS__FILTER__EXCLUDE", r#"["shop.tmp_*"]"#),
             ("UNRELATED", "x"),
@@ -45,6 +46,12 @@ fn environment_overrides_the_file_with_typed_values() {
     .unwrap();
     assert_eq!(config.mysql.password.expose(), "12345");
     assert_eq!(config.mysql.port, 3310);
+    assert_eq!(config.mysql.encode_threads, Some(2));
+    let defaults = FileConfig::default().validate().unwrap();
+    assert_eq!(
+        defaults.mysql.encode_threads, None,
+        "-1: as many as the CPUs allow"
+    );
     assert!(config.filter.matches("crm", "users"));
     assert!(!config.filter.matches("shop", "tmp_1"));
     assert!(config.filter.matches("shop", "orders"));
@@ -91,6 +98,16 @@ fn impossible_values_are_rejected_with_the_key() {
             "interval_ms",
         ),
         ("BINLOG_KINESIS__MYSQL__PORT", "70000", "port"),
+        (
+            "BINLOG_KINESIS__MYSQL__ENCODE_THREADS",
+            "9",
+            "encode_threads",
+        ),
+        (
+            "BINLOG_KINESIS__MYSQL__ENCODE_THREADS",
+            "-2",
+            "encode_threads",
+        ),
         (
             "BINLOG_KINESIS__MYSQL__MAX_EVENT_BYTES",
             "1000",

@@ -72,6 +72,17 @@ fn mysql(mysql: RawMysql) -> Result<MysqlConfig, ConfigError> {
                     "must be between 1048576 (1 MiB) and 1073741824 (1 GiB), and at least the server's max_allowed_packet",
                 )
             })?,
+        encode_threads: match mysql.encode_threads {
+            -1 => None,
+            n @ 0..=8 => Some(n as usize),
+            _ => {
+                return Err(invalid(
+                    "mysql",
+                    "encode_threads",
+                    "must be -1 (one fewer than the CPUs, at most 3) or 0 to 8",
+                ))
+            }
+        },
         tls: tls(&mysql.tls_mode, &mysql.tls_ca_file)?,
         host: non_empty("mysql", "host", mysql.host)?,
         user: non_empty("mysql", "user", mysql.user)?,

@@ -116,7 +116,14 @@ impl Parts {
             }
             let size = big.len() as u32;
             big[9..13].copy_from_slice(&size.to_le_bytes());
-            for _ in 0..events {
+            // Each row its own value (the table's one INT column): 1, 2, 3, ...
+            assert_eq!(row.len(), 5, "a null bitmap and an INT");
+            for e in 0..events {
+                for r in 0..rows {
+                    let at = head.len() + r * 5 + 1;
+                    let value = (e * rows + r + 1) as u32;
+                    big[at..at + 4].copy_from_slice(&value.to_le_bytes());
+                }
                 put(&big);
             }
         }
@@ -382,4 +389,33 @@ async fn a_transaction_reaches_the_sink_in_batches_bounded_in_bytes() {
         "{} batches",
         batches.len()
     );
+}
+
+/// A large transaction of many rows events: encoded on three threads or in place, the same
+/// lines in the same order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encoding_pool_keeps_the_order_of_many_rows_events() {
+    let parts = parts();
+    let inner = parts.inner_with(200, 30);
+    let compressed = zstd::encode_all(&inner[..], 3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, &parts.file_with(&compressed, inner.len() as u64));
+    let lines = |replay: super::tests::Replay| {
+        replay.result.unwrap();
+        replay
+            .events
+            .iter()
+            .map(|e| String::from_utf8(e.to_line()).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let inline = lines(super::tests::replay_threads(&path, true, Some(0)).await);
+    let pooled = lines(super::tests::replay_threads(&path, true, Some(3)).await);
+    assert_eq!(inline.len(), 6_000);
+    for (n, line) in inline.iter().enumerate() {
+        assert!(
+            line.contains(&format!(r#""after":{{"@1":{}}}"#, n + 1)),
+            "{line}"
+        );
+    }
+    assert_eq!(pooled, inline);
 }

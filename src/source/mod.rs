@@ -379,6 +379,7 @@ pub async fn decode_files(
             };
             reader.handle(&event).await.map_err(at_offset)?;
         }
+        reader.drain_rows().await?;
         total += reader.counts.events;
     }
     Ok(total)

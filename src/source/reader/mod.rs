@@ -3,6 +3,7 @@
 //! transaction's events and emits boundaries. What the reader guarantees is in the docs of
 //! [`super`].
 
+mod encoder;
 mod payload;
 mod rows;
 mod signals;
@@ -119,6 +120,9 @@ pub(super) struct Reader {
     read_end: BinlogPosition,
     /// Snapshots, when they are on.
     snapshots: Option<Snapshots>,
+    /// The encoding pool (none with one core), and the rows events it has not given back.
+    encoder: Option<encoder::EncodePool>,
+    pending: encoder::Pending,
 }
 
 impl Reader {
@@ -132,6 +136,7 @@ impl Reader {
         let catalog =
             (config.catalog || config.ddl_events).then(|| Catalog::new(config.mysql.clone()));
         let catch_up = config.catch_up.clone();
+        let config_threads = config.mysql.encode_threads;
         Self {
             config,
             output,
@@ -151,6 +156,11 @@ impl Reader {
             prepared: PreparedSet::default(),
             catch_up,
             snapshots,
+            encoder: match config_threads {
+                Some(threads) => encoder::EncodePool::with_threads(threads),
+                None => encoder::EncodePool::for_this_machine(),
+            },
+            pending: encoder::Pending::default(),
         }
     }
 
@@ -188,7 +198,7 @@ impl Reader {
             let next = tokio::select! {
                 // Stop requests win, but only between transactions; see "# Stopping".
                 biased;
-                _ = cancel.cancelled(), if self.open.current.is_none() => return Ok(()),
+                _ = cancel.cancelled(), if self.open.current.is_none() && self.pending.is_empty() => return Ok(()),
                 _ = tokio::time::sleep_until(next_lock_check) => continue,
                 arrival = next_arrival(&mut self.snapshots), if self.snapshots.as_ref().is_some_and(Snapshots::awaiting_arrival) => {
                     self.snapshot_arrived(arrival).await?;
@@ -271,6 +281,7 @@ impl Reader {
             self.gtid_state = catch_up.initial_gtid.clone();
         }
         self.open.sent = 0;
+        self.pending.clear();
         self.open.pending_gtid = None;
         self.open.standalone = false;
         self.tables.clear();
@@ -323,6 +334,13 @@ impl Reader {
     async fn handle_one(&mut self, event: &Event) -> Result<(), SourceError> {
         let header = event.header();
         let raw_type = header.event_type_raw();
+        // Only rows events and table maps pass rows still being encoded; see `encoder`.
+        if !self.pending.is_empty()
+            && !is_rows_event(raw_type)
+            && raw_type != EventType::TABLE_MAP_EVENT as u8
+        {
+            self.drain_rows().await?;
+        }
         let (start, end) = self.span(event);
         // Events a connection opens with (a fake ROTATE, the file's FORMAT_DESCRIPTION) say
         // 0 or the file's start: only a later position moves it.
@@ -374,7 +392,7 @@ impl Reader {
             EventData::XidEvent(xid) => self.commit(Some(xid.xid), end).await,
             EventData::XaPrepareLogEvent(_) => self.xa_prepared(&start, end).await,
             EventData::TableMapEvent(map) => self.on_table_map(&map, &start).await,
-            EventData::RowsEvent(rows) => self.on_rows(&rows, header.timestamp(), &start).await,
+            EventData::RowsEvent(rows) => self.on_rows(event, &rows, &start).await,
             EventData::FormatDescriptionEvent(_) => {
                 self.format_known = true;
                 Ok(())

@@ -76,6 +76,8 @@ impl Reader {
                     .map_err(|e| failed("is corrupt", format!("its event {read}: {e}")))?;
                 self.handle_one(&inner).await?;
             }
+            // Rows still being encoded take their numbers inside this payload.
+            self.drain_rows().await?;
             if read == 0 {
                 return Err(failed("is corrupt", "it holds no event".into()));
             }

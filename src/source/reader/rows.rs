@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use mysql_common::binlog::events::RowsEventData;
+use mysql_common::binlog::events::{Event, RowsEventData};
 
 use super::{unsupported, Applied, Reader};
 use crate::{
@@ -13,11 +13,12 @@ use crate::{
 };
 
 impl Reader {
-    /// ROWS: each row becomes an event line, held in the open transaction.
+    /// ROWS: each row becomes an event line, held in the open transaction. With an encoding
+    /// pool the rows are encoded there and applied later, in order (see [`super::encoder`]).
     pub(super) async fn on_rows(
         &mut self,
+        event: &Event,
         rows: &RowsEventData<'_>,
-        timestamp: u32,
         start: &BinlogPosition,
     ) -> Result<(), SourceError> {
         let schema = match self.tables.get(&rows.table_id()) {
@@ -31,14 +32,33 @@ impl Reader {
                 ))
             }
         };
+        if self.encoder.is_some() {
+            return self.submit_rows(event, schema, start).await;
+        }
         let mut encoded = std::mem::take(&mut self.rows);
-        decode::encode_rows(&schema, rows, &mut encoded, self.config.max_event_bytes).map_err(
-            |source| SourceError::Decode {
-                table: schema.name.clone(),
-                position: start.clone(),
-                source: Box::new(source),
-            },
-        )?;
+        let result = decode::encode_rows(&schema, rows, &mut encoded, self.config.max_event_bytes);
+        let timestamp = event.header().timestamp();
+        self.rows = self
+            .apply_rows(&schema, encoded, result, timestamp, start)
+            .await?;
+        Ok(())
+    }
+
+    /// The rest of a rows event, once encoded: signals, then its rows held as event lines.
+    /// Returns the encoded rows' buffer for reuse.
+    pub(super) async fn apply_rows(
+        &mut self,
+        schema: &Arc<TableSchema>,
+        encoded: decode::EncodedRows,
+        result: Result<(), decode::DecodeError>,
+        timestamp: u32,
+        start: &BinlogPosition,
+    ) -> Result<decode::EncodedRows, SourceError> {
+        result.map_err(|source| SourceError::Decode {
+            table: schema.name.clone(),
+            position: start.clone(),
+            source: Box::new(source),
+        })?;
         if self.is_signal_table(&schema.name) {
             if self.open.current.as_ref().is_some_and(|t| t.xa) {
                 // Read at its prepare, it may still roll back: never acted upon.
@@ -47,8 +67,7 @@ impl Reader {
                 self.snapshot_signals(&encoded, start);
             }
             if !self.config.filter.matches(&schema.database, &schema.table) {
-                self.rows = encoded;
-                return Ok(());
+                return Ok(encoded);
             }
         }
         self.metrics.row_events_read.add(encoded.len() as u64);
@@ -56,9 +75,8 @@ impl Reader {
             let gtid = self.open.pending_gtid.take().map(Applied::Mysql);
             self.begin(gtid, true, start);
         }
-        let result = self.hold_rows(&schema, &encoded, timestamp, start).await;
-        self.rows = encoded;
-        result
+        self.hold_rows(schema, &encoded, timestamp, start).await?;
+        Ok(encoded)
     }
 
     /// Holds the decoded rows of one rows event as event lines.

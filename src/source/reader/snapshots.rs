@@ -464,7 +464,7 @@ impl Reader {
     /// Between two transactions: emits each slot's waiting chunk if its place has come, and
     /// asks for the next one when none is on its way.
     pub(super) async fn place_snapshots(&mut self) -> Result<(), SourceError> {
-        if self.catch_up.is_some() || self.open.current.is_some() {
+        if self.catch_up.is_some() || self.open.current.is_some() || !self.pending.is_empty() {
             return Ok(());
         }
         let slots = self.snapshots.as_ref().map_or(0, |s| s.slots.len());
