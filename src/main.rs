@@ -311,7 +311,8 @@ async fn decode(
     verbose: bool,
     config: Option<Config>,
 ) -> Result<ExitCode, Error> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    // Few messages: each may be a batch of up to 64 KiB of lines.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(32);
     let printer = tokio::spawn(async move {
         use std::io::Write;
         let mut out = std::io::BufWriter::new(std::io::stdout());
