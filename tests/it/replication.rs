@@ -489,7 +489,8 @@ async fn a_gtid_checkpoint_past_a_purge_is_refused_before_reading_and_when_neede
         .db
         .admin(&["GRANT SELECT ON shop.* TO 'cdc'@'%'"])
         .await;
-    let summary = start_when_needed_then_insert(&world, 3, 4).await;
+    // Four row events and the snapshot's start and end markers.
+    let summary = start_when_needed_then_insert(&world, 3, 6).await;
     assert_eq!(
         summary,
         [
