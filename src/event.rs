@@ -350,9 +350,10 @@ impl EventLine {
         match self.splice {
             None => self.bytes.len(),
             Some(splice) => {
+                // `null`, or the XID's decimal digits.
                 let xid = splice
                     .xid
-                    .map_or(4, |xid| itoa::Buffer::new().format(xid).len());
+                    .map_or(4, |xid| xid.checked_ilog10().map_or(1, |d| d as usize + 1));
                 self.bytes.len() + XID_FIELD.len() + xid + commit_field(splice.commit).len() + 1
             }
         }
@@ -537,6 +538,28 @@ mod tests {
         assert!(line.contains(
             r#""gtid":null,"xid":null,"commit":true,"primary_key":null,"before":null,"after":{"#
         ));
+    }
+
+    #[test]
+    fn a_line_knows_its_length_for_every_xid() {
+        let xids = [
+            None,
+            Some(0),
+            Some(9),
+            Some(10),
+            Some(99),
+            Some(100),
+            Some(u64::MAX),
+        ];
+        for xid in xids {
+            for commit in [false, true] {
+                let mut event = sample();
+                event.xid = xid;
+                event.commit = commit;
+                let line = event.to_event_line();
+                assert_eq!(line.len(), line.to_vec().len(), "{xid:?} {commit}");
+            }
+        }
     }
 
     #[test]

@@ -42,6 +42,7 @@
 
 pub(crate) mod batch;
 pub mod client;
+mod intake;
 pub mod local;
 pub mod retry;
 
@@ -61,13 +62,13 @@ use self::{
 };
 use crate::{
     backoff::Backoff,
-    checkpoint::tracker::{self, AckTracker, EventSeq},
+    checkpoint::tracker::{AckTracker, EventSeq},
     config::{KinesisConfig, Oversize},
     event::{EventLine, TableName},
     fence::Fence,
     metrics::Metrics,
     position::BinlogPosition,
-    stream::{Boundary, Message, OutboundEvent},
+    stream::{Boundary, Message},
 };
 
 /// PutRecords calls in flight at once (always for disjoint partition keys).
@@ -342,71 +343,6 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 impl Producer {
-    fn accept(&mut self, item: Message) -> Result<(), SinkError> {
-        match item {
-            Message::Boundary(position) => self.tracker.push_boundary(position),
-            Message::Comment(_) => {}
-            Message::Event(event) => self.accept_event(event)?,
-            Message::Events(events) => {
-                for event in events {
-                    self.accept_event(event)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// One event onto its key's queue, with its sequence number.
-    fn accept_event(&mut self, event: OutboundEvent) -> Result<(), SinkError> {
-        let len = event.line.len();
-        let size = len + event.key.len();
-        if size > self.config.max_record_bytes {
-            if self.config.oversize == Oversize::Fail {
-                return Err(SinkError::EventTooLarge {
-                    table: event.table,
-                    position: event.position,
-                    size,
-                    limit: self.config.max_record_bytes,
-                });
-            }
-            // Skipped: it takes no sequence number, so the boundaries around it
-            // commit as if it had been delivered.
-            self.metrics.oversize_skipped.add(1);
-            let primary_key = event.line.primary_key().unwrap_or("null");
-            tracing::warn!(table = %event.table, position = %event.position, primary_key, size, limit = self.config.max_record_bytes, "skipping an event larger than a record may be (kinesis.oversize = \"skip\")");
-            return Ok(());
-        }
-        let seq = self.tracker.push_event();
-        let cost =
-            event.line.heap_bytes() + std::mem::size_of::<Queued>() + tracker::BYTES_PER_EVENT;
-        self.buffered_bytes += cost;
-        let state = self
-            .keys
-            .entry(event.key.clone())
-            .or_insert_with(|| KeyState {
-                table: event.table.clone(),
-                queue: VecDeque::new(),
-                queued_bytes: 0,
-                in_flight: 0,
-                attempts: 0,
-                not_before: None,
-                last_sent: None,
-                throttled_at: None,
-            });
-        state.queued_bytes += len;
-        state.queue.push_back(Queued {
-            seq,
-            line: event.line,
-            len,
-            cost,
-            arrived: Instant::now(),
-        });
-        if state.in_flight == 0 {
-            self.waiting.insert(event.key);
-        }
-        Ok(())
-    }
-
     /// Whether `key`'s head record may be sent now.
     fn sendable(&self, key: &str, state: &KeyState, now: Instant, flush: bool) -> bool {
         if state.not_before.is_some_and(|t| t > now) {
@@ -570,11 +506,25 @@ impl Producer {
     fn written(&mut self, sent: Sent) {
         let state = self.keys.get_mut(&sent.key).expect("sent keys have state");
         let mut bytes = sent.key.len();
+        // Acknowledged as runs of consecutive sequence numbers (the events of one key
+        // usually are).
+        let mut run: Option<(EventSeq, u64)> = None;
         for queued in state.queue.drain(..sent.n_events) {
             bytes += queued.len;
             state.queued_bytes -= queued.len;
             self.buffered_bytes -= queued.cost;
-            let known = self.tracker.ack(queued.seq);
+            run = match run {
+                Some((first, n)) if first + n == queued.seq => Some((first, n + 1)),
+                Some((first, n)) => {
+                    let known = self.tracker.ack_run(first, n);
+                    debug_assert!(known, "each event is acknowledged once");
+                    Some((queued.seq, 1))
+                }
+                None => Some((queued.seq, 1)),
+            };
+        }
+        if let Some((first, n)) = run {
+            let known = self.tracker.ack_run(first, n);
             debug_assert!(known, "each event is acknowledged once");
         }
         if state.attempts > 0 {

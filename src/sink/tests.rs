@@ -400,47 +400,6 @@ async fn max_events_per_record_caps_what_a_record_holds() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_oversize_event_is_skipped_and_counted_when_asked() {
-    let fake = Arc::new(Fake::default());
-    let mut items = vec![Message::Event(OutboundEvent {
-        table: TableName::new("db", "big"),
-        key: "db.big".into(),
-        position: "b.000001:77".parse().unwrap(),
-        line: {
-            let mut after = br#"{"id":7,"blob":""#.to_vec();
-            after.extend_from_slice(&[b'x'; 2000]);
-            after.extend_from_slice(br#""}"#);
-            EventLine::build(
-                br#"{"row":"#,
-                0,
-                b"null",
-                Some(br#"{"id":7}"#),
-                None,
-                Some(&after),
-            )
-        },
-        moved_from: None,
-    })];
-    items.extend(workload(4, 2, 2));
-    let metrics = Arc::new(Metrics::default());
-    let config = SinkConfig {
-        oversize: Oversize::Skip,
-        ..config(1024)
-    };
-    let (result, acks) = drive_with_metrics(fake.clone(), items, config, metrics.clone()).await;
-    assert_eq!(result.unwrap().events, 4);
-    // The boundaries after the skipped event still commit: it is not waited for.
-    assert_eq!(acks.last().unwrap().to_string(), "b.000001:8");
-    assert_eq!(metrics.oversize_skipped.get(), 1);
-    assert!(fake
-        .written
-        .lock()
-        .unwrap()
-        .iter()
-        .all(|r| r.partition_key != "db.big"));
-}
-
-#[tokio::test(start_paused = true)]
 async fn metrics_count_what_kinesis_did() {
     let fake = Arc::new(Fake::default());
     fake.script.lock().unwrap().extend([
@@ -684,3 +643,5 @@ async fn no_call_starts_while_the_fence_is_closed() {
     assert_eq!(sink.await.unwrap().unwrap().events, 10);
     assert_complete_and_ordered(&fake, 10, 2);
 }
+
+mod intake;

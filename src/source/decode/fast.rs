@@ -1,4 +1,4 @@
-//! Fast paths for FLOAT, DOUBLE and DECIMAL: the value written straight from the event bytes,
+//! Fast paths for FLOAT, DOUBLE, DECIMAL and DATETIME: the value written straight from the event bytes,
 //! exactly as the general path (`mysql_common`'s parser, then [`super::to_json`]) writes it;
 //! the tests hold them to that byte for byte.
 
@@ -28,6 +28,53 @@ pub(super) fn write_float(out: &mut Vec<u8>, buf: &mut ParseBuf<'_>) -> Result<(
         out,
         value.to_string().parse::<f64>().unwrap_or(f64::from(value)),
     )
+}
+
+/// A DATETIME(fsp) (DATETIME2 in the binlog, `frac_bytes` of fraction after 5 bytes of
+/// date and time), read with `mysql_common`'s arithmetic (`my_datetime_packed_from_binary`,
+/// `datetime_from_packed`; wrapping where a release build of it wraps, so corrupt bytes
+/// give its result rather than a panic) and written by [`super::value::write_datetime`].
+pub(super) fn write_datetime2(
+    out: &mut Vec<u8>,
+    buf: &mut ParseBuf<'_>,
+    fsp: u8,
+    frac_bytes: u8,
+) -> Result<(), ValueError> {
+    let bytes: &[u8] = buf
+        .parse(5 + usize::from(frac_bytes))
+        .map_err(|_| ValueError::Truncated)?;
+    let mut int = [0u8; 8];
+    int[3..].copy_from_slice(&bytes[..5]);
+    let intpart = u64::from_be_bytes(int) as i64 - 0x80_0000_0000;
+    let frac = match frac_bytes {
+        1 => i64::from(bytes[5] as i8) * 10_000,
+        2 => i64::from(i16::from_be_bytes([bytes[5], bytes[6]])) * 100,
+        3 => i64::from(i32::from_be_bytes([bytes[5], bytes[6], bytes[7], 0]) >> 8),
+        _ => 0,
+    };
+    let mut packed = (((intpart as u64) << 24) as i64).wrapping_add(frac);
+    if packed < 0 {
+        packed = packed.wrapping_neg();
+    }
+    let usec = packed % (1 << 24);
+    let ymdhms = packed >> 24;
+    let ymd = ymdhms >> 17;
+    let ym = ymd >> 5;
+    let hms = ymdhms % (1 << 17);
+    super::value::write_datetime(
+        out,
+        (
+            (ym / 13) as u32 as u16,
+            (ym % 13) as u8,
+            (ymd % (1 << 5)) as u8,
+            (hms >> 12) as u32 as u8,
+            ((hms >> 6) % (1 << 6)) as u8,
+            (hms % (1 << 6)) as u8,
+            usec as u32,
+        ),
+        fsp,
+    );
+    Ok(())
 }
 
 fn write_number(out: &mut Vec<u8>, value: f64) -> Result<(), ValueError> {

@@ -149,9 +149,11 @@ enum Kind {
         len_bytes: u8,
         text: Text,
     },
-    /// DATETIME(fsp).
+    /// DATETIME(fsp): `fsp` fractional digits written, `frac_bytes` of fraction stored (from
+    /// the column's metadata, as `mysql_common` reads it).
     DateTime2 {
         fsp: u8,
+        frac_bytes: u8,
     },
     /// FLOAT and DOUBLE.
     Float,
@@ -223,8 +225,14 @@ impl ColumnCodec {
                 len_bytes: column.meta[0],
                 text,
             },
-            (MYSQL_TYPE_DATETIME2, _) => Kind::DateTime2 {
+            (MYSQL_TYPE_DATETIME2, _) if !column.meta.is_empty() => Kind::DateTime2 {
                 fsp: column.meta[0].min(6),
+                frac_bytes: match column.meta[0] {
+                    1 | 2 => 1,
+                    3 | 4 => 2,
+                    5 | 6 => 3,
+                    _ => 0,
+                },
             },
             (MYSQL_TYPE_FLOAT, _) => Kind::Float,
             (MYSQL_TYPE_DOUBLE, _) => Kind::Double,
@@ -607,15 +615,7 @@ fn write_value<'a>(
                 },
             }
         }
-        Kind::DateTime2 { fsp } => {
-            let raw = parse_value(column, buf).map_err(short)?;
-            match raw {
-                BinlogValue::Value(Value::Date(y, mo, d, h, mi, s, us)) => {
-                    write_datetime(out, (y, mo, d, h, mi, s, us), fsp);
-                }
-                other => crate::event::write_json(out, &to_json(column, other)?),
-            }
-        }
+        Kind::DateTime2 { fsp, frac_bytes } => fast::write_datetime2(out, buf, fsp, frac_bytes)?,
         Kind::Float => fast::write_float(out, buf)?,
         Kind::Double => fast::write_double(out, buf)?,
         Kind::Decimal { precision, scale } => {

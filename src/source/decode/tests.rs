@@ -73,7 +73,8 @@ fn fast_path_columns() -> Vec<ColumnSchema> {
             });
         }
     }
-    for fsp in 0..=6u8 {
+    // 7: metadata no server writes; `mysql_common` then reads no fraction.
+    for fsp in 0..=7u8 {
         columns.push(column(MYSQL_TYPE_DATETIME2, &[fsp]));
     }
     columns.push(column(MYSQL_TYPE_FLOAT, &[4]));
@@ -195,7 +196,17 @@ fn a_string_larger_than_the_room_left_is_read_but_not_encoded() {
 #[test]
 fn fast_paths_cover_the_common_types() {
     let columns = fast_path_columns();
-    assert_eq!(columns.len(), 56);
+    assert_eq!(columns.len(), 57);
+    // DATETIME(6) as the server stores it: 5 bytes of date and time, 3 of microseconds.
+    let datetime = column(ColumnType::MYSQL_TYPE_DATETIME2, &[6]);
+    let ymd_hms: u64 = ((2026 * 13 + 12) << 22) | (1 << 17) | (1 << 12) | (2 << 6) | 3;
+    let mut stored = (ymd_hms + 0x80_0000_0000).to_be_bytes()[3..].to_vec();
+    stored.extend_from_slice(&456_789u32.to_be_bytes()[1..]);
+    assert_eq!(
+        fast(&datetime, &stored).unwrap().0,
+        br#""2026-12-01 01:02:03.456789""#
+    );
+    assert_eq!(fast(&datetime, &stored), reference(&datetime, &stored));
     // FLOAT, DOUBLE, DECIMAL: shortest forms, NaN refused by both paths, no sign on zero.
     let float = column(ColumnType::MYSQL_TYPE_FLOAT, &[4]);
     let double = column(ColumnType::MYSQL_TYPE_DOUBLE, &[8]);

@@ -4,6 +4,7 @@
 //! [`super`].
 
 mod encoder;
+mod held;
 mod payload;
 mod rows;
 mod signals;
@@ -37,7 +38,7 @@ use crate::{
     event::TableName,
     metrics::{Metrics, State},
     position::{BinlogPosition, GtidState, MariaGtid, MysqlGtid, ResumePoint},
-    stream::{Message, OutboundEvent},
+    stream::Message,
 };
 
 /// The GTID a transaction adds to the GTID state when it ends.
@@ -54,8 +55,8 @@ struct Transaction {
     /// Opened by BEGIN (ends at XID/COMMIT) rather than standing alone (ends after one
     /// statement).
     explicit: bool,
-    held: Vec<OutboundEvent>,
-    held_bytes: usize,
+    /// Its events in the lookahead buffer.
+    held: held::Held,
     /// Where its first event starts.
     begin_at: BinlogPosition,
     /// An XA transaction: its rows wait for its `XA COMMIT` (see [`xa`]).

@@ -4,7 +4,7 @@
 
 use mysql_common::binlog::events::QueryEvent;
 
-use super::{truncate, Applied, Reader, Transaction};
+use super::{held::Held, truncate, Applied, Reader, Transaction};
 use crate::{
     event::{gtid_json, line_prefix, EventLine, Op, TableName},
     position::{BinlogPosition, ResumePoint},
@@ -14,7 +14,7 @@ use crate::{
         xa::Prepared,
         SourceError,
     },
-    stream::{Boundary, Message, OutboundEvent, BATCH_BYTES},
+    stream::{Boundary, Message, OutboundEvent},
 };
 
 impl Reader {
@@ -32,8 +32,7 @@ impl Reader {
             gtid_json: gtid_json(gtid.as_deref()),
             applied,
             explicit,
-            held: Vec::new(),
-            held_bytes: 0,
+            held: Default::default(),
             begin_at: begin_at.clone(),
             xa: false,
             xid: None,
@@ -56,11 +55,10 @@ impl Reader {
             // Delivered before the checkpoint; see `xa::CatchUp`.
             return Ok(());
         }
-        transaction.held_bytes += event.line.len();
         transaction.held.push(event);
         if transaction.xa {
             // Sent at its XA COMMIT, whole: it can never spill.
-            if self.prepared.bytes() + transaction.held_bytes > cap {
+            if self.prepared.bytes() + transaction.held.bytes() > cap {
                 return Err(SourceError::UnsupportedEvent {
                     event: "XA transaction".into(),
                     position: transaction.begin_at.clone(),
@@ -69,11 +67,9 @@ impl Reader {
             }
             return Ok(());
         }
-        if transaction.held_bytes > cap && transaction.held.len() > 1 {
-            let keep = transaction.held.pop().expect("two or more held");
-            let spilled = std::mem::replace(&mut transaction.held, vec![keep]);
-            transaction.held_bytes = transaction.held[0].line.len();
+        if transaction.held.bytes() > cap && transaction.held.len() > 1 {
             // Sent as they are: `"xid":null,"commit":false`, in batches.
+            let spilled = transaction.held.take_all_but_last();
             let n_spilled = spilled.len();
             self.send_batches(spilled).await?;
             self.open.sent += n_spilled;
@@ -90,10 +86,7 @@ impl Reader {
     ) -> Result<(), SourceError> {
         if let Some(transaction) = self.end_transaction() {
             let mut held = transaction.held;
-            let n_events = held.len();
-            for (index, event) in held.iter_mut().enumerate() {
-                event.line.finish(xid, index + 1 == n_events);
-            }
+            held.finish(xid);
             self.send_batches(held).await?;
         }
         self.emit_boundary(end).await
@@ -139,8 +132,8 @@ impl Reader {
             self.prepared.add(Prepared {
                 xid,
                 start: transaction.begin_at,
-                events: transaction.held,
-                bytes: transaction.held_bytes,
+                bytes: transaction.held.bytes(),
+                events: transaction.held.into_events(),
             });
         }
         self.emit_boundary(end).await
@@ -169,8 +162,9 @@ impl Reader {
                 });
             };
             let transaction = self.open.current.as_mut().expect("begun above");
-            transaction.held_bytes += prepared.bytes;
-            transaction.held.extend(prepared.events);
+            for event in prepared.events {
+                transaction.held.push(event);
+            }
         }
         self.commit(None, end).await
     }
@@ -212,29 +206,10 @@ impl Reader {
         .await
     }
 
-    /// Sends `events` in order, in batches of at most [`BATCH_BYTES`] of lines: one channel
-    /// operation per batch rather than per event.
-    async fn send_batches(&mut self, events: Vec<OutboundEvent>) -> Result<(), SourceError> {
-        let total: usize = events.iter().map(|e| e.line.len()).sum();
-        if total <= BATCH_BYTES {
-            if !events.is_empty() {
-                self.send(Message::Events(events)).await?;
-            }
-            return Ok(());
-        }
-        let mut batch = Vec::new();
-        let mut bytes = 0;
-        for event in events {
-            let len = event.line.len();
-            if !batch.is_empty() && bytes + len > BATCH_BYTES {
-                self.send(Message::Events(std::mem::take(&mut batch)))
-                    .await?;
-                bytes = 0;
-            }
-            bytes += len;
-            batch.push(event);
-        }
-        if !batch.is_empty() {
+    /// Sends `held`'s events in order, in its batches of at most [`crate::stream::BATCH_BYTES`] of lines
+    /// (a larger event alone): one channel operation per batch rather than per event.
+    async fn send_batches(&mut self, held: Held) -> Result<(), SourceError> {
+        for batch in held.into_batches() {
             self.send(Message::Events(batch)).await?;
         }
         Ok(())
