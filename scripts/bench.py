@@ -745,13 +745,18 @@ def cost(world, work):
                 runs = []
                 for attempt in range(3):
                     measure = {}
+                    # The endpoint's own CPU (Python: JSON and base64 of every record) shares
+                    # the machine with the daemon and the server.
+                    endpoint_before = cpu_seconds(endpoint.pid)
                     seconds, rss, startup = replay(world, work, start, end, tables,
                                                    f"c{len(results)}{sink}{attempt}", extra, measure,
                                                    cpus)
-                    runs.append((measure["cpu_s"], seconds, rss, startup))
-                cpu, seconds, rss, startup = sorted(runs)[1]
+                    endpoint_cpu = cpu_seconds(endpoint.pid) - endpoint_before
+                    runs.append((measure["cpu_s"], seconds, rss, startup, endpoint_cpu))
+                cpu, seconds, rss, startup, endpoint_cpu = sorted(runs)[1]
                 row[sink] = {"rows_s": n / seconds, "cpu_per_m": cpu * 1e6 / n,
-                             "rss": max(r[2] for r in runs), "startup": startup, "seconds": seconds}
+                             "rss": max(r[2] for r in runs), "startup": startup, "seconds": seconds,
+                             "endpoint_cpu_per_m": endpoint_cpu * 1e6 / n}
             results.append(row)
             print(f"cost, {name}: {row}", flush=True)
     finally:
@@ -784,6 +789,8 @@ def cost_section(results):
                      f"| {one['rows_s']:,.0f} | {one['cpu_per_m']:.2f} "
                      f"| {max(f['rss'], k['rss'], one['rss']):.0f} |")
     worst = max(r["instant1"]["cpu_per_m"] for r in results)
+    many = next(r for r in results if r["workload"].startswith("20 tables"))
+    endpoint = many["instant"]["endpoint_cpu_per_m"]
     slowest = min(r["instant1"]["rows_s"] for r in results)
     follows = lambda vcpu: f"{round(vcpu * 1e6 / worst, -3):,.0f}"
     lines += [
@@ -795,7 +802,11 @@ def cost_section(results):
         "",
         "The single-table workloads' Kinesis rows/s are bound by one record in flight per "
         "partition key (500 events a record, one round trip to the endpoint each), not by CPU; "
-        "the 20-table workload keeps several keys in flight.",
+        "the 20-table workload keeps several keys in flight. That one is bound by the machine: "
+        f"the endpoint itself (Python) used {endpoint:.2f} CPU seconds per million rows there, "
+        f"the daemon {many['instant']['cpu_per_m']:.2f}, and the MariaDB server sending the binlog "
+        "shares the same two cores; pinned to one core, the daemon leaves the other to them "
+        f"({many['instant1']['rows_s']:,.0f} rows/s).",
         "",
         "What one Fargate task can follow: with 1 vCPU at least the one-core rate above "
         f"({slowest:,.0f} rows/s on the slowest workload, measured); from CPU alone, at the "
@@ -957,7 +968,8 @@ def targets(rows, quota_results, latency_result, comparison, cost_results):
     ratio = comparison["decode_s"] / (comparison["daemon_file_s"] - comparison["daemon_startup_s"])
     hot = quota_results["hot"]["quota_fraction"]
     p99 = latency_result["p99_ms"]
-    many = next(c for c in cost_results if c["workload"].startswith("20 tables"))["instant"]["rows_s"]
+    twenty = next(c for c in cost_results if c["workload"].startswith("20 tables"))
+    many, many1 = twenty["instant"]["rows_s"], twenty["instant1"]["rows_s"]
     cpu = [c["instant"]["cpu_per_m"] for c in cost_results]
     cpu1 = [c["instant1"]["cpu_per_m"] for c in cost_results]
     met = lambda ok: "met" if ok else "**missed**"
@@ -969,7 +981,8 @@ def targets(rows, quota_results, latency_result, comparison, cost_results):
         f"| file sink at least 2,000,000 row events/s | {min(after_startup):,.0f}-{max(after_startup):,.0f} "
         f"rows/s after startup | {met(min(after_startup) >= 2e6)} |",
         f"| at least 1.5x faster than `mariadb-binlog -v` on the same binlog | {ratio:.2f}x its speed (after startup) | {met(ratio >= 1.5)} |",
-        f"| Kinesis path (instant endpoint) at least 1,000,000 rows/s on the 20-table workload | {many:,.0f} rows/s | {met(many >= 1e6)} |",
+        f"| Kinesis path (instant endpoint) at least 1,000,000 rows/s on the 20-table workload | {many:,.0f} rows/s "
+        f"(the daemon on one core, the endpoint and server on the other: {many1:,.0f}) | {met(many >= 1e6)} |",
         f"| Kinesis path at most 1 CPU second per million rows on every workload | {min(cpu):.2f}-{max(cpu):.2f} "
         f"(on one core {min(cpu1):.2f}-{max(cpu1):.2f}) | {met(max(cpu) <= 1)} |",
         f"| at least 90% of the shard byte quota for one hot table | {hot:.0%} | {met(hot >= 0.9)} |",
