@@ -388,6 +388,8 @@ pub async fn decode_files(
 #[cfg(test)]
 mod compressed_tests;
 #[cfg(test)]
+mod packet_tests;
+#[cfg(test)]
 mod partial_tests;
 #[cfg(test)]
 mod tests;

@@ -464,6 +464,10 @@ fn buffer_pool() -> &'static Arc<crate::buffer_pool::BufferPool> {
 #[doc(inline)]
 pub use self::conn::binlog_stream::{request::BinlogStreamRequest, BinlogStream};
 
+// binlog-kinesis patch: see `event_fits`.
+#[doc(inline)]
+pub use self::conn::binlog_stream::event_fits as binlog_event_fits;
+
 #[doc(inline)]
 pub use self::conn::Conn;
 

@@ -9,8 +9,8 @@
 use futures_core::ready;
 use mysql_common::{
     binlog::{
-        consts::{BinlogVersion::Version4, EventType},
-        events::{Event, TableMapEvent, TransactionPayloadEvent},
+        consts::{BinlogChecksumAlg, BinlogVersion::Version4, EventType},
+        events::{Event, FormatDescriptionEvent, TableMapEvent, TransactionPayloadEvent},
         EventStreamReader,
     },
     io::ParseBuf,
@@ -175,6 +175,15 @@ impl futures_core::stream::Stream for BinlogStream {
 
         if first_byte == Some(0) {
             let event_data = &packet[1..];
+            // binlog-kinesis patch: `mysql_common` reads an event by its header's size, unwraps
+            // the read (a panic when the packet is shorter) and slices off the checksum (a
+            // panic when the event is shorter than one): refuse such a packet instead.
+            if !event_fits(self.esr.get_fde(), event_data) {
+                return Poll::Ready(Some(Err(DriverError::UnexpectedPacket {
+                    payload: packet.to_vec(),
+                }
+                .into())));
+            }
             match self.esr.read(event_data) {
                 Ok(Some(event)) => {
                     // binlog-kinesis patch: `&& self.decompress_payloads`.
@@ -199,6 +208,34 @@ impl futures_core::stream::Stream for BinlogStream {
             .into())))
         }
     }
+}
+
+/// binlog-kinesis patch: whether `data`, one replication packet's event, is as long as its
+/// header says and long enough for the checksum `fde` (the stream's format description) makes
+/// it carry, so that `mysql_common`'s `Event::read` can read it without panicking. A format
+/// description event brings its own checksum setting and is read safely at any length.
+pub fn event_fits(fde: &FormatDescriptionEvent<'_>, data: &[u8]) -> bool {
+    const HEADER_LEN: usize = 19;
+    const CHECKSUM_LEN: usize = 4;
+    if data.len() < HEADER_LEN {
+        return false;
+    }
+    let size = u32::from_le_bytes([data[9], data[10], data[11], data[12]]) as usize;
+    if size != data.len() {
+        return false;
+    }
+    if data[4] == EventType::FORMAT_DESCRIPTION_EVENT as u8 {
+        return true;
+    }
+    let footer = fde.footer();
+    // As `Event::read` decides: an algorithm other than OFF (an unknown one included), while
+    // checksums are enabled.
+    let checksum = footer.get_checksum_enabled()
+        && !matches!(
+            footer.get_checksum_alg(),
+            Ok(None) | Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_OFF))
+        );
+    !checksum || size >= HEADER_LEN + CHECKSUM_LEN
 }
 
 #[cfg(test)]
